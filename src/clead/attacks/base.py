@@ -1,0 +1,74 @@
+"""The attack contract.
+
+An attack is called as ``attack(model, x, y) -> x_adv``. It takes the model per call, runs it in eval
+mode and restores the model's previous mode afterwards, never accumulates parameter gradients, and
+returns points inside the eps-ball around ``x`` (Linf or L2) and inside [0, 1].
+
+An *objective* is what the attack maximises: ``objective(model, x_adv, y) -> (loss_per_sample, logits)``.
+Returning per-sample losses lets PGD keep the best iterate of each sample.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import CleadError
+from ..registry import Registry
+
+Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+NORMS = ("linf", "l2")
+
+#: Evaluation presets: name -> factory(eps, norm, restarts) -> Attack.
+ATTACKS: Registry = Registry("attack")
+
+
+def ce_objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of the true class (the PGD objective of Madry et al. 2018)."""
+    logits = model(x)
+    return F.cross_entropy(logits, y, reduction="none"), logits
+
+
+def check_threat_model(eps: float, norm: str) -> None:
+    if norm not in NORMS:
+        raise CleadError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
+    if not 0.0 <= eps <= 1.0 and norm == "linf":
+        raise CleadError(f"eps={eps} is outside [0, 1] (images are in [0, 1]); use e.g. 0.1 or 8/255")
+    if eps < 0.0:
+        raise CleadError(f"eps={eps} is negative")
+
+
+class Attack:
+    """Base class: handles the model's mode; subclasses implement `perturb`."""
+
+    def __init__(self, eps: float, norm: str = "linf") -> None:
+        check_threat_model(eps, norm)
+        self.eps = float(eps)
+        self.norm = norm
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.enable_grad():
+                return self.perturb(model, x.detach(), y).detach()
+        finally:
+            model.train(was_training)
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(eps={self.eps:g}, norm={self.norm})"
+
+
+def project(x: torch.Tensor, delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """Project ``delta`` onto the eps-ball and so that ``x + delta`` stays in [0, 1]."""
+    if norm == "linf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (delta.ndim - 1)))
+        delta = delta * (eps / norms).clamp(max=1.0)
+    return (x + delta).clamp(0.0, 1.0) - x

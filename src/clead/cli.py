@@ -1,0 +1,187 @@
+"""The ``clead`` command: train, eval, report."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from . import config as cfgmod
+from .errors import CleadError
+
+log = logging.getLogger("clead")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _type_of(f: dataclasses.Field) -> Any:
+    t = str(f.type)
+    if f.name in ("eps", "attack_alpha"):
+        return str  # numbers or fractions like 8/255, parsed by the config
+    if "bool" in t:
+        return lambda s: s.lower() in ("1", "true", "yes", "on")
+    if "int" in t:
+        return int
+    if "float" in t:
+        return float
+    return str
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    from .data import DATASETS
+    from .methods import METHODS
+    from .models import MODELS
+
+    choices = {"method": METHODS.names(), "model": MODELS.names(), "dataset": DATASETS.names()}
+    g = p.add_argument_group("run options (default: value in --config, else shown default)")
+    for f in dataclasses.fields(cfgmod.TrainConfig):
+        if f.name == "method_args":
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        help_ = f.metadata["help"]
+        if f.name in choices:
+            help_ += f" ({', '.join(choices[f.name])})"
+        help_ += f" [default: {default}]"
+        if f.name == "milestones":
+            g.add_argument(_flag(f.name), type=float, nargs="+", default=None, help=help_)
+        else:
+            g.add_argument(_flag(f.name), type=_type_of(f), default=None, help=help_, metavar=f.name.upper())
+    # method knobs: one flag per field of every method's Params (shared names such as beta share a flag)
+    mg = p.add_argument_group("method options (apply to the methods named in the help)")
+    seen: dict[str, tuple[dataclasses.Field, list[str]]] = {}
+    for name in METHODS.names():
+        for f in dataclasses.fields(METHODS.get(name).Params):
+            seen.setdefault(f.name, (f, []))[1].append(name)
+    for fname, (f, methods) in seen.items():
+        mg.add_argument(
+            _flag(fname), dest=f"method.{fname}", type=_type_of(f), default=None, metavar=fname.upper(),
+            help=f"{f.metadata['help']} [default: {f.default}] (methods: {', '.join(methods)})",
+        )  # fmt: skip
+
+
+def _config_from_args(args: argparse.Namespace) -> cfgmod.TrainConfig:
+    from . import run as runmod
+
+    if args.config:
+        base = cfgmod.load_yaml(args.config)
+    elif args.resume and runmod.is_run(Path(args.out)):
+        base = runmod.read_config(args.out).to_dict()
+    else:
+        base = {}
+    flags: dict[str, Any] = {}
+    method_flags: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if value is None:
+            continue
+        if key.startswith("method."):
+            method_flags[key.split(".", 1)[1]] = value
+        elif key in cfgmod.field_names():
+            flags[key] = value
+    if method_flags:
+        flags["method_args"] = method_flags
+    merged = cfgmod.merge(base, flags)
+    if "method" in flags and base.get("method", flags["method"]) != flags["method"]:
+        # switching method from the command line: the file's method knobs belong to the other method
+        merged["method_args"] = method_flags
+    return cfgmod.from_dict(merged, source=args.config or "options")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .trainer import train
+
+    if args.out is None:
+        raise CleadError("--out DIR is required (the run directory)")
+    cfg = _config_from_args(args)
+    out = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    log.info("done: %s (evaluate with `clead eval %s`)", out, out)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_run
+    from .report import markdown_table
+
+    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    for run_dir in args.runs:
+        res = evaluate_run(run_dir, attacks, n=args.n, checkpoint=args.checkpoint, eps=args.eps,
+                           batch_size=args.batch_size, seed=args.seed, restarts=args.restarts,
+                           device=args.device, progress=not args.quiet)  # fmt: skip
+        log.info("%s: clean %.2f%%, robust %.2f%% (n=%d) -> %s/eval.json", run_dir,
+                 100 * res["clean_accuracy"], 100 * res["robust_accuracy"], res["n"], run_dir)  # fmt: skip
+    print(markdown_table(args.runs))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .io import write_text
+    from .report import markdown_table
+
+    table = markdown_table(args.runs)
+    print(table)
+    if args.out:
+        write_text(args.out, "# clead report\n\n" + table)
+        log.info("wrote %s", args.out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .attacks import ATTACKS
+    from .evaluate import DEFAULT_ATTACKS
+
+    p = _Parser(prog="clead", description="C-LEAD and baseline adversarial training, evaluation and reports.")
+    p.add_argument("--version", action="version", version=f"clead {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model into a run directory",
+                       description="Train a classifier. Options: defaults < --config FILE < flags.")  # fmt: skip
+    t.add_argument("--config", help="YAML file of run options (see configs/)")
+    t.add_argument("--out", help="run directory to create (required), e.g. runs/NAME")
+    t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from last.pt")
+    t.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_train_args(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate runs under attack; writes RUN/eval.json",
+                       description="Evaluate runs on the test set; robust accuracy is the worst case per sample.")  # fmt: skip
+    e.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    e.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS),
+                   help=f"comma-separated attacks from: {', '.join(ATTACKS.names())} [default: %(default)s]")  # fmt: skip
+    e.add_argument("--n", type=int, default=None, help="evaluate on the first N test images [default: all]")
+    e.add_argument("--eps", default=None, help="attack radius [default: the run's training eps]")
+    e.add_argument("--checkpoint", default="best", choices=["best", "last"], help="[default: %(default)s]")
+    e.add_argument("--restarts", type=int, default=None, help="restarts of pgd50 [default: 3]")
+    e.add_argument("--batch-size", type=int, default=500, help="[default: %(default)s]")
+    e.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts [default: %(default)s]")
+    e.add_argument("--device", default="auto", help="auto, cpu or cuda[:i] [default: %(default)s]")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("report", help="Markdown table comparing runs")
+    r.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    r.add_argument("--out", default=None, help="also write the table to this Markdown file")
+    r.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CleadError as e:
+        print(f"clead {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"clead {args.command}: interrupted", file=sys.stderr)
+        return 130

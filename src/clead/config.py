@@ -1,0 +1,155 @@
+"""Run configuration: one dataclass, defaults in one place, YAML in and out, validated.
+
+Resolution order: the defaults below < ``--config FILE`` < command-line flags. Method knobs live in
+each method's ``Params`` dataclass and are stored under ``method_args``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import CleadError
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "piecewise", "constant")
+
+
+def parse_eps(value: Any) -> float:
+    """A number or a fraction such as ``8/255``."""
+    if isinstance(value, bool):
+        raise CleadError(f"eps must be a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(Fraction(str(value).strip()))
+    except (ValueError, ZeroDivisionError):
+        raise CleadError(f"eps must be a number or a fraction like 8/255, got {value!r}") from None
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    method: str = _f("clead", "training method")
+    model: str = _f("small-cnn", "architecture")
+    dataset: str = _f("fashion-mnist", "dataset")
+    data_dir: str | None = _f(None, "dataset directory (default: the dataset's standard location)")
+    norm: str = _f("linf", "threat model of the training attack: linf or l2")
+    eps: float = _f(0.1, "training attack radius, a number or a fraction like 8/255")
+    attack_steps: int = _f(10, "PGD steps of the training attack (all methods)")
+    attack_alpha: float | None = _f(None, "PGD step size of the training attack (default 2.5*eps/steps)")
+    epochs: int = _f(10, "training epochs")
+    batch_size: int = _f(128, "batch size")
+    optimizer: str = _f("sgd", "sgd (with momentum) or adam")
+    lr: float = _f(0.01, "peak learning rate")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(5e-4, "weight decay")
+    schedule: str = _f("cosine", "learning-rate schedule: cosine, piecewise or constant")
+    milestones: list = _f([0.5, 0.75], "piecewise: fractions of training at which the LR drops by 10x")
+    seed: int = _f(0, "random seed (weights, data order, attack starts)")
+    train_size: int | None = _f(None, "train on the first N training images only (quick runs)")
+    val_size: int = _f(5000, "last N training images held out for checkpoint selection")
+    val_n: int = _f(1000, "validation images attacked after each epoch")
+    val_attack_steps: int = _f(10, "PGD steps of the per-epoch validation attack")
+    device: str = _f("auto", "auto, cpu or cuda[:i]")
+    method_args: dict = _f({}, "method knobs (see the method flags)")
+
+    def validate(self) -> "TrainConfig":
+        from .data import DATASETS
+        from .methods import METHODS
+        from .models import MODELS
+
+        self.eps = parse_eps(self.eps)
+        if self.attack_alpha is not None:
+            self.attack_alpha = parse_eps(self.attack_alpha)
+        from .attacks.base import check_threat_model
+
+        check_threat_model(self.eps, self.norm)
+        for name, registry in (("method", METHODS), ("model", MODELS), ("dataset", DATASETS)):
+            registry.get(getattr(self, name))
+        if self.optimizer not in OPTIMIZERS:
+            raise CleadError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise CleadError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
+        for name in ("epochs", "batch_size", "attack_steps", "val_attack_steps"):
+            if getattr(self, name) < 1:
+                raise CleadError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise CleadError(f"lr must be > 0, got {self.lr}")
+        if self.train_size is not None and self.train_size < 1:
+            raise CleadError(f"train_size must be >= 1, got {self.train_size}")
+        if self.val_size < 1 or self.val_n < 1:
+            raise CleadError("val_size and val_n must be >= 1")
+        self.method_args = dataclasses.asdict(self.method_params())
+        return self
+
+    def method_params(self) -> Any:
+        """The method's ``Params`` built from ``method_args``; unknown keys are an error."""
+        from .methods import METHODS
+
+        cls = METHODS.get(self.method).Params
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(self.method_args) - valid
+        if unknown:
+            raise CleadError(
+                f"method {self.method!r} has no option {', '.join(sorted(unknown))}; "
+                f"valid: {', '.join(sorted(valid)) or '(none)'}"
+            )
+        try:
+            return cls(**self.method_args)
+        except TypeError as e:
+            raise CleadError(f"bad method_args for {self.method}: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def from_dict(d: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Build and validate a config; keys that do not exist are an error naming the valid ones."""
+    if not isinstance(d, dict):
+        raise CleadError(f"{source}: expected a mapping of option: value")
+    unknown = set(d) - set(field_names())
+    if unknown:
+        raise CleadError(
+            f"{source}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(field_names())}"
+        )
+    return TrainConfig(**d).validate()
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CleadError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise CleadError(f"{path} is not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CleadError(f"{path}: expected a mapping of option: value")
+    return data
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` wins; ``method_args`` are merged key by key."""
+    out = dict(base)
+    for k, v in override.items():
+        if k == "method_args" and isinstance(out.get(k), dict) and isinstance(v, dict):
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = v
+    return out

@@ -1,0 +1,12 @@
+"""Errors that the CLI turns into one clear line and exit code 2."""
+
+
+class CleadError(Exception):
+    """A user-facing error: bad input, missing data, a run that would be overwritten.
+
+    The CLI prints ``error: <message>`` and exits with code 2; no traceback.
+    """
+
+
+class TrainingDiverged(CleadError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""

@@ -1,0 +1,69 @@
+"""Contrastive losses on L2-normalised embeddings.
+
+Both losses are instances of one multi-positive InfoNCE: for an anchor ``i``, with similarities
+``s_ij = z_i . z_j / tau``, positives ``P(i)`` and candidates ``A(i) = {all j != i}``::
+
+    l_i = -1/|P(i)| * sum_{p in P(i)} log( exp(s_ip) / sum_{a in A(i)} exp(s_ia) )
+
+* **SupCon** (Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020, Eq. 2, L^sup_out):
+  every embedding is an anchor and ``P(i)`` = all other embeddings with the same label. The paper's
+  extra factor ``tau / base_tau`` is not applied (it only rescales the loss, i.e. ``lam``).
+* **Instance NT-Xent** (Chen et al., SimCLR, 2020, generalised to several views): only the clean
+  embeddings are anchors and ``P(i)`` = the adversarial views of the same image; labels are unused.
+
+Anchors without any positive are skipped (they contribute 0 and are not counted in the mean).
+"""
+from __future__ import annotations
+
+import torch
+
+
+def multi_positive_infonce(
+    z: torch.Tensor,
+    ids: torch.Tensor,
+    tau: float,
+    anchors: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-anchor losses ``l_i`` (0 where ``i`` is no anchor or has no positive) and the mask of counted anchors.
+
+    Args:
+        z: [M, d] embeddings, expected L2-normalised.
+        ids: [M] positives of ``i`` are the ``j != i`` with ``ids[j] == ids[i]``.
+        tau: temperature.
+        anchors: optional [M] bool mask of the rows used as anchors (default: all).
+    """
+    m = z.shape[0]
+    sim = (z @ z.T) / tau
+    self_mask = torch.eye(m, dtype=torch.bool, device=z.device)
+    sim = sim.masked_fill(self_mask, -float("inf"))
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    pos = (ids[:, None] == ids[None, :]) & ~self_mask
+    n_pos = pos.sum(1)
+    per_anchor = -log_prob.masked_fill(~pos, 0.0).sum(1) / n_pos.clamp_min(1)
+    counted = n_pos > 0
+    if anchors is not None:
+        counted = counted & anchors
+    return per_anchor * counted, counted
+
+
+def _mean(per_anchor: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
+    return per_anchor.sum() / counted.sum().clamp_min(1)
+
+
+def supcon_loss(z: torch.Tensor, labels: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
+    """SupCon over all rows of ``z`` (clean and adversarial views stacked), positives = same label."""
+    return _mean(*multi_positive_infonce(z, labels, tau))
+
+
+def instance_ids(n: int, views: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids and anchor mask for ``[clean; view_1; ...; view_V]`` stacked row-wise (clean rows are anchors)."""
+    ids = torch.arange(n, device=device).repeat(views + 1)
+    anchors = torch.zeros(n * (views + 1), dtype=torch.bool, device=device)
+    anchors[:n] = True
+    return ids, anchors
+
+
+def instance_nt_xent(z: torch.Tensor, n: int, tau: float = 0.1) -> torch.Tensor:
+    """NT-Xent with clean anchors: ``z`` is ``[clean (n rows); view_1; ...; view_V]``."""
+    ids, anchors = instance_ids(n, z.shape[0] // n - 1, z.device)
+    return _mean(*multi_positive_infonce(z, ids, tau, anchors))

@@ -1,0 +1,59 @@
+"""The training-method contract.
+
+A method turns a batch into a loss: ``method.loss(model, x, y, epoch) -> (loss, parts)``. It owns its
+inner attack (built from the shared `Budget`, so every method gets the same attack budget) and any
+extra trainable module (C-LEAD's projection head): a method is an ``nn.Module`` whose parameters the
+trainer optimises with the model's and whose state goes into the checkpoint. The trainer knows
+nothing else about methods; adding one is one new file here.
+
+Each method declares its knobs as a ``Params`` dataclass; the defaults there are the only defaults.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..attacks import PGD, Objective, ce_objective
+from ..registry import Registry
+
+METHODS: Registry = Registry("method")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The adversary used inside training: the same for every method."""
+
+    eps: float
+    norm: str = "linf"
+    steps: int = 10
+    alpha: float | None = None  # default 2.5 * eps / steps
+
+    def pgd(self, objective: Objective = ce_objective, init: str = "uniform") -> PGD:
+        """The inner attack: last iterate, no restarts (as in adversarial training practice)."""
+        return PGD(
+            self.eps, steps=self.steps, alpha=self.alpha, norm=self.norm, init=init,
+            objective=objective, keep_best=False,
+        )  # fmt: skip
+
+
+@dataclass
+class NoParams:
+    """This method has no knobs."""
+
+
+class Method(nn.Module):
+    Params: ClassVar[type] = NoParams
+
+    def __init__(self, params: Any, budget: Budget, feature_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.params = params
+        self.budget = budget
+
+    def loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # pragma: no cover - abstract
+        """The training loss on batch (x, y) at 0-based ``epoch``, and its named parts (detached)."""
+        raise NotImplementedError

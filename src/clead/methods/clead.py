@@ -1,0 +1,125 @@
+"""C-LEAD: contrastive learning for enhanced adversarial defense.
+
+Per batch (x, y), with feature extractor h (the model's ``features``), projection head g (a 2-layer MLP
+owned by this method, not part of the exported classifier) and z = normalize(g(h(.))):
+
+1. ``views`` adversarial copies of x, each by PGD (own random start) inside the eps-ball maximising
+   ``attack_loss``: ``ce`` = CE(f(x_adv), y); ``contrastive`` = L_con over [clean; this view];
+   ``joint`` = the training loss below (its w_clean term does not depend on x_adv). The attack runs in
+   eval mode; the clean embeddings it contrasts with are computed once, in eval mode, without gradient.
+2. L_con over the clean and all adversarial embeddings: ``supervised`` = SupCon (positives: same label),
+   ``instance`` = NT-Xent with clean anchors and their own views as positives.
+3. L = w_adv * CE(f(x_adv), y) + w_clean * CE(f(x), y) + lam * L_con; during the first
+   ``warmup_epochs`` the contrastive term is off (and the attack maximises CE).
+
+Clean and adversarial images go through the network as one batch, so the extra cost over PGD-AT at equal
+steps is one clean forward/backward (plus one no-grad clean forward when the attack uses L_con).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import CleadError
+from ..losses import instance_ids, multi_positive_infonce
+from .base import METHODS, Budget, Method
+
+MODES = ("supervised", "instance")
+ATTACK_LOSSES = ("ce", "contrastive", "joint")
+
+
+@dataclass
+class CLEADParams:
+    mode: str = field(default="supervised", metadata={"help": "C-LEAD: contrastive term, supervised (SupCon) or instance (NT-Xent)"})
+    attack_loss: str = field(default="joint", metadata={"help": "C-LEAD: what the inner attack maximises: ce, contrastive or joint"})
+    views: int = field(default=1, metadata={"help": "C-LEAD: adversarial views per image"})
+    lam: float = field(default=1.0, metadata={"help": "C-LEAD: weight of the contrastive term"})
+    tau: float = field(default=0.1, metadata={"help": "C-LEAD: contrastive temperature"})
+    w_adv: float = field(default=1.0, metadata={"help": "C-LEAD: weight of CE on adversarial views"})
+    w_clean: float = field(default=0.0, metadata={"help": "C-LEAD: weight of CE on clean images"})
+    warmup_epochs: int = field(default=0, metadata={"help": "C-LEAD: epochs of plain CE before the contrastive term"})
+    proj_dim: int = field(default=128, metadata={"help": "C-LEAD: projection head output size"})
+    proj_hidden: int = field(default=0, metadata={"help": "C-LEAD: projection head hidden size (0 = feature size)"})
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise CleadError(f"unknown C-LEAD mode {self.mode!r}; valid: {', '.join(MODES)}")
+        if self.attack_loss not in ATTACK_LOSSES:
+            raise CleadError(f"unknown attack_loss {self.attack_loss!r}; valid: {', '.join(ATTACK_LOSSES)}")
+        if self.views < 1:
+            raise CleadError(f"views must be >= 1, got {self.views}")
+        if self.tau <= 0:
+            raise CleadError(f"tau must be > 0, got {self.tau}")
+        if min(self.lam, self.w_adv, self.w_clean) < 0:
+            raise CleadError("lam, w_adv and w_clean must be >= 0")
+
+
+@METHODS.register("clead")
+class CLEAD(Method):
+    Params = CLEADParams
+
+    def __init__(self, params: CLEADParams, budget: Budget, feature_dim: int, num_classes: int) -> None:
+        super().__init__(params, budget, feature_dim, num_classes)
+        hidden = params.proj_hidden or feature_dim
+        self.projector = nn.Sequential(
+            nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, params.proj_dim)
+        )
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projector(features), dim=1)
+
+    def contrastive_terms(self, z: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
+        """Per-anchor L_con for ``z = [clean; view_1; ...]`` (0 for rows that are not counted anchors)
+        divided by the number of counted anchors, so that ``.sum()`` is the mean loss."""
+        views = z.shape[0] // n - 1
+        if self.params.mode == "supervised":
+            per, counted = multi_positive_infonce(z, y.repeat(views + 1), self.params.tau)
+        else:
+            ids, anchors = instance_ids(n, views, z.device)
+            per, counted = multi_positive_infonce(z, ids, self.params.tau, anchors)
+        return per / counted.sum().clamp_min(1)
+
+    def contrastive_on(self, epoch: int) -> bool:
+        return epoch >= self.params.warmup_epochs and self.params.lam > 0
+
+    def attack_objective(self, x: torch.Tensor, epoch: int):
+        p = self.params
+        use_con = self.contrastive_on(epoch) and p.attack_loss != "ce"
+        use_ce = p.attack_loss != "contrastive" or not use_con
+        w_ce = p.w_adv if (p.attack_loss == "joint" and use_con) else 1.0
+        z_clean: list[torch.Tensor] = []
+
+        def objective(model: nn.Module, xa: torch.Tensor, y: torch.Tensor):
+            feats = model.features(xa)
+            logits = model.classify(feats)
+            loss = w_ce * F.cross_entropy(logits, y, reduction="none") if use_ce else logits.new_zeros(len(y))
+            if use_con:
+                if not z_clean:  # once per attack, in the attack's (eval) mode
+                    with torch.no_grad():
+                        z_clean.append(self.embed(model.features(x)))
+                n = len(y)
+                per = self.contrastive_terms(torch.cat([z_clean[0], self.embed(feats)]), y, n)
+                # per-sample share: the anchors of sample i (clean and view) summed, scaled to a batch mean
+                loss = loss + p.lam * n * per.view(2, n).sum(0)
+            return loss, logits
+
+        return objective
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
+        p = self.params
+        n = len(y)
+        x_advs = [self.budget.pgd(self.attack_objective(x, epoch))(model, x, y) for _ in range(p.views)]
+        feats = model.features(torch.cat([x, *x_advs]))
+        logits = model.classify(feats)
+        ce_clean = F.cross_entropy(logits[:n], y)
+        ce_adv = F.cross_entropy(logits[n:], y.repeat(p.views))
+        loss = p.w_adv * ce_adv + p.w_clean * ce_clean
+        parts = {"ce_adv": ce_adv.detach(), "ce_clean": ce_clean.detach()}
+        if self.contrastive_on(epoch):
+            con = self.contrastive_terms(self.embed(feats), y, n).sum()
+            loss = loss + p.lam * con
+            parts["con"] = con.detach()
+        return loss, parts

@@ -1,0 +1,19 @@
+"""PGD adversarial training (Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018).
+
+min_theta E[ max_{||d|| <= eps} CE(f(x + d), y) ], the inner max by PGD with a uniform random start.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import METHODS, Method
+
+
+@METHODS.register("pgd-at")
+class PGDAT(Method):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
+        x_adv = self.budget.pgd()(model, x, y)
+        loss = F.cross_entropy(model(x_adv), y)
+        return loss, {"ce_adv": loss.detach()}

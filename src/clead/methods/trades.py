@@ -1,0 +1,50 @@
+"""TRADES (Zhang et al., "Theoretically Principled Trade-off between Robustness and Accuracy", ICML 2019).
+
+L = CE(f(x), y) + beta * KL(p(x) || p(x_adv)),  x_adv = argmax_{||d|| <= eps} KL(p(x) || p(x + d)),
+the inner max started at x + 0.001 * N(0, 1) and run with the clean distribution from eval mode, as in
+the authors' code (KL summed over classes, averaged over the batch).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import METHODS, Method
+
+
+def kl_per_sample(logits_clean: torch.Tensor, logits_adv: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(clean) || softmax(adv)) per sample."""
+    log_p = F.log_softmax(logits_clean, 1)
+    return (log_p.exp() * (log_p - F.log_softmax(logits_adv, 1))).sum(1)
+
+
+@dataclass
+class TradesParams:
+    beta: float = field(default=6.0, metadata={"help": "TRADES/MART: weight of the robustness regulariser"})
+
+
+@METHODS.register("trades")
+class TRADES(Method):
+    Params = TradesParams
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
+        with torch.no_grad():
+            was_training = model.training
+            model.eval()
+            clean_logits = model(x)
+            model.train(was_training)
+
+        def objective(m: nn.Module, xa: torch.Tensor, ya: torch.Tensor):
+            logits = m(xa)
+            return kl_per_sample(clean_logits, logits), logits
+
+        x_adv = self.budget.pgd(objective, init="normal")(model, x, y)
+        logits = model(torch.cat([x, x_adv]))
+        logits_clean, logits_adv = logits.chunk(2)
+        ce = F.cross_entropy(logits_clean, y)
+        kl = kl_per_sample(logits_clean, logits_adv).mean()
+        loss = ce + self.params.beta * kl
+        return loss, {"ce": ce.detach(), "kl": kl.detach()}

@@ -1,0 +1,138 @@
+"""The run directory: what a training run writes and what later stages read.
+
+``RUN/config.yaml`` (resolved config), ``RUN/last.pt`` (full training state, every epoch),
+``RUN/best.pt`` (weights with the best validation PGD accuracy), ``RUN/metrics.jsonl`` (one line per
+epoch), ``RUN/eval.json`` (evaluation). Checkpoints hold only tensors and plain containers and are
+loaded with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from . import config as cfgmod
+from .data import load_dataset
+from .errors import CleadError
+from .io import load_torch
+from .methods import METHODS, Budget, Method
+from .models import Classifier, create_model
+
+RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "eval.json", "train.log")
+CHECKPOINTS = ("best", "last")
+
+
+def is_run(path: Path) -> bool:
+    return (path / "config.yaml").is_file()
+
+
+def read_config(run_dir: str | Path) -> cfgmod.TrainConfig:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CleadError(f"run directory {run_dir} does not exist")
+    if not is_run(run_dir):
+        raise CleadError(f"{run_dir} is not a clead run (no config.yaml)")
+    try:
+        data = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except yaml.YAMLError as e:
+        raise CleadError(f"{run_dir}/config.yaml is not valid YAML: {e}") from None
+    return cfgmod.from_dict(data, source=f"{run_dir}/config.yaml")
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CleadError(f"checkpoint {path} does not exist")
+    try:
+        state = load_torch(path)
+    except Exception as e:  # corrupt, truncated, or not a weights-only checkpoint
+        raise CleadError(f"checkpoint {path} is unreadable ({type(e).__name__}); it may be corrupt") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CleadError(f"checkpoint {path} is not a clead checkpoint")
+    return state
+
+
+def dataset_meta(cfg: cfgmod.TrainConfig) -> dict[str, Any]:
+    """What a model needs to know of its dataset, read from the dataset itself."""
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    return {"num_classes": data.num_classes, "image_shape": list(data.image_shape),
+            "mean": list(data.mean), "std": list(data.std)}  # fmt: skip
+
+
+def build(cfg: cfgmod.TrainConfig, meta: dict[str, Any]) -> tuple[Classifier, Method]:
+    """Model and method for a config; ``meta`` as stored in checkpoints (see `dataset_meta`)."""
+    model = create_model(cfg.model, meta["num_classes"], tuple(meta["image_shape"]), meta["mean"], meta["std"])
+    budget = Budget(eps=cfg.eps, norm=cfg.norm, steps=cfg.attack_steps, alpha=cfg.attack_alpha)
+    method = METHODS.get(cfg.method)(cfg.method_params(), budget, model.feature_dim, meta["num_classes"])
+    return model, method
+
+
+def load_model(run_dir: str | Path, checkpoint: str = "best") -> Classifier:
+    """The trained classifier of a run, in eval mode: input [0, 1] NCHW, output logits.
+
+    The projection head and other training-only parts are not included.
+    """
+    run_dir = Path(run_dir)
+    if checkpoint not in CHECKPOINTS:
+        raise CleadError(f"unknown checkpoint {checkpoint!r}; valid: {', '.join(CHECKPOINTS)}")
+    cfg = read_config(run_dir)
+    state = load_checkpoint(run_dir / f"{checkpoint}.pt")
+    model, _ = build(cfg, state["meta"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CleadError(f"{run_dir}/{checkpoint}.pt does not fit model {cfg.model!r}: {first}") from None
+    return model.eval()
+
+
+def prepare_out(out: Path, cfg: cfgmod.TrainConfig, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix runs: an existing run is continued (--resume) or replaced (--overwrite), never both."""
+    if resume and overwrite:
+        raise CleadError("--resume and --overwrite exclude each other")
+    if resume:
+        if not is_run(out):
+            raise CleadError(f"cannot resume: {out} holds no run (no config.yaml)")
+        old = read_config(out)
+        if old.to_dict() != cfg.to_dict():
+            diff = [k for k in cfgmod.field_names() if getattr(old, k) != getattr(cfg, k)]
+            raise CleadError(
+                f"cannot resume {out}: its config differs in {', '.join(diff)}; "
+                "resume with the same options (or none: `clead train --resume --out RUN`)"
+            )
+        return
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            what = "a run" if is_run(out) else "other files"
+            raise CleadError(f"{out} already holds {what}; use --resume to continue it or --overwrite to replace it")
+        if not is_run(out):
+            raise CleadError(f"{out} is not a clead run; refusing to delete its files, choose another --out")
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        for extra in out.iterdir():
+            if extra.is_dir():
+                shutil.rmtree(extra)
+            else:
+                extra.unlink()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise CleadError(f"unknown device {name!r}; use auto, cpu or cuda[:i]") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CleadError("device cuda requested but CUDA is not available")
+    return dev

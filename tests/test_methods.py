@@ -1,0 +1,108 @@
+"""Every training method: one optimisation step lowers its own loss on a fixed batch; C-LEAD's parts."""
+import dataclasses
+
+import pytest
+import torch
+
+from clead.methods import METHODS, Budget
+from clead.methods.clead import CLEAD, CLEADParams
+from clead.errors import CleadError
+
+from conftest import ToyNet, synthetic_images
+
+
+def batch(n=32):
+    x, y = synthetic_images(n, seed=5)
+    return x.float().unsqueeze(1) / 255, y
+
+
+def make(name, **params):
+    cls = METHODS.get(name)
+    return cls(cls.Params(**params), Budget(eps=0.1, steps=3), feature_dim=64, num_classes=10)
+
+
+def loss_at(method, model, x, y, epoch=0, seed=0):
+    torch.manual_seed(seed)  # same attack start for before/after
+    loss, parts = method.loss(model, x, y, epoch)
+    return loss, parts
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_one_step_lowers_the_loss(name):
+    torch.manual_seed(0)
+    model, method = ToyNet(), make(name)
+    model.train()
+    x, y = batch()
+    opt = torch.optim.SGD([*model.parameters(), *method.parameters()], lr=0.05)
+    before, parts = loss_at(method, model, x, y)
+    assert torch.isfinite(before) and parts
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    after, _ = loss_at(method, model, x, y)
+    assert after.item() < before.item()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"mode": "instance"},
+        {"attack_loss": "ce"},
+        {"attack_loss": "contrastive"},
+        {"views": 2},
+        {"w_clean": 0.5, "lam": 0.3, "tau": 0.5},
+    ],
+)
+def test_clead_variants_lower_their_loss(params):
+    torch.manual_seed(0)
+    model, method = ToyNet(), make("clead", **params)
+    x, y = batch()
+    opt = torch.optim.SGD([*model.parameters(), *method.parameters()], lr=0.05)
+    before, parts = loss_at(method, model, x, y)
+    assert "con" in parts
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    assert loss_at(method, model, x, y)[0].item() < before.item()
+
+
+def test_clead_loss_is_the_stated_sum():
+    torch.manual_seed(0)
+    model, method = ToyNet(), make("clead", w_adv=0.7, w_clean=0.2, lam=1.5)
+    model.eval()  # no dropout in ToyNet anyway; deterministic parts
+    x, y = batch()
+    loss, parts = loss_at(method, model, x, y)
+    expected = 0.7 * parts["ce_adv"] + 0.2 * parts["ce_clean"] + 1.5 * parts["con"]
+    assert torch.allclose(loss.detach(), expected)
+
+
+def test_clead_warmup_switches_the_contrastive_term_off():
+    model, method = ToyNet(), make("clead", warmup_epochs=2)
+    x, y = batch()
+    _, parts0 = loss_at(method, model, x, y, epoch=1)
+    _, parts2 = loss_at(method, model, x, y, epoch=2)
+    assert "con" not in parts0 and "con" in parts2
+
+
+def test_clead_attack_increases_its_objective():
+    torch.manual_seed(0)
+    model, method = ToyNet(), make("clead")
+    x, y = batch()
+    objective = method.attack_objective(x, epoch=0)
+    adv = method.budget.pgd(objective)(model, x, y)
+    assert objective(model, adv, y)[0].sum() > objective(model, x, y)[0].sum()
+
+
+def test_projection_head_is_not_part_of_the_classifier():
+    model, method = ToyNet(), make("clead", proj_dim=16)
+    assert not any(k.startswith("projector") for k in model.state_dict())
+    assert method.projector[-1].out_features == 16
+
+
+def test_bad_clead_params_are_errors():
+    for bad in ({"mode": "cluster"}, {"attack_loss": "kl"}, {"views": 0}, {"tau": 0}):
+        with pytest.raises(CleadError):
+            CLEADParams(**bad)
+    assert {f.name for f in dataclasses.fields(CLEADParams)} >= {"mode", "attack_loss", "views", "lam", "tau"}
+    assert CLEAD.Params is CLEADParams
