@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--eps", default=None, help="attack radius [default: the run's training eps]")
     e.add_argument("--checkpoint", default="best", choices=["best", "last"], help="[default: %(default)s]")
     e.add_argument("--restarts", type=int, default=None, help="restarts of pgd50 [default: 3]")
-    e.add_argument("--batch-size", type=int, default=500, help="[default: %(default)s]")
+    e.add_argument("--batch-size", type=int, default=128,
+                   help="attack batch size; 128 is fastest on CPU, raise it on a GPU [default: %(default)s]")
     e.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts [default: %(default)s]")
     e.add_argument("--device", default="auto", help="auto, cpu or cuda[:i] [default: %(default)s]")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -176,7 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors (already printed)
+        return int(e.code or 0)
     try:
         return args.func(args)
     except CleadError as e:

@@ -47,7 +47,7 @@ def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch
 
 
 def validate(model: torch.nn.Module, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-             batch_size: int = 500) -> tuple[float, float]:  # fmt: skip
+             batch_size: int = 128) -> tuple[float, float]:  # fmt: skip
     """Clean and PGD accuracy on the validation images (PGD with the training budget, ``val_attack_steps``)."""
     attack = PGD(cfg.eps, steps=cfg.val_attack_steps, norm=cfg.norm)
     was_training = model.training
@@ -134,7 +134,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
             loss, parts = method.loss(model, xb, yb, epoch)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"loss became {float(loss)} at epoch {epoch + 1}, step {i + 1}; training stopped, "
+                    f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}; training stopped, "
                     + (f"the last good checkpoint {out / 'last.pt'} (epoch {epoch}) is kept; " if epoch else "no epoch had finished; ")
                     + "try a lower --lr"
                 )

@@ -20,8 +20,7 @@ class MART(Method):
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
         x_adv = self.budget.pgd(init="normal")(model, x, y)
-        logits = model(torch.cat([x, x_adv]))
-        logits_clean, logits_adv = logits.chunk(2)
+        logits_clean, logits_adv = model(x), model(x_adv)
         p_adv = F.softmax(logits_adv, 1)
         # the most likely wrong class under attack
         top2 = p_adv.topk(2, dim=1).indices

@@ -42,8 +42,7 @@ class TRADES(Method):
             return kl_per_sample(clean_logits, logits), logits
 
         x_adv = self.budget.pgd(objective, init="normal")(model, x, y)
-        logits = model(torch.cat([x, x_adv]))
-        logits_clean, logits_adv = logits.chunk(2)
+        logits_clean, logits_adv = model(x), model(x_adv)
         ce = F.cross_entropy(logits_clean, y)
         kl = kl_per_sample(logits_clean, logits_adv).mean()
         loss = ce + self.params.beta * kl

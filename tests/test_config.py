@@ -1,0 +1,47 @@
+"""Configs: defaults, YAML round trip, unknown keys, eps fractions, method knobs."""
+import pytest
+import yaml
+
+from clead.config import TrainConfig, from_dict, load_yaml, merge, parse_eps
+from clead.errors import CleadError
+from pathlib import Path
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+
+def test_defaults_validate_and_fill_method_args():
+    cfg = TrainConfig().validate()
+    assert cfg.method == "clead" and cfg.method_args["tau"] == 0.1 and cfg.method_args["lam"] == 1.0
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = from_dict({"method": "trades", "eps": "8/255", "method_args": {"beta": 3.0}})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    again = from_dict(load_yaml(tmp_path / "c.yaml"))
+    assert again == cfg and again.eps == pytest.approx(8 / 255) and again.method_args == {"beta": 3.0}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_are_valid(path):
+    from_dict(load_yaml(path), source=str(path))
+
+
+def test_errors_name_the_bad_value():
+    with pytest.raises(CleadError, match="unknown key.*epoch_count.*valid:.*epochs"):
+        from_dict({"epoch_count": 3})
+    with pytest.raises(CleadError, match="has no option lam.*valid: beta"):
+        from_dict({"method": "trades", "method_args": {"lam": 1}})
+    with pytest.raises(CleadError, match="unknown method 'fgsm-at'; valid: clead, mart, pgd-at, standard, trades"):
+        from_dict({"method": "fgsm-at"})
+    with pytest.raises(CleadError, match="outside"):
+        from_dict({"eps": 1.5})
+    with pytest.raises(CleadError, match="negative"):
+        from_dict({"eps": -0.1, "norm": "l2"})
+    with pytest.raises(CleadError, match="fraction"):
+        parse_eps("eight")
+
+
+def test_merge_keeps_method_args_from_both():
+    assert merge({"method_args": {"lam": 1, "tau": 0.2}}, {"method_args": {"tau": 0.5}}) == {
+        "method_args": {"lam": 1, "tau": 0.5}
+    }

@@ -1,0 +1,95 @@
+"""Trainer: exact resume, NaN stop keeping the last good checkpoint, run directory safety."""
+import json
+
+import pytest
+import torch
+
+from clead import load_model
+from clead.config import from_dict
+from clead.errors import CleadError, TrainingDiverged
+from clead.io import load_torch
+from clead.methods.clead import CLEAD
+from clead.trainer import lr_at, train
+
+
+def tiny(idx_dir, **kw):
+    base = dict(data_dir=str(idx_dir), train_size=96, val_size=100, val_n=40, epochs=3, batch_size=32,
+                attack_steps=2, val_attack_steps=2, optimizer="sgd", lr=0.05, device="cpu")  # fmt: skip
+    return from_dict({**base, **kw})
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(idx_dir, tmp_path):
+    full = train(tiny(idx_dir), tmp_path / "full", progress=False)
+    part = tmp_path / "part"
+    train(tiny(idx_dir), part, progress=False, stop_after=1)
+    assert len((part / "metrics.jsonl").read_text().splitlines()) == 1
+    train(tiny(idx_dir), part, resume=True, progress=False)
+    a, b = load_torch(full / "last.pt"), load_torch(part / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k in a["method"]:
+        assert torch.equal(a["method"][k], b["method"][k]), k
+    lines = [json.loads(s) for s in (part / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2, 3]
+    assert {"loss", "ce_adv", "con", "val_clean", "val_pgd", "seconds"} <= set(lines[0])
+
+
+def test_load_model_returns_the_classifier_in_eval_mode(idx_dir, tmp_path):
+    out = train(tiny(idx_dir, epochs=1, method="pgd-at"), tmp_path / "r", progress=False)
+    model = load_model(out)
+    assert not model.training
+    x = torch.rand(4, 1, 16, 16)
+    assert model(x).shape == (4, 10)
+    assert not any("projector" in k for k in model.state_dict())
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(idx_dir, tmp_path, monkeypatch):
+    real = CLEAD.loss
+
+    def nan_from_second_epoch(self, model, x, y, epoch):
+        loss, parts = real(self, model, x, y, epoch)
+        return (loss * float("nan") if epoch >= 1 else loss), parts
+
+    monkeypatch.setattr(CLEAD, "loss", nan_from_second_epoch)
+    out = tmp_path / "r"
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2, step 1.*last good checkpoint.*epoch 1"):
+        train(tiny(idx_dir, epochs=2), out, progress=False)
+    state = load_torch(out / "last.pt")
+    assert state["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert load_model(out, "last")(torch.rand(2, 1, 16, 16)).isfinite().all()
+
+
+def test_run_directory_is_never_silently_overwritten(idx_dir, tmp_path):
+    out = train(tiny(idx_dir, epochs=1), tmp_path / "r", progress=False)
+    with pytest.raises(CleadError, match="already holds a run.*--resume.*--overwrite"):
+        train(tiny(idx_dir, epochs=1), out, progress=False)
+    with pytest.raises(CleadError, match="config differs in seed"):
+        train(tiny(idx_dir, epochs=1, seed=3), out, resume=True, progress=False)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious")
+    with pytest.raises(CleadError, match="not a clead run"):
+        train(tiny(idx_dir, epochs=1), other, overwrite=True, progress=False)
+    assert (other / "thesis.tex").read_text() == "precious"
+    train(tiny(idx_dir, epochs=1, seed=3), out, overwrite=True, progress=False)
+    assert "seed: 3" in (out / "config.yaml").read_text()
+
+
+def test_resume_from_missing_or_corrupt_checkpoint_leaves_files_untouched(idx_dir, tmp_path):
+    with pytest.raises(CleadError, match="holds no run"):
+        train(tiny(idx_dir), tmp_path / "none", resume=True, progress=False)
+    out = train(tiny(idx_dir, epochs=1), tmp_path / "r", progress=False)
+    (out / "last.pt").write_bytes(b"not a checkpoint")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(CleadError, match="unreadable.*corrupt"):
+        train(tiny(idx_dir, epochs=1), out, resume=True, progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_lr_schedules():
+    cos = from_dict({"lr": 0.1, "schedule": "cosine"})
+    assert lr_at(cos, 0) == pytest.approx(0.1) and lr_at(cos, 0.5) == pytest.approx(0.05) and lr_at(cos, 1) < 1e-12
+    pw = from_dict({"lr": 0.1, "schedule": "piecewise", "milestones": [0.5, 0.75]})
+    assert [lr_at(pw, p) for p in (0.4, 0.5, 0.8)] == pytest.approx([0.1, 0.01, 0.001])
