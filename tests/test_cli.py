@@ -26,10 +26,17 @@ def test_train_eval_report_end_to_end(idx_dir, tmp_path, capsys):
     assert code == 0, err
     assert {"config.yaml", "last.pt", "best.pt", "metrics.jsonl"} <= {p.name for p in run.iterdir()}
     assert "lam: 0.5" in (run / "config.yaml").read_text()
-    code, out, err = run_cli(capsys, "eval", str(run), "--attacks", "fgsm,pgd20", "--n", "40", "--quiet")
+    code, out, err = run_cli(capsys, "eval", str(run), "--attacks", "fgsm,pgd20,apgd", "--n", "40", "--quiet",
+                             "--sweep", "0,0.05,0.1", "--sweep-n", "20", "--check-n", "16")  # fmt: skip
     assert code == 0, err
     ev = json.loads((run / "eval.json").read_text())
-    assert ev["n"] == 40 and ev["eps"] == pytest.approx(8 / 255) and set(ev["per_attack"]) == {"fgsm", "pgd20"}
+    assert ev["n"] == 40 and ev["eps"] == pytest.approx(8 / 255) and set(ev["per_attack"]) == {"fgsm", "pgd20", "apgd"}
+    for key in ("clean_accuracy", "robust_accuracy", "per_attack", "threat_model", "eps", "n", "seed", "checks"):
+        assert key in ev
+    assert ev["sweep"]["eps"] == [0, 0.05, 0.1] and len(ev["checks"]) == 7
+    assert {"per_sample.csv", "eps_sweep.png"} <= {p.name for p in run.iterdir()}
+    assert len((run / "per_sample.csv").read_text().splitlines()) == 41
+    assert not (run / "eval_state.pt").exists()
     assert ev["robust_accuracy"] <= min(ev["per_attack"].values()) <= ev["clean_accuracy"]
     report = tmp_path / "report.md"
     code, out, _ = run_cli(capsys, "report", str(run), "--out", str(report))
@@ -91,7 +98,7 @@ def test_existing_run_and_unknown_attack(idx_dir, tmp_path, capsys):
     run = str(tmp_path / "r")
     assert run_cli(capsys, "train", "--data-dir", str(idx_dir), "--out", run, *TINY)[0] == 0
     one_line_error(capsys, ["train", "--data-dir", str(idx_dir), "--out", run, *TINY], "--overwrite")
-    one_line_error(capsys, ["eval", run, "--attacks", "pgd20,deepfool", "--quiet"], "valid: cw, fgsm, pgd20, pgd50")
+    one_line_error(capsys, ["eval", run, "--attacks", "pgd20,deepfool", "--quiet"], "valid: apgd, apgd-ce, autoattack, autoattack-plus, cw, fgsm, pgd20, pgd50")
     one_line_error(capsys, ["eval", run, "--n", "0", "--quiet"], "--n must be >= 1")
     (tmp_path / "r" / "best.pt").write_bytes(b"junk")
     one_line_error(capsys, ["eval", run, "--quiet"], "corrupt")

@@ -26,17 +26,19 @@ def test_worst_case_is_per_sample(trained_toy, toy_data, monkeypatch):
     assert (trained_toy(other).argmax(1) != y).all()
     monkeypatch.setitem(ATTACKS._items, "breaks-a", lambda eps, norm="linf", r=1: Breaks([0, 1]))
     monkeypatch.setitem(ATTACKS._items, "breaks-b", lambda eps, norm="linf", r=1: Breaks([2, 3]))
-    res = clead.evaluate(trained_toy, x, y, attacks=["breaks-a", "breaks-b"], eps=0.1, progress=False)
+    res = clead.evaluate(trained_toy, x, y, attacks=["breaks-a", "breaks-b"], eps=0.1, progress=False, checks=False)
     assert res["clean_accuracy"] == 1.0
     assert res["per_attack"] == {"breaks-a": 0.75, "breaks-b": 0.75}
     # the minimum over attacks would say 75%; per sample, 4 of 8 are broken by some attack
     assert res["robust_accuracy"] == 0.5
     assert res["per_sample"]["robust"].tolist() == [False] * 4 + [True] * 4
+    assert res["per_sample"]["broken_by"] == ["breaks-a"] * 2 + ["breaks-b"] * 2 + [""] * 4
 
 
 def test_evaluate_standard_model(trained_toy, toy_data):
     x, y = toy_data
-    res = clead.evaluate(trained_toy, x[:100], y[:100], attacks=["fgsm", "pgd20"], eps=0.3, progress=False)
+    res = clead.evaluate(trained_toy, x[:100], y[:100], attacks=["fgsm", "pgd20"], eps=0.3, progress=False,
+                         checks=False)
     assert res["n"] == 100 and res["threat_model"] == "linf" and res["eps"] == 0.3
     assert res["per_attack"]["pgd20"] <= res["per_attack"]["fgsm"] <= res["clean_accuracy"]
     assert res["robust_accuracy"] <= res["per_attack"]["pgd20"] < 0.5
@@ -51,3 +53,102 @@ def test_evaluate_bad_input(trained_toy, toy_data):
         clead.evaluate(trained_toy, x * 255, y, progress=False)
     with pytest.raises(CleadError, match="outside"):
         clead.evaluate(trained_toy, x, y, eps=3, progress=False)
+
+
+def test_autoattack_drives_a_standard_model_to_zero(trained_toy, toy_data):
+    x, y = toy_data[0][:48], toy_data[1][:48]
+    res = clead.evaluate(trained_toy, x, y, attacks=["autoattack"], eps=0.3, progress=False, checks=False)
+    assert res["clean_accuracy"] > 0.9
+    assert res["robust_accuracy"] <= 0.03
+    seq = res["sequence"]["autoattack"]
+    assert list(seq) == ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]
+    assert seq["clean"] >= seq["apgd-ce"] >= seq["square"] == res["robust_accuracy"]
+    assert all(b.startswith("autoattack/") or b == "clean" for b in res["per_sample"]["broken_by"])
+    assert (res["per_sample"]["linf"] <= 0.3 + 1e-6).all()
+
+
+def test_sweep_is_monotone_and_checks_pass_for_a_normal_model(trained_toy, toy_data):
+    x, y = toy_data[0][:48], toy_data[1][:48]
+    res = clead.evaluate(trained_toy, x, y, attacks=["fgsm", "pgd20"], eps=0.2, progress=False, check_n=48,
+                         sweep=[0, 0.1, 0.2, 0.3], sweep_n=48)
+    sw = res["sweep"]
+    assert sw["eps"] == [0, 0.1, 0.2, 0.3] and sw["pgd20"][0] == res["clean_accuracy"]
+    assert all(a >= b for a, b in zip(sw["pgd20"], sw["pgd20"][1:]))
+    assert all(a >= b for a, b in zip(sw["apgd-ce"], sw["apgd-ce"][1:]))
+    by_name = {c["name"]: c for c in res["checks"]}
+    assert {"deterministic_eval_mode", "zero_gradients", "iterative_vs_single_step", "more_steps_and_restarts",
+            "large_eps", "monotone_in_eps", "black_box_not_stronger"} == set(by_name)
+    assert [n for n, c in by_name.items() if c["passed"] is False] == []
+    assert by_name["black_box_not_stronger"]["passed"] is None  # Square was not run
+    assert all(c["explanation"] for c in res["checks"])
+
+
+class Quantised(torch.nn.Module):
+    """Planted gradient masking: the input is rounded to {0, 0.5, 1}, so every input gradient is zero."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(torch.round(x * 2) / 2)
+
+
+def test_planted_gradient_masking_is_caught(trained_toy, toy_data):
+    x, y = toy_data[0][:32], toy_data[1][:32]
+    masked = Quantised(trained_toy)
+    res = clead.evaluate(masked, x, y, attacks=["fgsm", "pgd20", "autoattack"], eps=0.3, progress=False, check_n=32)
+    failed = {c["name"] for c in res["checks"] if c["passed"] is False}
+    assert {"zero_gradients", "black_box_not_stronger"} <= failed
+    zero = next(c for c in res["checks"] if c["name"] == "zero_gradients")
+    assert zero["numbers"]["share_zero_gradient"] == 1.0
+    # white-box attacks see no gradient; the robust number they give alone is inflated
+    assert res["per_attack"]["pgd20"] > res["per_attack"]["autoattack"]
+
+
+def test_resumed_evaluation_equals_an_uninterrupted_one(trained_toy, toy_data, tmp_path, monkeypatch):
+    from clead.attacks import PGD
+
+    x, y = toy_data[0][:60], toy_data[1][:60]
+    kw = dict(attacks=["pgd20", "cw"], eps=0.2, batch_size=16, progress=False, checks=False)
+    full = clead.evaluate(trained_toy, x, y, **kw)
+    state = tmp_path / "state.pt"
+    real, calls = PGD.perturb, {"n": 0}
+
+    def flaky(self, *a):
+        calls["n"] += 1
+        if calls["n"] == 6:  # in the middle of the second attack
+            raise KeyboardInterrupt
+        return real(self, *a)
+
+    monkeypatch.setattr(PGD, "perturb", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        clead.evaluate(trained_toy, x, y, state_path=state, **kw)
+    assert state.is_file()
+    monkeypatch.setattr(PGD, "perturb", real)
+    calls["n"] = 0
+    resumed = clead.evaluate(trained_toy, x, y, state_path=state, **kw)
+    assert not state.exists()
+    for key in ("clean_accuracy", "robust_accuracy", "per_attack"):
+        assert resumed[key] == full[key]
+    assert resumed["per_sample"]["broken_by"] == full["per_sample"]["broken_by"]
+    assert torch.equal(resumed["per_sample"]["linf"], full["per_sample"]["linf"])
+
+
+def test_models_that_would_give_wrong_numbers_are_refused(trained_toy, toy_data):
+    x, y = toy_data[0][:16], toy_data[1][:16]
+    probs = torch.nn.Sequential(trained_toy, torch.nn.Softmax(dim=1))
+    with pytest.raises(CleadError, match="probabilities"):
+        clead.evaluate(probs, x, y, progress=False)
+    with pytest.raises(CleadError, match="returns 10 logits but the dataset has 4 classes"):
+        clead.evaluate(trained_toy, x, y, num_classes=4, progress=False)
+
+
+def test_robustbench_entry():
+    from clead.audit import robustbench_entry
+
+    res = {"eps": 0.1, "clean_accuracy": 0.8123, "per_attack": {"pgd20": 0.5, "autoattack": 0.4567}, "n": 1000,
+           "threat_model": "linf", "seed": 0}
+    e = robustbench_entry(res, "r", "small-cnn", "fashion-mnist")
+    assert e["clean_acc"] == "81.23" and e["autoattack_acc"] == "45.67" and e["eps"] == "0.1"
+    assert robustbench_entry({**res, "per_attack": {"pgd20": 0.5}}, "r", "m", "d") is None

@@ -112,12 +112,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .report import markdown_table
 
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    sweep = None
+    if args.sweep is not None:
+        sweep = [v for v in args.sweep.split(",") if v.strip()] if args.sweep else None
     for run_dir in args.runs:
-        res = evaluate_run(run_dir, attacks, n=args.n, checkpoint=args.checkpoint, eps=args.eps,
-                           batch_size=args.batch_size, seed=args.seed, restarts=args.restarts,
-                           device=args.device, progress=not args.quiet)  # fmt: skip
+        if args.sweep is not None and sweep is None:
+            from .run import read_config
+
+            e = read_config(run_dir).eps if args.eps is None else cfgmod.parse_eps(args.eps)
+            sweep = [round(e * f, 6) for f in (0, 0.25, 0.5, 0.75, 1, 1.5, 2, 3)]
+        res = evaluate_run(run_dir, attacks, n=args.n, checkpoint=args.checkpoint, eps=args.eps, norm=args.norm,
+                           batch_size=args.batch_size, seed=args.seed, restarts=args.restarts, device=args.device,
+                           progress=not args.quiet, checks=not args.no_checks, check_n=args.check_n, sweep=sweep,
+                           sweep_n=args.sweep_n)  # fmt: skip
         log.info("%s: clean %.2f%%, robust %.2f%% (n=%d) -> %s/eval.json", run_dir,
                  100 * res["clean_accuracy"], 100 * res["robust_accuracy"], res["n"], run_dir)  # fmt: skip
+        for c in res["checks"]:
+            if c["passed"] is False:
+                log.warning("WARNING %s: check %s FAILED: %s %s", run_dir, c["name"], c["explanation"], c["numbers"])
     print(markdown_table(args.runs))
     return 0
 
@@ -158,12 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS),
                    help=f"comma-separated attacks from: {', '.join(ATTACKS.names())} [default: %(default)s]")  # fmt: skip
     e.add_argument("--n", type=int, default=None, help="evaluate on the first N test images [default: all]")
-    e.add_argument("--eps", default=None, help="attack radius [default: the run's training eps]")
+    e.add_argument("--eps", default=None, help="attack radius, e.g. 0.1 or 8/255 [default: the run's training eps]")
+    e.add_argument("--norm", default=None, choices=["linf", "l2"], help="threat model [default: the run's]")
     e.add_argument("--checkpoint", default="best", choices=["best", "last"], help="[default: %(default)s]")
     e.add_argument("--restarts", type=int, default=None, help="restarts of pgd50 [default: 3]")
     e.add_argument("--batch-size", type=int, default=128,
                    help="attack batch size; 128 is fastest on CPU, raise it on a GPU [default: %(default)s]")
     e.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts [default: %(default)s]")
+    e.add_argument("--sweep", nargs="?", const="", default=None, metavar="EPS,...",
+                   help="also measure PGD-20 and APGD-CE accuracy over eps values (default list: 0 to 3x eps); "
+                        "writes eps_sweep.png")  # fmt: skip
+    e.add_argument("--sweep-n", type=int, default=500, help="samples used by the sweep [default: %(default)s]")
+    e.add_argument("--no-checks", action="store_true", help="skip the sanity checks")
+    e.add_argument("--check-n", type=int, default=200,
+                   help="correctly classified samples attacked by the sanity checks [default: %(default)s]")
     e.add_argument("--device", default="auto", help="auto, cpu or cuda[:i] [default: %(default)s]")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)

@@ -1,8 +1,9 @@
-"""Robustness evaluation: clean accuracy, each attack's accuracy, and the per-sample worst case.
+"""Robustness evaluation: clean accuracy, each attack's accuracy, the per-sample worst case, sanity checks.
 
-A sample counts as robust only if it is classified correctly clean *and* under every attack run
-(the worst case per sample, not the minimum of per-attack accuracies, which can only be higher).
-Attacks run only on samples still correctly classified clean; the others count as broken anyway.
+A sample counts as robust only if it is classified correctly clean *and* under every attack run (the
+worst case per sample, which can be lower than the smallest per-attack accuracy). Attacks run only on
+samples classified correctly clean, in chunks of ``batch_size``; with a ``state_path`` the finished chunks
+are saved, so an interrupted evaluation continues where it stopped and ends with the same numbers.
 """
 from __future__ import annotations
 
@@ -14,20 +15,81 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import run as runmod
-from .attacks import create_attack
+from . import checks as chk
+from .attacks import PGD, create_attack
+from .attacks.autoattack import AutoAttackPreset
 from .attacks.base import check_threat_model
 from .config import parse_eps
-from .data import load_dataset, to_float
+from .data import to_float
 from .errors import CleadError
-from .io import write_json
+from .io import load_torch, save_torch
 
 DEFAULT_ATTACKS = ("fgsm", "pgd20", "pgd50", "cw")
+N_EXAMPLES = 8
 
 
-@torch.no_grad()
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
-    return torch.cat([model(x[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+def _logits(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+
+
+def check_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int | None,
+                 device: torch.device) -> None:  # fmt: skip
+    """Errors for inputs that would give silently wrong numbers."""
+    if len(x) == 0:
+        raise CleadError("the evaluation set is empty (n = 0)")
+    if len(x) != len(y):
+        raise CleadError(f"{len(x)} images but {len(y)} labels")
+    if float(x.min()) < 0 or float(x.max()) > 1:
+        raise CleadError("inputs must be images in [0, 1] (normalisation belongs inside the model)")
+    out = _logits(model, x[:64], 64, device)
+    if out.ndim != 2:
+        raise CleadError(f"the model must return logits of shape [batch, classes], got {tuple(out.shape)}")
+    if (out >= 0).all() and (out <= 1).all() and torch.allclose(out.sum(1), torch.ones(len(out)), atol=1e-4):
+        raise CleadError("the model seems to return probabilities (rows in [0, 1] summing to 1); attacks need "
+                         "logits: remove the final softmax")  # fmt: skip
+    if num_classes is not None and out.shape[1] != num_classes:
+        raise CleadError(f"the model returns {out.shape[1]} logits but the dataset has {num_classes} classes")
+    if int(y.max()) >= out.shape[1] or int(y.min()) < 0:
+        raise CleadError(f"labels range {int(y.min())}..{int(y.max())} but the model has {out.shape[1]} classes")
+
+
+def _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, state, save, progress, name):
+    """Run ``attack`` on the samples ``idx`` chunk by chunk, filling ``state`` and saving after each chunk."""
+    chunks = [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
+    bar = tqdm(total=len(chunks), initial=state["chunks_done"], desc=name, disable=not progress, leave=False,
+               dynamic_ncols=True)  # fmt: skip
+    for c in range(state["chunks_done"], len(chunks)):
+        j = chunks[c]
+        t0 = time.perf_counter()
+        torch.manual_seed(seed + c)
+        xb, yb = x[j].to(device), y[j].to(device)
+        if isinstance(attack, AutoAttackPreset):
+            x_adv, sub = attack.cascade(model, xb, yb)
+            state["sub"][j] = sub.cpu()
+        else:
+            x_adv = attack(model, xb, yb)
+        with torch.no_grad():
+            pred = model(x_adv).argmax(1).cpu()
+        d = (x_adv.cpu() - x[j]).flatten(1)
+        state["ok"][j] = pred == y[j]
+        state["pred"][j] = pred
+        state["linf"][j] = d.abs().max(1).values
+        state["l2"][j] = d.norm(dim=1)
+        for k in (pred != y[j]).nonzero().squeeze(1).tolist():
+            if len(state["examples"]) < N_EXAMPLES:
+                state["examples"][int(j[k])] = x_adv[k].cpu()
+        state["chunks_done"] = c + 1
+        state["seconds"] += time.perf_counter() - t0
+        save()
+        bar.update(1)
+    bar.close()
+
+
+def _new_state(n: int) -> dict[str, Any]:
+    return {"ok": torch.zeros(n, dtype=torch.bool), "pred": torch.full((n,), -1, dtype=torch.long),
+            "linf": torch.zeros(n), "l2": torch.zeros(n), "sub": torch.full((n,), -1, dtype=torch.long),
+            "examples": {}, "chunks_done": 0, "seconds": 0.0}  # fmt: skip
 
 
 def evaluate(
@@ -42,60 +104,154 @@ def evaluate(
     restarts: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
+    checks: bool = True,
+    check_n: int = 200,
+    sweep: Sequence[float | str] | None = None,
+    sweep_n: int = 500,
+    num_classes: int | None = None,
+    state_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate any classifier (input [0, 1] NCHW, output logits) on tensors ``x``, ``y``.
 
-    Returns a dict with ``clean_accuracy``, ``robust_accuracy`` (worst case per sample over all attacks),
-    ``per_attack`` (name -> accuracy), ``threat_model``, ``eps``, ``n``, ``seed`` and per-sample details.
+    Returns the ``eval.json`` structure (``clean_accuracy``, ``robust_accuracy``, ``per_attack``,
+    ``threat_model``, ``eps``, ``n``, ``seed``, ``checks``, ...) plus ``per_sample`` tensors and
+    ``examples`` for the audit files. ``sweep``: eps values for a PGD-20 / APGD-CE sweep on the first
+    ``sweep_n`` samples. ``checks``: run the sanity checks (extra attacks on the first ``check_n`` samples).
     """
     eps = parse_eps(eps)
     check_threat_model(eps, norm)
-    if len(x) == 0:
-        raise CleadError("the evaluation set is empty (n = 0)")
     if x.dtype == torch.uint8:
         x = to_float(x)
-    if float(x.min()) < 0 or float(x.max()) > 1:
-        raise CleadError("inputs must be images in [0, 1]")
+    x, y = x.cpu(), y.cpu().long()
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    built = {name: create_attack(name, eps, norm, restarts) for name in attacks}  # unknown names fail early
     was_training = model.training
     model.eval()
     try:
-        correct = _predict(model, x, batch_size, device) == y
-        per_sample: dict[str, torch.Tensor] = {}
-        seconds: dict[str, float] = {}
-        for name, attack in built.items():
-            torch.manual_seed(seed)
-            t0 = time.perf_counter()
-            ok = correct.clone()
-            idx = correct.nonzero().squeeze(1)
-            chunks = range(0, len(idx), batch_size)
-            for i in tqdm(chunks, desc=name, disable=not progress, leave=False, dynamic_ncols=True):
-                j = idx[i : i + batch_size]
-                xb, yb = x[j].to(device), y[j].to(device)
-                x_adv = attack(model, xb, yb)
-                with torch.no_grad():
-                    ok[j] = (model(x_adv).argmax(1) == yb).cpu()
-            per_sample[name] = ok
-            seconds[name] = round(time.perf_counter() - t0, 2)
+        check_inputs(model, x, y, num_classes, device)
+        built = {name: create_attack(name, eps, norm, restarts) for name in attacks}  # unknown names fail early
+        for a in built.values():
+            if isinstance(a, AutoAttackPreset):
+                a.seed, a.num_classes = seed, num_classes
+        n = len(y)
+        key = {"attacks": list(attacks), "eps": eps, "norm": norm, "n": n, "seed": seed, "restarts": restarts,
+               "batch_size": batch_size}  # fmt: skip
+        state: dict[str, Any] = {"key": key, "attacks": {}}
+        if state_path is not None and Path(state_path).is_file():
+            try:
+                saved = load_torch(state_path)
+            except Exception:
+                saved = None
+            if saved and saved.get("key") == key:
+                state = saved
+        save = (lambda: save_torch(state_path, state)) if state_path is not None else (lambda: None)
+
+        pred_clean = _logits(model, x, batch_size, device).argmax(1)
+        correct = pred_clean == y
+        idx = correct.nonzero().squeeze(1)
+        for name, attack in tqdm(built.items(), desc="attacks", disable=not progress or len(built) < 2,
+                                 leave=False):  # fmt: skip
+            st = state["attacks"].setdefault(name, _new_state(n))
+            _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, st, save, progress, name)
+        result = _summarise(built, state["attacks"], correct, pred_clean, x, y, eps, norm, seed)
+        if sweep:
+            result["sweep"] = eps_sweep(model, x[:sweep_n], y[:sweep_n], [parse_eps(e) for e in sweep], norm,
+                                        batch_size, seed, device, num_classes, progress)  # fmt: skip
+        if checks:
+            result["checks"] = run_checks(model, x, y, result, eps, norm, batch_size, seed, device, check_n)
+        else:
+            result["checks"] = []
     finally:
         model.train(was_training)
-    robust = correct.clone()
-    for ok in per_sample.values():
-        robust &= ok
+    if state_path is not None:
+        Path(state_path).unlink(missing_ok=True)
+    return result
+
+
+def _summarise(built, states, correct, pred_clean, x, y, eps, norm, seed) -> dict[str, Any]:
     n = len(y)
+    robust = correct.clone()
+    broken_by = ["" if c else "clean" for c in correct.tolist()]
+    linf, l2 = torch.zeros(n), torch.zeros(n)
+    pred_adv = pred_clean.clone()
+    per_attack, sequences, seconds = {}, {}, {}
+    for name, attack in built.items():
+        st = states[name]
+        ok = st["ok"] & correct
+        per_attack[name] = float(ok.float().mean())
+        seconds[name] = round(st["seconds"], 2)
+        newly = robust & ~ok
+        sub_names = attack.sequence() if isinstance(attack, AutoAttackPreset) else []
+        for i in newly.nonzero().squeeze(1).tolist():
+            broken_by[i] = f"{name}/{sub_names[st['sub'][i]]}" if sub_names and st["sub"][i] >= 0 else name
+        linf[newly], l2[newly], pred_adv[newly] = st["linf"][newly], st["l2"][newly], st["pred"][newly]
+        robust &= ok
+        if sub_names:
+            sequences[name] = {"clean": float(correct.float().mean())}
+            for k, sub in enumerate(sub_names):
+                hit = correct & (st["sub"] >= 0) & (st["sub"] <= k)
+                sequences[name][sub] = float((correct & ~hit).float().mean())
+    examples = []
+    for name in built:
+        for i, xa in states[name]["examples"].items():
+            if len(examples) < N_EXAMPLES and broken_by[i] .split("/")[0] == name:
+                examples.append({"index": i, "x": x[i], "x_adv": xa, "y": int(y[i]), "pred": int(pred_clean[i]),
+                                 "pred_adv": int(states[name]["pred"][i]), "attack": broken_by[i]})  # fmt: skip
     return {
         "clean_accuracy": float(correct.float().mean()),
         "robust_accuracy": float(robust.float().mean()),
-        "per_attack": {name: float(ok.float().mean()) for name, ok in per_sample.items()},
+        "per_attack": per_attack,
         "threat_model": norm,
         "eps": eps,
         "n": n,
         "seed": seed,
         "attacks": {name: repr(a) for name, a in built.items()},
+        "sequence": sequences,
         "seconds": seconds,
-        "per_sample": {"clean": correct, **per_sample, "robust": robust},
+        "per_sample": {"label": y, "pred_clean": pred_clean, "correct": correct, "robust": robust,
+                       "broken_by": broken_by, "pred_adv": pred_adv, "linf": linf, "l2": l2},  # fmt: skip
+        "examples": examples,
     }
+
+
+def eps_sweep(model, x, y, eps_list, norm, batch_size, seed, device, num_classes, progress) -> dict[str, Any]:
+    """Robust accuracy of PGD-20 and APGD-CE at each eps (on the given samples)."""
+    out: dict[str, Any] = {"eps": list(eps_list), "n": len(y), "pgd20": [], "apgd-ce": []}
+    for e in tqdm(eps_list, desc="eps sweep", disable=not progress, leave=False):
+        for name, attack in (("pgd20", PGD(e, steps=20, norm=norm)),
+                             ("apgd-ce", AutoAttackPreset(e, norm, "apgd-ce", seed, num_classes))):  # fmt: skip
+            correct = 0
+            for i in range(0, len(x), batch_size):
+                torch.manual_seed(seed + i)
+                xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+                x_adv = attack(model, xb, yb) if e > 0 else xb
+                with torch.no_grad():
+                    correct += int((model(x_adv).argmax(1) == yb).sum())
+            out[name].append(correct / len(y))
+    return out
+
+
+def run_checks(model, x, y, result, eps, norm, batch_size, seed, device, check_n) -> list[dict[str, Any]]:
+    """The sanity checks (see `clead.checks`); extra attacks use the first ``check_n`` correctly classified samples."""
+    ps = result["per_sample"]
+    keep = ps["correct"].nonzero().squeeze(1)[:check_n]
+    xc, yc = x[keep].to(device), y[keep].to(device)
+    out = [chk.deterministic_eval_mode(model, xc[:64])]
+    if len(keep) == 0:
+        return out
+    out.append(chk.zero_gradients(model, xc, yc))
+    out.append(chk.iterative_beats_single_step(result["per_attack"], result["n"]))
+    out.append(chk.more_steps_do_not_help(model, xc, yc, eps, norm, batch_size, seed))
+    out.append(chk.large_eps_breaks_model(model, xc, yc, batch_size, seed))
+    if "sweep" in result:
+        sw = result["sweep"]
+        out.append(chk.monotone_in_eps(sw["eps"], sw["pgd20"], sw["n"], "pgd20"))
+    else:
+        eps_list = [eps * f for f in (0.5, 1.0, 1.5, 2.0) if eps * f <= 1 or norm == "l2"]
+        accs = [chk._batched_attack_acc(model, PGD(e, steps=20, norm=norm), xc, yc, batch_size, seed) for e in eps_list]
+        out.append(chk.monotone_in_eps(eps_list, accs, len(keep), "pgd20"))
+    seq = next((s for s in result["sequence"].values() if "square" in s), None)
+    out.append(chk.black_box_not_stronger(seq))
+    return out
 
 
 def evaluate_run(
@@ -104,16 +260,27 @@ def evaluate_run(
     n: int | None = None,
     checkpoint: str = "best",
     eps: float | str | None = None,
+    norm: str | None = None,
     batch_size: int = 128,
     seed: int = 0,
     restarts: int | None = None,
     device: str = "auto",
     progress: bool = True,
+    checks: bool = True,
+    check_n: int = 200,
+    sweep: Sequence[float | str] | None = None,
+    sweep_n: int = 500,
 ) -> dict[str, Any]:
-    """Evaluate a run on the first ``n`` test images (all by default) and write ``RUN/eval.json``.
+    """Evaluate a run on the first ``n`` test images (all by default); write ``eval.json`` and the audit files.
 
-    The model, dataset and default eps come from the run's own config.
+    The model, dataset and default threat model come from the run's own config. An interrupted
+    evaluation resumes from ``RUN/eval_state.pt`` when called again with the same options.
     """
+    from . import audit
+    from . import run as runmod
+    from .data import load_dataset
+    from .io import write_json
+
     run_dir = Path(run_dir)
     cfg = runmod.read_config(run_dir)
     model = runmod.load_model(run_dir, checkpoint).to(runmod.resolve_device(device))
@@ -121,10 +288,23 @@ def evaluate_run(
     if n is not None and n < 1:
         raise CleadError(f"--n must be >= 1, got {n}")
     x, y = data.test_x[:n], data.test_y[:n]
-    result = evaluate(model, x, y, attacks, eps=cfg.eps if eps is None else eps, norm=cfg.norm,
-                      batch_size=batch_size, seed=seed, restarts=restarts, progress=progress)  # fmt: skip
-    result.pop("per_sample")
-    result = {"run": run_dir.name, "method": cfg.method, "model": cfg.model, "dataset": cfg.dataset,
-              "checkpoint": checkpoint, **result}  # fmt: skip
-    write_json(run_dir / "eval.json", result)
-    return result
+    result = evaluate(model, x, y, attacks, eps=cfg.eps if eps is None else eps, norm=norm or cfg.norm,
+                      batch_size=batch_size, seed=seed, restarts=restarts, progress=progress, checks=checks,
+                      check_n=check_n, sweep=sweep, sweep_n=sweep_n, num_classes=data.num_classes,
+                      state_path=run_dir / "eval_state.pt")  # fmt: skip
+    audit.write_per_sample(run_dir / "per_sample.csv", result)
+    files = ["per_sample.csv"]
+    if audit.plot_examples(run_dir / "adv_examples.png", result["examples"], result["eps"], data.classes):
+        files.append("adv_examples.png")
+    if "sweep" in result:
+        audit.plot_sweeps(run_dir / "eps_sweep.png", {cfg.method: result["sweep"]}, result["eps"])
+        files.append("eps_sweep.png")
+    entry = audit.robustbench_entry(result, run_dir.name, cfg.model, cfg.dataset)
+    if entry:
+        audit.write_robustbench(run_dir / "robustbench.json", entry)
+        files.append("robustbench.json")
+    out = {k: v for k, v in result.items() if k not in ("per_sample", "examples")}
+    out = {"run": run_dir.name, "method": cfg.method, "model": cfg.model, "dataset": cfg.dataset,
+           "checkpoint": checkpoint, **out, "files": files}  # fmt: skip
+    write_json(run_dir / "eval.json", out)
+    return out

@@ -13,6 +13,17 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.2f}"
 
 
+def _checks(ev: dict[str, Any] | None) -> str:
+    """``ok (6/7)``, ``FAILED: a, b`` or ``-`` when no checks ran."""
+    checks = (ev or {}).get("checks") or []
+    if not checks:
+        return "-"
+    bad = [c["name"] for c in checks if c["passed"] is False]
+    if bad:
+        return "FAILED: " + ", ".join(bad)
+    return f"ok ({sum(c['passed'] is True for c in checks)}/{len(checks)} run)"
+
+
 def collect(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     rows = []
     for d in map(Path, run_dirs):
@@ -35,7 +46,7 @@ def markdown_table(run_dirs: Sequence[str | Path]) -> str:
             if name not in attacks:
                 attacks.append(name)
     head = ["run", "method", "eps", "epochs", "clean %", *[f"{a} %" for a in attacks], "robust (worst case) %",
-            "n", "train min"]  # fmt: skip
+            "n", "checks", "train min"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cfg, ev = r["cfg"], r["eval"] or {}
@@ -43,9 +54,12 @@ def markdown_table(run_dirs: Sequence[str | Path]) -> str:
         cells = [
             r["run"], cfg.method, f"{ev.get('eps', cfg.eps):g}", f"{len(r['metrics'])}/{cfg.epochs}",
             _pct(ev.get("clean_accuracy")), *[_pct(ev.get("per_attack", {}).get(a)) for a in attacks],
-            _pct(ev.get("robust_accuracy")), str(ev.get("n", "-")), f"{train_min:.1f}",
+            _pct(ev.get("robust_accuracy")), str(ev.get("n", "-")), _checks(ev), f"{train_min:.1f}",
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
+    warn = [f"**WARNING: {r['run']} failed the sanity check(s) {_checks(r['eval'])[8:]}**; its robust accuracy may be "
+            "inflated by gradient masking (details under `checks` in its eval.json)."
+            for r in rows if r["eval"] and _checks(r["eval"]).startswith("FAILED")]  # fmt: skip
     missing = [r["run"] for r in rows if r["eval"] is None]
     note = f"\nNot evaluated yet (run `clead eval`): {', '.join(missing)}\n" if missing else ""
-    return "\n".join(lines) + "\n" + note
+    return "\n".join(lines) + "\n" + "".join(f"\n{w}\n" for w in warn) + note

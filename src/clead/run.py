@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from . import config as cfgmod
-from .data import load_dataset
+from .data import ImageData
 from .errors import CleadError
 from .io import load_torch
 from .methods import METHODS, Budget, Method
@@ -62,9 +62,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def dataset_meta(cfg: cfgmod.TrainConfig) -> dict[str, Any]:
-    """What a model needs to know of its dataset, read from the dataset itself."""
-    data = load_dataset(cfg.dataset, cfg.data_dir)
+def dataset_meta(data: ImageData) -> dict[str, Any]:
+    """What a model needs to know of its dataset; stored in every checkpoint."""
     return {"num_classes": data.num_classes, "image_shape": list(data.image_shape),
             "mean": list(data.mean), "std": list(data.std)}  # fmt: skip
 

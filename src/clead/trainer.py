@@ -86,8 +86,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
     device = runmod.resolve_device(cfg.device)
 
     data = load_dataset(cfg.dataset, cfg.data_dir)
-    meta = {"num_classes": data.num_classes, "image_shape": list(data.image_shape),
-            "mean": list(data.mean), "std": list(data.std)}  # fmt: skip
+    meta = runmod.dataset_meta(data)
     splits = split(data, cfg.val_size, cfg.train_size)
     val_x, val_y = splits.val_x[: cfg.val_n], splits.val_y[: cfg.val_n]
 

@@ -1,5 +1,5 @@
 """Attacks: ``attack(model, x, y) -> x_adv``; evaluation presets are registered by name in `ATTACKS`."""
-from . import cw, fgsm, pgd  # noqa: F401  (register presets)
+from . import autoattack, cw, fgsm, pgd  # noqa: F401  (register presets)
 from .base import ATTACKS, Attack, Objective, ce_objective, project
 from .cw import CWLinf, cw_margin_objective
 from .fgsm import FGSM

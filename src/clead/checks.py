@@ -1,0 +1,107 @@
+"""Sanity checks of an evaluation, after Carlini et al., "On Evaluating Adversarial Robustness" (2019),
+and the flags of the AutoAttack reference code.
+
+Each check returns ``{"name", "passed" (True / False / None = not run), "numbers", "explanation"}``.
+A failed check means the robustness numbers may be inflated by gradient masking or a broken setup.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attacks import PGD
+
+#: slack for comparisons of accuracies measured on the same points with different attacks
+def _slack(n: int) -> float:
+    return 1.0 / max(n, 1) + 1e-9
+
+
+def _check(name: str, passed: bool | None, numbers: dict[str, Any], explanation: str) -> dict[str, Any]:
+    return {"name": name, "passed": passed, "numbers": numbers, "explanation": explanation}
+
+
+def _acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def _batched_attack_acc(model, attack, x, y, batch_size: int, seed: int) -> float:
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        torch.manual_seed(seed + i)
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+        correct += _acc(model, attack(model, xb, yb), yb) * len(yb)
+    return correct / len(x)
+
+
+def iterative_beats_single_step(per_attack: dict[str, float], n: int) -> dict[str, Any]:
+    iterative = {k: v for k, v in per_attack.items() if k.startswith(("pgd", "cw", "autoattack", "apgd"))}
+    if "fgsm" not in per_attack or not iterative:
+        return _check("iterative_vs_single_step", None, {}, "needs fgsm and an iterative attack among --attacks")
+    best = min(iterative, key=iterative.get)
+    ok = iterative[best] <= per_attack["fgsm"] + _slack(n)
+    return _check("iterative_vs_single_step", ok, {"fgsm": per_attack["fgsm"], best: iterative[best]},
+                  "An iterative attack must be at least as strong as one step (FGSM); if not, the loss surface "
+                  "is masked or the attack is broken.")  # fmt: skip
+
+
+def more_steps_do_not_help(model, x, y, eps, norm, batch_size, seed, restarts: int = 2) -> dict[str, Any]:
+    a20 = _batched_attack_acc(model, PGD(eps, steps=20, norm=norm), x, y, batch_size, seed)
+    a100 = _batched_attack_acc(model, PGD(eps, steps=100, norm=norm, restarts=restarts), x, y, batch_size, seed)
+    ok = a100 <= a20 + _slack(len(x))
+    return _check("more_steps_and_restarts", ok, {"pgd20": a20, f"pgd100x{restarts}": a100, "n": len(x)},
+                  "PGD with 100 steps and restarts must not leave higher accuracy than PGD-20.")  # fmt: skip
+
+
+def large_eps_breaks_model(model, x, y, batch_size, seed, eps: float = 0.5, limit: float = 0.05) -> dict[str, Any]:
+    acc = _batched_attack_acc(model, PGD(eps, steps=20, norm="linf"), x, y, batch_size, seed)
+    return _check("large_eps", acc <= limit, {"eps": eps, "pgd20": acc, "limit": limit, "n": len(x)},
+                  f"At Linf eps={eps} any image can be turned into grey, so accuracy must fall to (near) zero; "
+                  "if it does not, gradients do not lead the attack.")  # fmt: skip
+
+
+def monotone_in_eps(eps_list: list[float], accs: list[float], n: int, attack: str) -> dict[str, Any]:
+    rises = [(eps_list[i], eps_list[i + 1]) for i in range(len(accs) - 1) if accs[i + 1] > accs[i] + _slack(n)]
+    return _check("monotone_in_eps", not rises, {"eps": eps_list, attack: accs, "rises": rises},
+                  "A larger eps-ball contains the smaller one, so accuracy must not rise with eps.")  # fmt: skip
+
+
+def black_box_not_stronger(sequence_acc: dict[str, float] | None, alpha: float = 0.002) -> dict[str, Any]:
+    if not sequence_acc or "square" not in sequence_acc:
+        return _check("black_box_not_stronger", None, {}, "needs the Square attack (--attacks autoattack)")
+    names = list(sequence_acc)
+    before = sequence_acc[names[names.index("square") - 1]] if names.index("square") > 0 else None
+    if before is None:
+        return _check("black_box_not_stronger", None, {}, "Square ran first")
+    drop = before - sequence_acc["square"]
+    return _check("black_box_not_stronger", drop <= alpha, {"before_square": before, "after_square": sequence_acc["square"],
+                  "limit": alpha},
+                  "The black-box Square attack must not break points that all white-box attacks failed on; "
+                  "if it does, the gradients are masked (AutoAttack's own flag).")  # fmt: skip
+
+
+def zero_gradients(model, x, y, limit: float = 0.01) -> dict[str, Any]:
+    x = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.cross_entropy(model(x), y, reduction="sum"), x)
+    share = float((grad.flatten(1).abs().sum(1) == 0).float().mean())
+    return _check("zero_gradients", share <= limit, {"share_zero_gradient": share, "limit": limit, "n": len(x)},
+                  "Points whose input gradient is exactly zero cannot be attacked by gradients; a large share "
+                  "means masked gradients (e.g. quantised or saturated inputs).")  # fmt: skip
+
+
+def deterministic_eval_mode(model, x) -> dict[str, Any]:
+    training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
+    with torch.no_grad():
+        a, b = model(x), model(x)
+    diff = float((a - b).abs().max())
+    ok = diff == 0.0 and not training
+    return _check("deterministic_eval_mode", ok, {"max_logit_difference": diff, "modules_in_training_mode": training[:5]},
+                  "The model must give the same logits twice and be in eval mode; randomness hides gradients "
+                  "(evaluate randomised defences with EOT instead).")  # fmt: skip
+
+
+def failed(checks: list[dict[str, Any]]) -> list[str]:
+    return [c["name"] for c in checks if c["passed"] is False]
