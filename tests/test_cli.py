@@ -69,7 +69,7 @@ def test_bad_inputs_give_one_clear_line(idx_dir, tmp_path, capsys):
     one_line_error(capsys, ["train", "--eps", "1.5", "--out", out], "outside [0, 1]")
     one_line_error(capsys, ["train", "--eps", "-0.1", "--out", out], "eps")
     one_line_error(capsys, ["train", "--method", "magic", "--out", out], "valid: clead, mart, pgd-at, standard, trades")
-    one_line_error(capsys, ["train", "--model", "vgg", "--out", out], "valid: small-cnn")
+    one_line_error(capsys, ["train", "--model", "vgg", "--out", out], "valid: preact-resnet18, small-cnn, wrn-28-10")
     one_line_error(capsys, ["train", "--method", "pgd-at", "--lam", "2", "--out", out], "has no option lam")
     one_line_error(capsys, ["train", "--no-such-flag", "--out", out], "unrecognized arguments: --no-such-flag")
     bad_cfg = tmp_path / "bad.yaml"

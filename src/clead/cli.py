@@ -37,6 +37,18 @@ def _type_of(f: dataclasses.Field) -> Any:
     return str
 
 
+def _yaml_mapping(text: str) -> dict:
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping like '{{dropout: 0.0}}', got {text!r}")
+    return value
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     from .data import DATASETS
     from .methods import METHODS
@@ -45,7 +57,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     choices = {"method": METHODS.names(), "model": MODELS.names(), "dataset": DATASETS.names()}
     g = p.add_argument_group("run options (default: value in --config, else shown default)")
     for f in dataclasses.fields(cfgmod.TrainConfig):
-        if f.name == "method_args":
+        if f.name == "method_args":  # one flag per method knob, below
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         help_ = f.metadata["help"]
@@ -54,6 +66,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         help_ += f" [default: {default}]"
         if f.name == "milestones":
             g.add_argument(_flag(f.name), type=float, nargs="+", default=None, help=help_)
+        elif "bool" in str(f.type):
+            g.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif f.name == "model_args":
+            g.add_argument(_flag(f.name), type=_yaml_mapping, default=None, metavar="YAML", help=help_)
         else:
             g.add_argument(_flag(f.name), type=_type_of(f), default=None, help=help_, metavar=f.name.upper())
     # method knobs: one flag per field of every method's Params (shared names such as beta share a flag)

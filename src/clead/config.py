@@ -16,6 +16,7 @@ import yaml
 from .errors import CleadError
 
 OPTIMIZERS = ("sgd", "adam")
+AMP = ("none", "bf16", "fp16")
 SCHEDULES = ("cosine", "piecewise", "constant")
 
 
@@ -43,6 +44,9 @@ class TrainConfig:
     model: str = _f("small-cnn", "architecture")
     dataset: str = _f("fashion-mnist", "dataset")
     data_dir: str | None = _f(None, "dataset directory (default: the dataset's standard location)")
+    download: bool = _f(False, "fetch the dataset archive if it is missing (CIFAR), checking its MD5")
+    image_size: int | None = _f(None, "folder dataset: resize and centre-crop images to this size (default 64)")
+    augment: bool | None = _f(None, "random crop (pad 4) + horizontal flip in training (default: on for CIFAR and folders)")
     norm: str = _f("linf", "threat model of the training attack: linf or l2")
     eps: float = _f(0.1, "training attack radius, a number or a fraction like 8/255")
     attack_steps: int = _f(10, "PGD steps of the training attack (all methods)")
@@ -61,6 +65,10 @@ class TrainConfig:
     val_n: int = _f(1000, "validation images attacked after each epoch")
     val_attack_steps: int = _f(10, "PGD steps of the per-epoch validation attack")
     device: str = _f("auto", "auto, cpu or cuda[:i]")
+    amp: str = _f("none", "CUDA mixed precision for training and the inner attack: none, bf16 or fp16")
+    channels_last: bool = _f(False, "CUDA: channels_last memory layout")
+    compile: bool = _f(False, "torch.compile the model (CUDA)")
+    model_args: dict = _f({}, "extra model constructor arguments, e.g. {dropout: 0.0} or {width: 32}")
     method_args: dict = _f({}, "method knobs (see the method flags)")
 
     def validate(self) -> "TrainConfig":
@@ -78,6 +86,10 @@ class TrainConfig:
             registry.get(getattr(self, name))
         if self.optimizer not in OPTIMIZERS:
             raise CleadError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if self.amp not in AMP:
+            raise CleadError(f"unknown amp {self.amp!r}; valid: {', '.join(AMP)}")
+        if not isinstance(self.model_args, dict):
+            raise CleadError("model_args must be a mapping, e.g. {dropout: 0.0}")
         if self.schedule not in SCHEDULES:
             raise CleadError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
         for name in ("epochs", "batch_size", "attack_steps", "val_attack_steps"):
@@ -108,6 +120,9 @@ class TrainConfig:
             return cls(**self.method_args)
         except TypeError as e:
             raise CleadError(f"bad method_args for {self.method}: {e}") from None
+
+    def data_options(self) -> dict[str, Any]:
+        return {"download": self.download, "image_size": self.image_size}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

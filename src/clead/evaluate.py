@@ -284,7 +284,7 @@ def evaluate_run(
     run_dir = Path(run_dir)
     cfg = runmod.read_config(run_dir)
     model = runmod.load_model(run_dir, checkpoint).to(runmod.resolve_device(device))
-    data = load_dataset(cfg.dataset, cfg.data_dir)
+    data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.data_options())
     if n is not None and n < 1:
         raise CleadError(f"--n must be >= 1, got {n}")
     x, y = data.test_x[:n], data.test_y[:n]

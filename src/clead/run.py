@@ -70,7 +70,8 @@ def dataset_meta(data: ImageData) -> dict[str, Any]:
 
 def build(cfg: cfgmod.TrainConfig, meta: dict[str, Any]) -> tuple[Classifier, Method]:
     """Model and method for a config; ``meta`` as stored in checkpoints (see `dataset_meta`)."""
-    model = create_model(cfg.model, meta["num_classes"], tuple(meta["image_shape"]), meta["mean"], meta["std"])
+    model = create_model(cfg.model, meta["num_classes"], tuple(meta["image_shape"]), meta["mean"], meta["std"],
+                         **cfg.model_args)  # fmt: skip
     budget = Budget(eps=cfg.eps, norm=cfg.norm, steps=cfg.attack_steps, alpha=cfg.attack_alpha)
     method = METHODS.get(cfg.method)(cfg.method_params(), budget, model.feature_dim, meta["num_classes"])
     return model, method

@@ -1,27 +1,32 @@
 """The training loop. It knows models, data and optimisers; the loss comes from the method.
 
 Reproducible: the data order of epoch ``e`` comes from a generator seeded with ``(seed, e)``, and the
-global torch RNG (attack starts, dropout) is saved with every checkpoint, so ``--resume`` after an
-interruption finishes with the same weights as an uninterrupted run.
+global RNG (attack starts, dropout, augmentation) is re-seeded from ``(seed, e, rank)`` at the start of
+every epoch, so ``--resume`` after an interruption finishes with the same weights as an uninterrupted
+run, also with another number of processes for the per-sample-mean losses.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from . import run as runmod
 from .attacks import PGD
 from .config import TrainConfig
-from .data import batches, load_dataset, num_batches, split
+from .data import load_dataset, split, to_float
+from .data.augment import random_crop_flip
 from .errors import CleadError, TrainingDiverged
 from .io import save_torch, write_text, write_yaml
+from .methods import Method
 
 log = logging.getLogger("clead")
 
@@ -41,37 +46,42 @@ def make_optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-@torch.no_grad()
-def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (model(x).argmax(1) == y).float().sum()
+class TrainStep(nn.Module):
+    """Model + method as one module, so DistributedDataParallel sees one forward per training step
+    (the inner attack's many forwards stay outside its bookkeeping)."""
+
+    def __init__(self, model: nn.Module, method: Method) -> None:
+        super().__init__()
+        self.model = model
+        self.method = method
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, epoch: int):
+        return self.method.loss(self.model, x, y, epoch)
 
 
-def validate(model: torch.nn.Module, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-             batch_size: int = 128) -> tuple[float, float]:  # fmt: skip
-    """Clean and PGD accuracy on the validation images (PGD with the training budget, ``val_attack_steps``)."""
+def validate(model: nn.Module, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+             dist: distributed.Dist = distributed.Dist(), batch_size: int = 128) -> tuple[float, float]:  # fmt: skip
+    """Clean and PGD accuracy on the validation images, split across ranks with summed counts."""
     attack = PGD(cfg.eps, steps=cfg.val_attack_steps, norm=cfg.norm)
     was_training = model.training
     model.eval()
+    xs, ys = dist.shard(x), dist.shard(y)
     clean = robust = 0.0
-    for xb, yb in batches(x, y, batch_size):
-        xb, yb = xb.to(device), yb.to(device)
-        clean += float(_accuracy(model, xb, yb))
-        robust += float(_accuracy(model, attack(model, xb, yb), yb))
+    for i in range(0, len(ys), batch_size):
+        xb, yb = to_float(xs[i : i + batch_size]).to(device), ys[i : i + batch_size].to(device)
+        with torch.no_grad():
+            clean += float((model(xb).argmax(1) == yb).sum())
+        x_adv = attack(model, xb, yb)
+        with torch.no_grad():
+            robust += float((model(x_adv).argmax(1) == yb).sum())
     model.train(was_training)
-    return clean / len(y), robust / len(y)
+    return dist.sum(clean) / len(y), dist.sum(robust) / len(y)
 
 
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def _autocast(cfg: TrainConfig, device: torch.device):
+    if cfg.amp == "none" or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False,
@@ -79,22 +89,44 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
     """Train ``cfg`` into run directory ``out``; returns ``out``.
 
     ``stop_after`` ends the call after that many epochs of this invocation (used to test resuming).
+    Under ``torchrun`` every rank calls this; rank 0 writes the run directory.
     """
     out = Path(out)
     cfg.validate()
-    runmod.prepare_out(out, cfg, resume, overwrite)
     device = runmod.resolve_device(cfg.device)
+    dist = distributed.setup(device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    try:
+        return _train(cfg, out, resume, overwrite, progress and dist.main, stop_after, device, dist)
+    finally:
+        distributed.teardown(dist)
 
-    data = load_dataset(cfg.dataset, cfg.data_dir)
+
+def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> Path:
+    if dist.main:
+        runmod.prepare_out(out, cfg, resume, overwrite)
+    dist.barrier()
+    if cfg.amp != "none" and device.type != "cuda":
+        log.warning("--amp %s applies to CUDA only; training on %s in fp32", cfg.amp, device)
+    if cfg.batch_size % dist.world:
+        raise CleadError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {dist.world}")
+
+    data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.data_options())
     meta = runmod.dataset_meta(data)
     splits = split(data, cfg.val_size, cfg.train_size)
     val_x, val_y = splits.val_x[: cfg.val_n], splits.val_y[: cfg.val_n]
+    augment = data.augment if cfg.augment is None else cfg.augment
 
     torch.manual_seed(cfg.seed)
     model, method = runmod.build(cfg, meta)
     model.to(device)
     method.to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, [*model.parameters(), *method.parameters()])
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and device.type == "cuda")
     start_epoch, best_robust = 0, -1.0
 
     if resume:
@@ -106,74 +138,98 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
         except (KeyError, RuntimeError, ValueError) as e:
             raise CleadError(f"cannot resume from {out / 'last.pt'}: {type(e).__name__}: {e}") from None
         start_epoch, best_robust = int(state["epoch"]) + 1, float(state["best_val_robust"])
-        _set_rng_state(state["rng"])
-        _truncate_metrics(out / "metrics.jsonl", start_epoch)
-        log.info("resuming %s at epoch %d/%d", out, start_epoch + 1, cfg.epochs)
-    else:
+        if dist.main:
+            _truncate_metrics(out / "metrics.jsonl", start_epoch)
+            log.info("resuming %s at epoch %d/%d", out, start_epoch + 1, cfg.epochs)
+    elif dist.main:
         out.mkdir(parents=True, exist_ok=True)
         write_yaml(out / "config.yaml", cfg.to_dict())
 
-    steps = num_batches(len(splits.train_y), cfg.batch_size)
+    step_module: nn.Module = TrainStep(model, method)
+    if cfg.compile:
+        model.compile()
+    if dist.enabled:
+        step_module = nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+
+    n_train = len(splits.train_y)
+    steps = -(-n_train // cfg.batch_size)
     for epoch in range(start_epoch, cfg.epochs):
         if stop_after is not None and epoch - start_epoch >= stop_after:
             break
         model.train()
         method.train()
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        torch.manual_seed((cfg.seed * 1_000_003 + epoch) * 1009 + dist.rank)
+        order = torch.randperm(n_train, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
+        aug_gen = torch.Generator().manual_seed((cfg.seed * 7919 + epoch) * 1009 + dist.rank)
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
-        bar = tqdm(batches(splits.train_x, splits.train_y, cfg.batch_size, shuffle=True, generator=gen),
-                   total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
-                   leave=False, dynamic_ncols=True, mininterval=1.0)  # fmt: skip
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False,
+                   dynamic_ncols=True, mininterval=1.0)  # fmt: skip
         seen = 0
-        for i, (xb, yb) in enumerate(bar):
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        for i in bar:
+            idx = dist.shard(order[i * cfg.batch_size : (i + 1) * cfg.batch_size])
+            xb = to_float(splits.train_x[idx])
+            if augment:
+                xb = random_crop_flip(xb, generator=aug_gen)
+            xb, yb = xb.to(device, non_blocking=True), splits.train_y[idx].to(device, non_blocking=True)
+            if cfg.channels_last and device.type == "cuda":
+                xb = xb.contiguous(memory_format=torch.channels_last)
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(cfg, (epoch + i / steps) / cfg.epochs)
-            loss, parts = method.loss(model, xb, yb, epoch)
+            with _autocast(cfg, device):
+                loss, parts = step_module(xb, yb, epoch)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}; training stopped, "
                     + (f"the last good checkpoint {out / 'last.pt'} (epoch {epoch}) is kept; " if epoch else "no epoch had finished; ")
                     + "try a lower --lr"
-                )
+                )  # fmt: skip
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss.float()).backward()
+            scaler.step(optimizer)
+            scaler.update()
             seen += len(yb)
             for k, v in {"loss": loss.detach(), **parts}.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(yb)
             if progress:
                 bar.set_postfix({k: f"{v / seen:.3f}" for k, v in sums.items()}
-                                | {"img/s": f"{seen / (time.perf_counter() - t0):.0f}"})  # fmt: skip
+                                | {"img/s": f"{seen * dist.world / (time.perf_counter() - t0):.0f}"})  # fmt: skip
         bar.close()
         train_s = time.perf_counter() - t0
-        val_clean, val_robust = validate(model, cfg, val_x, val_y, device)
+        seen_all = dist.sum(seen)
+        sums = {k: dist.sum(v) for k, v in sums.items()}
+        val_clean, val_robust = validate(model, cfg, val_x, val_y, device, dist)
         record = {
             "epoch": epoch + 1,
-            **{k: round(v / max(seen, 1), 6) for k, v in sums.items()},
+            **{k: round(v / max(seen_all, 1), 6) for k, v in sums.items()},
             "lr": lr_at(cfg, (epoch + 1) / cfg.epochs),
             "val_clean": val_clean,
             "val_pgd": val_robust,
             "train_seconds": round(train_s, 2),
-            "images_per_second": round(seen / train_s, 1),
+            "images_per_second": round(seen_all / train_s, 1),
             "seconds": round(time.perf_counter() - t0, 2),
         }
+        if torch.cuda.is_available() and device.type == "cuda":
+            record["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         is_best = val_robust > best_robust
         best_robust = max(best_robust, val_robust)
-        weights = {"model": model.state_dict(), "meta": meta, "epoch": epoch, "val_clean": val_clean,
-                   "val_pgd": val_robust}  # fmt: skip
-        if is_best:
-            save_torch(out / "best.pt", weights)
-        save_torch(out / "last.pt", {**weights, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                                     "best_val_robust": best_robust, "rng": _rng_state()})  # fmt: skip
-        with open(out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        log.info(
-            "epoch %d/%d  loss %.4f  val clean %.3f  val pgd-%d %.3f%s  %.0f img/s",
-            epoch + 1, cfg.epochs, record["loss"], val_clean, cfg.val_attack_steps, val_robust,
-            "  (best)" if is_best else "", record["images_per_second"],
-        )  # fmt: skip
+        if dist.main:
+            weights = {"model": model.state_dict(), "meta": meta, "epoch": epoch, "val_clean": val_clean,
+                       "val_pgd": val_robust}  # fmt: skip
+            if is_best:
+                save_torch(out / "best.pt", weights)
+            save_torch(out / "last.pt", {**weights, "method": method.state_dict(),
+                                         "optimizer": optimizer.state_dict(), "best_val_robust": best_robust})  # fmt: skip
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            log.info(
+                "epoch %d/%d  loss %.4f  val clean %.3f  val pgd-%d %.3f%s  %.0f img/s",
+                epoch + 1, cfg.epochs, record["loss"], val_clean, cfg.val_attack_steps, val_robust,
+                "  (best)" if is_best else "", record["images_per_second"],
+            )  # fmt: skip
+        dist.barrier()
     return out
 
 

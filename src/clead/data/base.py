@@ -25,6 +25,7 @@ class ImageData:
     classes: list[str]
     mean: tuple[float, ...]  # per-channel, used by the model's internal normalisation
     std: tuple[float, ...]
+    augment: bool = False  # whether training uses random crop + flip by default
 
     @property
     def num_classes(self) -> int:

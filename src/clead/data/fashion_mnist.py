@@ -29,7 +29,7 @@ def _find(root: Path, stem: str) -> Path:
 
 
 @DATASETS.register("fashion-mnist")
-def load_fashion_mnist(data_dir: str | None = None) -> ImageData:
+def load_fashion_mnist(data_dir: str | None = None, **_: object) -> ImageData:
     root = Path(data_dir or DEFAULT_DIR)
     if not root.is_dir():
         raise CleadError(f"Fashion-MNIST data directory {root} does not exist; {INSTALL_HINT}")

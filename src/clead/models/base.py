@@ -7,11 +7,12 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
+from ..errors import CleadError
 from ..registry import Registry
 
 MODELS: Registry = Registry("model")
@@ -46,6 +47,11 @@ def create_model(
     image_shape: tuple[int, int, int],
     mean: Sequence[float],
     std: Sequence[float],
+    **model_args: Any,
 ) -> Classifier:
-    """Build a registered model for images of ``image_shape`` (C, H, W)."""
-    return MODELS.get(name)(num_classes=num_classes, image_shape=image_shape, mean=mean, std=std)
+    """Build a registered model for images of ``image_shape`` (C, H, W); ``model_args`` go to its constructor."""
+    ctor = MODELS.get(name)
+    try:
+        return ctor(num_classes=num_classes, image_shape=image_shape, mean=mean, std=std, **model_args)
+    except TypeError as e:
+        raise CleadError(f"bad model_args for {name}: {e}") from None
