@@ -58,3 +58,21 @@ def test_two_process_clead_trains_evaluates_and_resumes_with_one(idx_dir, tmp_pa
                            "--quiet", "--no-checks"], capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (run / "eval.json").is_file()
+
+
+def test_two_process_eval_equals_one_process(idx_dir, tmp_path):
+    import json
+
+    run = tmp_path / "r"
+    subprocess.run([sys.executable, "-m", "clead", "train", *args(idx_dir, "--method", "pgd-at", "--epochs", "1"),
+                    "--out", str(run)], check=True, capture_output=True)  # fmt: skip
+    ev = ["eval", str(run), "--attacks", "fgsm,pgd20", "-n", "60", "--batch-size", "16", "--quiet", "--check-n", "16"]
+    subprocess.run([sys.executable, "-m", "clead", *ev], check=True, capture_output=True)
+    one = json.loads((run / "eval.json").read_text())
+    one_csv = (run / "per_sample.csv").read_text()
+    torchrun(2, *ev)
+    two = json.loads((run / "eval.json").read_text())
+    for key in ("clean_accuracy", "robust_accuracy", "per_attack", "n"):
+        assert one[key] == two[key], key
+    assert (run / "per_sample.csv").read_text() == one_csv
+    assert len(two["checks"]) == 7

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -119,7 +120,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CleadError("--out DIR is required (the run directory)")
     cfg = _config_from_args(args)
     out = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
-    log.info("done: %s (evaluate with `clead eval %s`)", out, out)
+    if os.environ.get("RANK", "0") == "0":
+        log.info("done: %s (evaluate with `clead eval %s`)", out, out)
     return 0
 
 
@@ -141,12 +143,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
                            batch_size=args.batch_size, seed=args.seed, restarts=args.restarts, device=args.device,
                            progress=not args.quiet, checks=not args.no_checks, check_n=args.check_n, sweep=sweep,
                            sweep_n=args.sweep_n)  # fmt: skip
+        if not res:  # a torchrun rank other than 0
+            continue
         log.info("%s: clean %.2f%%, robust %.2f%% (n=%d) -> %s/eval.json", run_dir,
                  100 * res["clean_accuracy"], 100 * res["robust_accuracy"], res["n"], run_dir)  # fmt: skip
         for c in res["checks"]:
             if c["passed"] is False:
                 log.warning("WARNING %s: check %s FAILED: %s %s", run_dir, c["name"], c["explanation"], c["numbers"])
-    print(markdown_table(args.runs))
+    if os.environ.get("RANK", "0") == "0":
+        print(markdown_table(args.runs))
     return 0
 
 
@@ -185,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     e.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS),
                    help=f"comma-separated attacks from: {', '.join(ATTACKS.names())} [default: %(default)s]")  # fmt: skip
-    e.add_argument("--n", type=int, default=None, help="evaluate on the first N test images [default: all]")
+    e.add_argument("-n", "--n", type=int, default=None,
+                   help="evaluate on the first N test images; write -n N under torchrun [default: all]")
     e.add_argument("--eps", default=None, help="attack radius, e.g. 0.1 or 8/255 [default: the run's training eps]")
     e.add_argument("--norm", default=None, choices=["linf", "l2"], help="threat model [default: the run's]")
     e.add_argument("--checkpoint", default="best", choices=["best", "last"], help="[default: %(default)s]")

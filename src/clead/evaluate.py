@@ -54,12 +54,15 @@ def check_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes
         raise CleadError(f"labels range {int(y.min())}..{int(y.max())} but the model has {out.shape[1]} classes")
 
 
-def _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, state, save, progress, name):
-    """Run ``attack`` on the samples ``idx`` chunk by chunk, filling ``state`` and saving after each chunk."""
+def _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, state, save, progress, name, dist):
+    """Run ``attack`` on the samples ``idx`` chunk by chunk, filling ``state`` and saving after each chunk.
+    Under torchrun each rank takes every ``world``-th chunk and the results are summed across ranks."""
     chunks = [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
     bar = tqdm(total=len(chunks), initial=state["chunks_done"], desc=name, disable=not progress, leave=False,
                dynamic_ncols=True)  # fmt: skip
     for c in range(state["chunks_done"], len(chunks)):
+        if c % dist.world != dist.rank:
+            continue
         j = chunks[c]
         t0 = time.perf_counter()
         torch.manual_seed(seed + c)
@@ -79,11 +82,30 @@ def _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, state, sa
         for k in (pred != y[j]).nonzero().squeeze(1).tolist():
             if len(state["examples"]) < N_EXAMPLES:
                 state["examples"][int(j[k])] = x_adv[k].cpu()
-        state["chunks_done"] = c + 1
         state["seconds"] += time.perf_counter() - t0
-        save()
+        if not dist.enabled:
+            state["chunks_done"] = c + 1
+            save()
         bar.update(1)
     bar.close()
+    if dist.enabled:
+        _merge_across_ranks(state, len(chunks), dist)
+
+
+def _merge_across_ranks(state: dict[str, Any], n_chunks: int, dist) -> None:
+    """Every sample was attacked by exactly one rank: sum the rank-local tensors (zeros elsewhere)."""
+    import torch.distributed as tdist
+
+    for key in ("ok", "pred", "linf", "l2", "sub"):
+        t = state[key]
+        owned = {"ok": t.long(), "pred": t + 1, "linf": t, "l2": t, "sub": t + 1}[key].double()
+        tdist.all_reduce(owned)
+        state[key] = {"ok": owned.bool(), "pred": owned.long() - 1, "sub": owned.long() - 1}.get(key, owned.float())
+    gathered: list[Any] = [None] * dist.world
+    tdist.all_gather_object(gathered, state["examples"])
+    state["examples"] = {k: v for part in gathered for k, v in part.items()}
+    state["seconds"] = dist.sum(state["seconds"])
+    state["chunks_done"] = n_chunks
 
 
 def _new_state(n: int) -> dict[str, Any]:
@@ -110,6 +132,7 @@ def evaluate(
     sweep_n: int = 500,
     num_classes: int | None = None,
     state_path: str | Path | None = None,
+    dist: Any = None,
 ) -> dict[str, Any]:
     """Evaluate any classifier (input [0, 1] NCHW, output logits) on tensors ``x``, ``y``.
 
@@ -151,8 +174,10 @@ def evaluate(
         for name, attack in tqdm(built.items(), desc="attacks", disable=not progress or len(built) < 2,
                                  leave=False):  # fmt: skip
             st = state["attacks"].setdefault(name, _new_state(n))
-            _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, st, save, progress, name)
+            _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, st, save, progress, name, dist)
         result = _summarise(built, state["attacks"], correct, pred_clean, x, y, eps, norm, seed)
+        if not dist.main:
+            return result
         if sweep:
             result["sweep"] = eps_sweep(model, x[:sweep_n], y[:sweep_n], [parse_eps(e) for e in sweep], norm,
                                         batch_size, seed, device, num_classes, progress)  # fmt: skip
@@ -276,14 +301,30 @@ def evaluate_run(
     The model, dataset and default threat model come from the run's own config. An interrupted
     evaluation resumes from ``RUN/eval_state.pt`` when called again with the same options.
     """
+    from . import distributed
+    from . import run as runmod
+
+    run_dir = Path(run_dir)
+    cfg = runmod.read_config(run_dir)
+    dev = runmod.resolve_device(device)
+    dist = distributed.setup(dev)
+    if dist.enabled and dev.type == "cuda":
+        dev = torch.device("cuda", dist.local_rank)
+    try:
+        return _evaluate_run(run_dir, cfg, dev, dist, attacks, n, checkpoint, eps, norm, batch_size, seed, restarts,
+                             progress and dist.main, checks, check_n, sweep, sweep_n)  # fmt: skip
+    finally:
+        distributed.teardown(dist)
+
+
+def _evaluate_run(run_dir, cfg, dev, dist, attacks, n, checkpoint, eps, norm, batch_size, seed, restarts,
+                  progress, checks, check_n, sweep, sweep_n) -> dict[str, Any]:  # fmt: skip
     from . import audit
     from . import run as runmod
     from .data import load_dataset
     from .io import write_json
 
-    run_dir = Path(run_dir)
-    cfg = runmod.read_config(run_dir)
-    model = runmod.load_model(run_dir, checkpoint).to(runmod.resolve_device(device))
+    model = runmod.load_model(run_dir, checkpoint).to(dev)
     data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.data_options())
     if n is not None and n < 1:
         raise CleadError(f"--n must be >= 1, got {n}")
@@ -291,7 +332,9 @@ def evaluate_run(
     result = evaluate(model, x, y, attacks, eps=cfg.eps if eps is None else eps, norm=norm or cfg.norm,
                       batch_size=batch_size, seed=seed, restarts=restarts, progress=progress, checks=checks,
                       check_n=check_n, sweep=sweep, sweep_n=sweep_n, num_classes=data.num_classes,
-                      state_path=run_dir / "eval_state.pt")  # fmt: skip
+                      state_path=run_dir / "eval_state.pt", dist=dist)  # fmt: skip
+    if not dist.main:
+        return {}
     audit.write_per_sample(run_dir / "per_sample.csv", result)
     files = ["per_sample.csv"]
     if audit.plot_examples(run_dir / "adv_examples.png", result["examples"], result["eps"], data.classes):
