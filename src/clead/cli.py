@@ -142,11 +142,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         res = evaluate_run(run_dir, attacks, n=args.n, checkpoint=args.checkpoint, eps=args.eps, norm=args.norm,
                            batch_size=args.batch_size, seed=args.seed, restarts=args.restarts, device=args.device,
                            progress=not args.quiet, checks=not args.no_checks, check_n=args.check_n, sweep=sweep,
-                           sweep_n=args.sweep_n)  # fmt: skip
+                           sweep_n=args.sweep_n, tag=args.tag)  # fmt: skip
         if not res:  # a torchrun rank other than 0
             continue
-        log.info("%s: clean %.2f%%, robust %.2f%% (n=%d) -> %s/eval.json", run_dir,
-                 100 * res["clean_accuracy"], 100 * res["robust_accuracy"], res["n"], run_dir)  # fmt: skip
+        log.info("%s: clean %.2f%%, robust %.2f%% (n=%d) -> %s/eval%s.json", run_dir, 100 * res["clean_accuracy"],
+                 100 * res["robust_accuracy"], res["n"], run_dir, f"-{args.tag}" if args.tag else "")  # fmt: skip
         for c in res["checks"]:
             if c["passed"] is False:
                 log.warning("WARNING %s: check %s FAILED: %s %s", run_dir, c["name"], c["explanation"], c["numbers"])
@@ -157,13 +157,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .io import write_text
-    from .report import markdown_table
+    from .report import markdown_table, write_suite_report
 
     table = markdown_table(args.runs)
     print(table)
     if args.out:
         write_text(args.out, "# clead report\n\n" + table)
         log.info("wrote %s", args.out)
+    if args.full:
+        md, html = write_suite_report(args.runs, args.full, args.title)
+        log.info("wrote %s and %s", md, html)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import SUITES, run_suite
+
+    if args.list:
+        for name in SUITES.names():
+            s = SUITES.get(name)
+            print(f"{name}: {s.description}; runs: {', '.join(s.runs)}")
+        return 0
+    if not args.suite:
+        raise CleadError(f"name a suite: {', '.join(SUITES.names())} (or --list)")
+    only = [r.strip() for r in args.only.split(",")] if args.only else None
+    steps = run_suite(args.suite, args.out, args.max_hours, only, progress=not args.quiet, dry_run=args.dry_run)
+    if args.dry_run:
+        print("\n".join(steps) if steps else "nothing to do: the suite is complete")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .analyze import analyze
+
+    analyze(args.runs, args.out, n=args.n, probe_train=args.probe_train, seed=args.seed)
+    print((Path(args.out) / "analysis.md").read_text())
+    log.info("wrote %s/analysis.json, analysis.md and tsne.png", args.out)
     return 0
 
 
@@ -204,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "writes eps_sweep.png")  # fmt: skip
     e.add_argument("--sweep-n", type=int, default=500, help="samples used by the sweep [default: %(default)s]")
     e.add_argument("--no-checks", action="store_true", help="skip the sanity checks")
+    e.add_argument("--tag", default="", help="write eval-TAG.json (and per_sample-TAG.csv, ...) instead of eval.json")
     e.add_argument("--check-n", type=int, default=200,
                    help="correctly classified samples attacked by the sanity checks [default: %(default)s]")
     e.add_argument("--device", default="auto", help="auto, cpu or cuda[:i] [default: %(default)s]")
@@ -213,7 +243,31 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="Markdown table comparing runs")
     r.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     r.add_argument("--out", default=None, help="also write the table to this Markdown file")
+    r.add_argument("--full", default=None, metavar="DIR",
+                   help="write DIR/report.md and a self-contained DIR/report.html: accuracies with 95%% intervals, "
+                        "checks, training curves, eps sweeps, adversarial examples")  # fmt: skip
+    r.add_argument("--title", default="clead report", help="title of the --full report")
     r.set_defaults(func=cmd_report)
+
+    b = sub.add_parser("bench", help="run a named benchmark suite resumably and write its report",
+                       description="Train and evaluate every run of a suite that is not complete yet, then write "
+                                   "OUT/report.md and OUT/report.html. Run it again to continue.")  # fmt: skip
+    b.add_argument("suite", nargs="?", help="suite name (see --list)")
+    b.add_argument("--list", action="store_true", help="list the suites and what they run")
+    b.add_argument("--out", default=None, help="suite directory [default: results/SUITE]")
+    b.add_argument("--max-hours", type=float, default=None, help="start no new training or evaluation after this long")
+    b.add_argument("--only", default=None, help="comma-separated run names of the suite to bring up to date")
+    b.add_argument("--dry-run", action="store_true", help="print what would run")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=cmd_bench)
+
+    a = sub.add_parser("analyze", help="representation analysis of runs (feature similarity, probes, t-SNE)")
+    a.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    a.add_argument("--out", required=True, help="directory for analysis.json, analysis.md and tsne.png")
+    a.add_argument("-n", "--n", type=int, default=500, help="test images analysed [default: %(default)s]")
+    a.add_argument("--probe-train", type=int, default=2000, help="training images for the linear probe [default: %(default)s]")
+    a.add_argument("--seed", type=int, default=0, help="[default: %(default)s]")
+    a.set_defaults(func=cmd_analyze)
     return p
 
 

@@ -295,8 +295,12 @@ def evaluate_run(
     check_n: int = 200,
     sweep: Sequence[float | str] | None = None,
     sweep_n: int = 500,
+    tag: str = "",
 ) -> dict[str, Any]:
     """Evaluate a run on the first ``n`` test images (all by default); write ``eval.json`` and the audit files.
+
+    With a ``tag`` the files are ``eval-TAG.json``, ``per_sample-TAG.csv``, ... so that several evaluations
+    of one run (e.g. all 10,000 images with PGD, 1,000 with AutoAttack) live side by side.
 
     The model, dataset and default threat model come from the run's own config. An interrupted
     evaluation resumes from ``RUN/eval_state.pt`` when called again with the same options.
@@ -312,18 +316,19 @@ def evaluate_run(
         dev = torch.device("cuda", dist.local_rank)
     try:
         return _evaluate_run(run_dir, cfg, dev, dist, attacks, n, checkpoint, eps, norm, batch_size, seed, restarts,
-                             progress and dist.main, checks, check_n, sweep, sweep_n)  # fmt: skip
+                             progress and dist.main, checks, check_n, sweep, sweep_n, tag)  # fmt: skip
     finally:
         distributed.teardown(dist)
 
 
 def _evaluate_run(run_dir, cfg, dev, dist, attacks, n, checkpoint, eps, norm, batch_size, seed, restarts,
-                  progress, checks, check_n, sweep, sweep_n) -> dict[str, Any]:  # fmt: skip
+                  progress, checks, check_n, sweep, sweep_n, tag) -> dict[str, Any]:  # fmt: skip
     from . import audit
     from . import run as runmod
     from .data import load_dataset
     from .io import write_json
 
+    sfx = f"-{tag}" if tag else ""
     model = runmod.load_model(run_dir, checkpoint).to(dev)
     data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.data_options())
     if n is not None and n < 1:
@@ -332,22 +337,22 @@ def _evaluate_run(run_dir, cfg, dev, dist, attacks, n, checkpoint, eps, norm, ba
     result = evaluate(model, x, y, attacks, eps=cfg.eps if eps is None else eps, norm=norm or cfg.norm,
                       batch_size=batch_size, seed=seed, restarts=restarts, progress=progress, checks=checks,
                       check_n=check_n, sweep=sweep, sweep_n=sweep_n, num_classes=data.num_classes,
-                      state_path=run_dir / "eval_state.pt", dist=dist)  # fmt: skip
+                      state_path=run_dir / f"eval_state{sfx}.pt", dist=dist)  # fmt: skip
     if not dist.main:
         return {}
-    audit.write_per_sample(run_dir / "per_sample.csv", result)
-    files = ["per_sample.csv"]
-    if audit.plot_examples(run_dir / "adv_examples.png", result["examples"], result["eps"], data.classes):
-        files.append("adv_examples.png")
+    audit.write_per_sample(run_dir / f"per_sample{sfx}.csv", result)
+    files = [f"per_sample{sfx}.csv"]
+    if audit.plot_examples(run_dir / f"adv_examples{sfx}.png", result["examples"], result["eps"], data.classes):
+        files.append(f"adv_examples{sfx}.png")
     if "sweep" in result:
-        audit.plot_sweeps(run_dir / "eps_sweep.png", {cfg.method: result["sweep"]}, result["eps"])
-        files.append("eps_sweep.png")
+        audit.plot_sweeps(run_dir / f"eps_sweep{sfx}.png", {cfg.method: result["sweep"]}, result["eps"])
+        files.append(f"eps_sweep{sfx}.png")
     entry = audit.robustbench_entry(result, run_dir.name, cfg.model, cfg.dataset)
     if entry:
         audit.write_robustbench(run_dir / "robustbench.json", entry)
         files.append("robustbench.json")
     out = {k: v for k, v in result.items() if k not in ("per_sample", "examples")}
     out = {"run": run_dir.name, "method": cfg.method, "model": cfg.model, "dataset": cfg.dataset,
-           "checkpoint": checkpoint, **out, "files": files}  # fmt: skip
-    write_json(run_dir / "eval.json", out)
+           "checkpoint": checkpoint, "tag": tag, **out, "files": files}  # fmt: skip
+    write_json(run_dir / f"eval{sfx}.json", out)
     return out

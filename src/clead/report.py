@@ -63,3 +63,167 @@ def markdown_table(run_dirs: Sequence[str | Path]) -> str:
     missing = [r["run"] for r in rows if r["eval"] is None]
     note = f"\nNot evaluated yet (run `clead eval`): {', '.join(missing)}\n" if missing else ""
     return "\n".join(lines) + "\n" + "".join(f"\n{w}\n" for w in warn) + note
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of an accuracy ``p`` measured on ``n`` samples."""
+    if n <= 0:
+        return (0.0, 1.0)
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _ci(p: float | None, n: int | None) -> str:
+    if p is None or not n:
+        return "-"
+    lo, hi = wilson(p, n)
+    return f"{100 * p:.2f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def _evals(run_dir: Path) -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(run_dir.glob("eval*.json"))}
+
+
+COLUMNS = [("clean", None), ("fgsm", "fgsm"), ("pgd20", "pgd20"), ("pgd50", "pgd50"), ("cw", "cw"),
+           ("autoattack", "autoattack")]  # fmt: skip
+
+
+def suite_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Per run: each accuracy with the largest n it was measured on, the worst case, checks and costs."""
+    rows = []
+    for d in map(Path, run_dirs):
+        cfg = runmod.read_config(d)
+        metrics = runmod.read_metrics(d)
+        evals = _evals(d)
+        cells: dict[str, tuple[float, int]] = {}
+        for ev in evals.values():
+            n = ev["n"]
+            if "clean" not in cells or n > cells["clean"][1]:
+                cells["clean"] = (ev["clean_accuracy"], n)
+            for name, acc in ev["per_attack"].items():
+                if name not in cells or n > cells[name][1]:
+                    cells[name] = (acc, n)
+        main = evals.get("eval") or next(iter(evals.values()), None)
+        epochs = [m for m in metrics if "train_seconds" in m]
+        rows.append({
+            "run": d.name, "dir": d, "method": cfg.method, "seed": cfg.seed, "cfg": cfg, "cells": cells,
+            "worst": (main["robust_accuracy"], main["n"]) if main else None, "checks": _checks(main),
+            "epoch_s": sum(m["train_seconds"] for m in epochs) / len(epochs) if epochs else None,
+            "peak_mb": max((m.get("peak_rss_mb") or m.get("peak_memory_mb") or 0) for m in metrics) if metrics else None,
+            "metrics": metrics, "sweep": (main or {}).get("sweep"), "main": main,
+        })  # fmt: skip
+    return rows
+
+
+def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
+    head = ["run", "method", *[c for c, _ in COLUMNS], "worst case", "checks", "s/epoch", "peak MB"]
+    lines = [f"# {title}", "", "Accuracy in % with its 95% Wilson interval; n per cell below the table.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
+    for r in rows:
+        cells = [_ci(*r["cells"].get(c, (None, None))) for c, _ in COLUMNS]
+        worst = _ci(*r["worst"]) if r["worst"] else "-"
+        lines.append("| " + " | ".join([r["run"], r["method"], *cells, worst, r["checks"],
+                                          f"{r['epoch_s']:.0f}" if r["epoch_s"] else "-",
+                                          f"{r['peak_mb']:.0f}" if r["peak_mb"] else "-"]) + " |")  # fmt: skip
+    ns = sorted({f"{c}: n={r['cells'][c][1]}" for r in rows for c, _ in COLUMNS if c in r["cells"]})
+    lines += ["", "Samples: " + ", ".join(ns) + "; worst case over all attacks of the main evaluation (eval.json)."]
+    by_method: dict[str, list[float]] = {}
+    for r in rows:
+        if "autoattack" in r["cells"]:
+            by_method.setdefault(r["method"], []).append(r["cells"]["autoattack"][0])
+    multi = {m: v for m, v in by_method.items() if len(v) > 1}
+    if multi:
+        import statistics
+
+        lines += ["", "| method | seeds | AutoAttack % mean ± std |", "|---|---|---|"]
+        for m, v in multi.items():
+            lines.append(f"| {m} | {len(v)} | {100 * statistics.mean(v):.2f} ± {100 * statistics.stdev(v):.2f} |")
+    bad = [r["run"] for r in rows if r["checks"].startswith("FAILED")]
+    if bad:
+        lines += ["", f"**WARNING: {', '.join(bad)} failed sanity checks; their robust numbers may be inflated.**"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(path: Path, rows: list[dict[str, Any]]) -> None:
+    from .audit import _save_fig, plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for r in rows:
+        ep = [m["epoch"] for m in r["metrics"]]
+        axes[0].plot(ep, [m["loss"] for m in r["metrics"]], label=r["run"])
+        axes[1].plot(ep, [100 * m["val_clean"] for m in r["metrics"]], label=r["run"])
+        axes[2].plot(ep, [100 * m["val_pgd"] for m in r["metrics"]], label=r["run"])
+    for ax, t in zip(axes, ("training loss", "validation clean %", "validation PGD %")):
+        ax.set_title(t, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[2].legend(fontsize=6)
+    _save_fig(fig, path)
+
+
+def write_suite_report(run_dirs: Sequence[str | Path], out_dir: str | Path, title: str) -> tuple[Path, Path]:
+    """``report.md`` and a self-contained ``report.html`` (plots embedded) for a set of runs."""
+    import base64
+    import html
+
+    from .audit import plot_sweeps
+    from .io import write_text
+
+    out_dir = Path(out_dir)
+    rows = suite_rows(run_dirs)
+    md = suite_markdown(rows, title)
+    plot_curves(out_dir / "curves.png", rows)
+    figures = [("Training curves", out_dir / "curves.png")]
+    sweeps = {r["run"]: r["sweep"] for r in rows if r["sweep"]}
+    if sweeps:
+        plot_sweeps(out_dir / "eps_sweeps.png", sweeps, rows[0]["cfg"].eps)
+        figures.append(("Robust accuracy against eps", out_dir / "eps_sweeps.png"))
+    figures += [(f"Adversarial examples: {r['run']}", r["dir"] / "adv_examples.png") for r in rows
+                if (r["dir"] / "adv_examples.png").is_file()]  # fmt: skip
+    checks = ["", "## Sanity checks", ""]
+    for r in rows:
+        for c in (r["main"] or {}).get("checks", []):
+            mark = {True: "pass", False: "**FAIL**", None: "not run"}[c["passed"]]
+            checks.append(f"- {r['run']}: {c['name']}: {mark} {json.dumps(c['numbers'])}")
+    md_full = md + "\n".join(checks) + "\n\n" + "".join(f"![{t}]({p.relative_to(out_dir) if p.is_relative_to(out_dir) else p})\n\n"
+                                                      for t, p in figures)  # fmt: skip
+    write_text(out_dir / "report.md", md_full)
+    body = [f"<h1>{html.escape(title)}</h1>", _md_table_html(md), "<h2>Sanity checks</h2><ul>"]
+    body += [f"<li>{html.escape(line[2:])}</li>" for line in checks if line.startswith("- ")]
+    body.append("</ul>")
+    for t, p in figures:
+        b64 = base64.b64encode(p.read_bytes()).decode()
+        body.append(f"<h2>{html.escape(t)}</h2><img src='data:image/png;base64,{b64}' style='max-width:100%'>")
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
+            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+            "padding:4px 8px;font-size:13px}</style></head><body>" + "\n".join(body) + "</body></html>")  # fmt: skip
+    write_text(out_dir / "report.html", page)
+    return out_dir / "report.md", out_dir / "report.html"
+
+
+def _md_table_html(md: str) -> str:
+    """The Markdown tables and plain lines of ``md`` as HTML (headings are skipped)."""
+    import html
+
+    out: list[str] = []
+    table: list[list[str]] = []
+
+    def flush() -> None:
+        if table:
+            rows = [f"<tr>{''.join(f'<th>{html.escape(c)}</th>' for c in table[0])}</tr>"]
+            rows += [f"<tr>{''.join(f'<td>{html.escape(c)}</td>' for c in r)}</tr>" for r in table[1:]]
+            out.append("<table>" + "".join(rows) + "</table>")
+            table.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            if not line.startswith("|---"):
+                table.append([c.strip() for c in line.strip().strip("|").split("|")])
+            continue
+        flush()
+        if line.strip() and not line.startswith("#"):
+            out.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    return "\n".join(out)

@@ -211,6 +211,7 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
             "images_per_second": round(seen_all / train_s, 1),
             "seconds": round(time.perf_counter() - t0, 2),
         }
+        record["peak_rss_mb"] = round(_peak_rss_mb(), 1)
         if torch.cuda.is_available() and device.type == "cuda":
             record["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         is_best = val_robust > best_robust
@@ -231,6 +232,15 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
             )  # fmt: skip
         dist.barrier()
     return out
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def _truncate_metrics(path: Path, epochs_done: int) -> None:

@@ -1,0 +1,85 @@
+"""Benchmark suites (resumable, skipping finished work), full reports with confidence intervals, and the
+representation analysis, on tiny synthetic data."""
+import json
+import math
+
+import pytest
+
+from clead import bench
+from clead.analyze import analyze, intra_inter_ratio
+from clead.report import wilson
+
+
+@pytest.fixture
+def tiny_suite(idx_dir, monkeypatch):
+    suite = bench.Suite(
+        name="tiny", title="tiny suite", description="test",
+        base={"data_dir": str(idx_dir), "train_size": 64, "val_size": 100, "val_n": 20, "epochs": 1,
+              "batch_size": 32, "attack_steps": 1, "val_attack_steps": 1, "device": "cpu", "eps": 0.1},
+        runs={"standard": {"method": "standard"}, "clead": {"method": "clead"}},
+        evals=[bench.EvalSpec("", ["fgsm", "pgd20"], 24, sweep=True), bench.EvalSpec("full", ["fgsm"], None)],
+    )  # fmt: skip
+    monkeypatch.setitem(bench.SUITES._items, "tiny", suite)
+    return suite
+
+
+def test_suite_runs_once_then_skips_and_reports(tiny_suite, tmp_path):
+    out = tmp_path / "tiny"
+    assert bench.run_suite("tiny", out, dry_run=True, progress=False)[:3] == ["train standard", "eval standard main",
+                                                                           "eval standard full"]  # fmt: skip
+    steps = bench.run_suite("tiny", out, progress=False)
+    assert steps == ["train standard", "eval standard main", "eval standard full", "train clead", "eval clead main",
+                     "eval clead full"]  # fmt: skip
+    assert bench.run_suite("tiny", out, progress=False) == []
+    md = (out / "report.md").read_text()
+    assert "| standard | standard |" in md and "[" in md and "Sanity checks" in md
+    assert "clean: n=100" in md and "fgsm: n=100" in md and "pgd20: n=24" in md  # the larger n wins per cell
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 2 and "<table>" in html
+    metrics = json.loads((out / "clead" / "metrics.jsonl").read_text().splitlines()[0])
+    assert metrics["peak_rss_mb"] > 0
+
+
+def test_suite_continues_an_interrupted_training(tiny_suite, tmp_path):
+    from clead.trainer import train
+
+    out = tmp_path / "tiny"
+    cfg = tiny_suite.config("standard")
+    cfg.epochs = 2
+    tiny_suite.base["epochs"] = 2
+    train(cfg, out / "standard", progress=False, stop_after=1)
+    steps = bench.run_suite("tiny", out, only=["standard"], progress=False)
+    assert steps[0] == "train standard"
+    assert len((out / "standard" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_wilson_interval_matches_the_formula():
+    lo, hi = wilson(0.5, 100)
+    z = 1.96
+    centre = (0.5 + z * z / 200) / (1 + z * z / 100)
+    half = z * math.sqrt(0.25 / 100 + z * z / 40000) / (1 + z * z / 100)
+    assert lo == pytest.approx(centre - half) and hi == pytest.approx(centre + half)
+    assert wilson(1.0, 10)[1] == 1.0 and wilson(0.0, 10)[0] == 0.0
+    assert wilson(0.9, 10000)[1] - wilson(0.9, 10000)[0] < wilson(0.9, 100)[1] - wilson(0.9, 100)[0]
+
+
+def test_intra_inter_ratio_by_hand():
+    import torch
+
+    f = torch.tensor([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]])
+    y = torch.tensor([0, 0, 1, 1])
+    # within class: distance 1; across classes: 10, 10, sqrt(101), sqrt(101) (each pair counted twice)
+    assert intra_inter_ratio(f, y) == pytest.approx(1 / ((10 + math.sqrt(101)) / 2))
+
+
+def test_analyze_writes_metrics_and_tsne(idx_dir, tmp_path):
+    from clead.config import from_dict
+    from clead.trainer import train
+
+    run = train(from_dict({"data_dir": str(idx_dir), "train_size": 64, "val_size": 100, "val_n": 20, "epochs": 1,
+                           "batch_size": 32, "attack_steps": 1, "method": "pgd-at"}), tmp_path / "r", progress=False)  # fmt: skip
+    res = analyze([run], tmp_path / "an", n=40, probe_train=200)[0]
+    assert -1 <= res["cosine_clean_adv"] <= 1 and res["intra_inter_clean"] > 0
+    assert 0 <= res["probe_adv"] <= res["probe_clean"] + 0.05
+    assert (tmp_path / "an" / "tsne.png").stat().st_size > 1000
+    assert "| r | pgd-at |" in (tmp_path / "an" / "analysis.md").read_text()
