@@ -28,8 +28,24 @@ class PreActBlock(nn.Module):
         return out + skip
 
 
+class PreActNet(Classifier):
+    """Shared tail of the pre-activation networks: ``conv1 -> layers -> BN-ReLU -> global pool -> head``."""
+
+    conv1: nn.Conv2d
+    layers: nn.Sequential
+    bn: nn.BatchNorm2d
+    head: nn.Linear
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layers(self.conv1(self.normalize(x)))
+        return F.adaptive_avg_pool2d(F.relu(self.bn(out)), 1).flatten(1)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+
 @MODELS.register("preact-resnet18")
-class PreActResNet18(Classifier):
+class PreActResNet18(PreActNet):
     def __init__(self, num_classes: int, image_shape: tuple[int, int, int], mean: Sequence[float],
                  std: Sequence[float], width: int = 64) -> None:  # fmt: skip
         super().__init__(mean, std)
@@ -45,10 +61,3 @@ class PreActResNet18(Classifier):
         self.bn = nn.BatchNorm2d(cin)
         self.feature_dim = cin
         self.head = nn.Linear(cin, num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.layers(self.conv1(self.normalize(x)))
-        return F.adaptive_avg_pool2d(F.relu(self.bn(out)), 1).flatten(1)
-
-    def classify(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
