@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick comparison of every method on the demo budget (configs/demo.yaml: 3 epochs on 12,000 Fashion-MNIST
 # images, PGD-5 in training, Linf eps 0.1), evaluated on the first 1,000 test images with FGSM, PGD-20,
-# PGD-50 x 3 restarts and CW-Linf. About 25 minutes on 2 CPU cores. A finished run is not trained again.
+# PGD-50 x 3 restarts and CW-Linf. About 40 minutes on 2 CPU cores. A finished run is not trained again.
 #   bash benchmarks/quick_compare.sh [OUT_DIR]      (default results/quick)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,4 +20,4 @@ for method in standard pgd-at trades mart clead; do
   [ -f "$run/eval.json" ] || "$CLEAD" eval "$run" --n 1000 --quiet > /dev/null
   RUNS+=("$run")
 done
-"$CLEAD" report "${RUNS[@]}" --out "$OUT/report.md"
+"$CLEAD" report "${RUNS[@]}" --full "$OUT" --title "Quick comparison: Fashion-MNIST, small-cnn, Linf eps 0.1, demo budget"
