@@ -140,7 +140,14 @@ def evaluate(
     ``threat_model``, ``eps``, ``n``, ``seed``, ``checks``, ...) plus ``per_sample`` tensors and
     ``examples`` for the audit files. ``sweep``: eps values for a PGD-20 / APGD-CE sweep on the first
     ``sweep_n`` samples. ``checks``: run the sanity checks (extra attacks on the first ``check_n`` samples).
+    ``dist`` (a `clead.distributed.Dist`, under torchrun): the attacks are split across ranks; the sweep and
+    the checks run on rank 0; no resume state is kept.
     """
+    from .distributed import Dist
+
+    dist = dist or Dist()
+    if dist.enabled:
+        state_path = None
     eps = parse_eps(eps)
     check_threat_model(eps, norm)
     if x.dtype == torch.uint8:
