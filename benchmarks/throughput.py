@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args()
 
+    torch.set_flush_denormal(True)  # as the trainer does on CPU
     k, bs = args.steps, args.batch_size
     x, y, source = images(max(bs * args.batches, 500), args.data_dir)
     methods = args.methods.split(",")
