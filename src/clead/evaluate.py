@@ -58,8 +58,8 @@ def _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, state, sa
     """Run ``attack`` on the samples ``idx`` chunk by chunk, filling ``state`` and saving after each chunk.
     Under torchrun each rank takes every ``world``-th chunk and the results are summed across ranks."""
     chunks = [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
-    bar = tqdm(total=len(chunks), initial=state["chunks_done"], desc=name, disable=not progress, leave=False,
-               dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(total=len(chunks), initial=state["chunks_done"], desc=name, leave=False, dynamic_ncols=True,
+               disable=None if progress else True)  # None: shown on a terminal only  # fmt: skip
     for c in range(state["chunks_done"], len(chunks)):
         if c % dist.world != dist.rank:
             continue
@@ -178,8 +178,8 @@ def evaluate(
         pred_clean = _logits(model, x, batch_size, device).argmax(1)
         correct = pred_clean == y
         idx = correct.nonzero().squeeze(1)
-        for name, attack in tqdm(built.items(), desc="attacks", disable=not progress or len(built) < 2,
-                                 leave=False):  # fmt: skip
+        quiet = not progress or len(built) < 2
+        for name, attack in tqdm(built.items(), desc="attacks", disable=True if quiet else None, leave=False):
             st = state["attacks"].setdefault(name, _new_state(n))
             _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, st, save, progress, name, dist)
         result = _summarise(built, state["attacks"], correct, pred_clean, x, y, eps, norm, seed)
@@ -248,7 +248,7 @@ def _summarise(built, states, correct, pred_clean, x, y, eps, norm, seed) -> dic
 def eps_sweep(model, x, y, eps_list, norm, batch_size, seed, device, num_classes, progress) -> dict[str, Any]:
     """Robust accuracy of PGD-20 and APGD-CE at each eps (on the given samples)."""
     out: dict[str, Any] = {"eps": list(eps_list), "n": len(y), "pgd20": [], "apgd-ce": []}
-    for e in tqdm(eps_list, desc="eps sweep", disable=not progress, leave=False):
+    for e in tqdm(eps_list, desc="eps sweep", disable=None if progress else True, leave=False):
         for name, attack in (("pgd20", PGD(e, steps=20, norm=norm)),
                              ("apgd-ce", AutoAttackPreset(e, norm, "apgd-ce", seed, num_classes))):  # fmt: skip
             correct = 0

@@ -169,7 +169,7 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
         aug_gen = torch.Generator().manual_seed((cfg.seed * 7919 + epoch) * 1009 + dist.rank)
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False,
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if progress else True, leave=False,
                    dynamic_ncols=True, mininterval=1.0)  # fmt: skip
         seen = 0
         for i in bar:
