@@ -29,12 +29,26 @@ class PreActBlock(nn.Module):
 
 
 class PreActNet(Classifier):
-    """Shared tail of the pre-activation networks: ``conv1 -> layers -> BN-ReLU -> global pool -> head``."""
+    """Pre-activation networks: ``conv1 -> stages of PreActBlocks -> BN-ReLU -> global pool -> head``.
+    Each stage after the first halves the resolution."""
 
     conv1: nn.Conv2d
     layers: nn.Sequential
     bn: nn.BatchNorm2d
     head: nn.Linear
+
+    def build(self, in_channels: int, stem: int, stages: Sequence[tuple[int, int]], num_classes: int) -> None:
+        """``stages``: (output channels, number of blocks) per stage."""
+        self.conv1 = nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False)
+        layers, cin = [], stem
+        for i, (cout, n_blocks) in enumerate(stages):
+            for b in range(n_blocks):
+                layers.append(PreActBlock(cin, cout, stride=2 if (b == 0 and i > 0) else 1))
+                cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.bn = nn.BatchNorm2d(cin)
+        self.feature_dim = cin
+        self.head = nn.Linear(cin, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layers(self.conv1(self.normalize(x)))
@@ -49,15 +63,4 @@ class PreActResNet18(PreActNet):
     def __init__(self, num_classes: int, image_shape: tuple[int, int, int], mean: Sequence[float],
                  std: Sequence[float], width: int = 64) -> None:  # fmt: skip
         super().__init__(mean, std)
-        c = image_shape[0]
-        self.conv1 = nn.Conv2d(c, width, 3, 1, 1, bias=False)
-        layers, cin = [], width
-        for i, n_blocks in enumerate((2, 2, 2, 2)):
-            cout = width * 2**i
-            for b in range(n_blocks):
-                layers.append(PreActBlock(cin, cout, stride=2 if (b == 0 and i > 0) else 1))
-                cin = cout
-        self.layers = nn.Sequential(*layers)
-        self.bn = nn.BatchNorm2d(cin)
-        self.feature_dim = cin
-        self.head = nn.Linear(cin, num_classes)
+        self.build(image_shape[0], width, [(width * 2**i, 2) for i in range(4)], num_classes)

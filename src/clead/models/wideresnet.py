@@ -3,10 +3,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from torch import nn
-
 from .base import MODELS
-from .preact_resnet import PreActBlock, PreActNet
+from .preact_resnet import PreActNet
 
 
 class WideResNet(PreActNet):
@@ -18,17 +16,7 @@ class WideResNet(PreActNet):
         if (depth - 4) % 6:
             raise ValueError("WideResNet depth must be 6n + 4")
         n = (depth - 4) // 6
-        widths = [16, 16 * widen, 32 * widen, 64 * widen]
-        self.conv1 = nn.Conv2d(image_shape[0], widths[0], 3, 1, 1, bias=False)
-        layers, cin = [], widths[0]
-        for i, cout in enumerate(widths[1:]):
-            for b in range(n):
-                layers.append(PreActBlock(cin, cout, stride=2 if (b == 0 and i > 0) else 1))
-                cin = cout
-        self.layers = nn.Sequential(*layers)
-        self.bn = nn.BatchNorm2d(cin)
-        self.feature_dim = cin
-        self.head = nn.Linear(cin, num_classes)
+        self.build(image_shape[0], 16, [(16 * widen, n), (32 * widen, n), (64 * widen, n)], num_classes)
 
 
 @MODELS.register("wrn-34-10")
