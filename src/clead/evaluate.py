@@ -225,7 +225,7 @@ def _summarise(built, states, correct, pred_clean, x, y, eps, norm, seed) -> dic
     examples = []
     for name in built:
         for i, xa in states[name]["examples"].items():
-            if len(examples) < N_EXAMPLES and broken_by[i] .split("/")[0] == name:
+            if len(examples) < N_EXAMPLES and broken_by[i].split("/")[0] == name:
                 examples.append({"index": i, "x": x[i], "x_adv": xa, "y": int(y[i]), "pred": int(pred_clean[i]),
                                  "pred_adv": int(states[name]["pred"][i]), "attack": broken_by[i]})  # fmt: skip
     return {

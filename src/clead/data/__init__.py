@@ -1,6 +1,6 @@
 """Datasets: each one file, registered by name in `DATASETS`."""
 from . import cifar, fashion_mnist, image_folder  # noqa: F401  (register themselves)
-from .base import DATASETS, ImageData, Splits, batches, num_batches, split, to_float
+from .base import DATASETS, ImageData, Splits, batches, split, to_float
 
 
 def load_dataset(name: str, data_dir: str | None = None, **options: object) -> ImageData:
@@ -8,4 +8,4 @@ def load_dataset(name: str, data_dir: str | None = None, **options: object) -> I
     return DATASETS.get(name)(data_dir, **options)
 
 
-__all__ = ["DATASETS", "ImageData", "Splits", "batches", "num_batches", "split", "to_float", "load_dataset"]
+__all__ = ["DATASETS", "ImageData", "Splits", "batches", "split", "to_float", "load_dataset"]

@@ -94,7 +94,3 @@ def batches(
     for i in range(0, stop, batch_size):
         idx = order[i : i + batch_size]
         yield to_float(x[idx]), y[idx]
-
-
-def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
-    return n // batch_size if drop_last else -(-n // batch_size)
