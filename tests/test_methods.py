@@ -89,9 +89,22 @@ def test_clead_attack_increases_its_objective():
     torch.manual_seed(0)
     model, method = ToyNet(), make("clead")
     x, y = batch()
-    objective = method.attack_objective(x, epoch=0)
+    with torch.no_grad():
+        z_clean = method.embed(model.features(x))
+    objective = method.attack_objective(z_clean, epoch=0)
     adv = method.budget.pgd(objective)(model, x, y)
     assert objective(model, adv, y)[0].sum() > objective(model, x, y)[0].sum()
+
+
+@pytest.mark.parametrize("attack_loss", ["ce", "contrastive", "joint"])
+def test_clead_costs_one_clean_forward_more_than_pgd_at(attack_loss):
+    """The attack reuses the training forward's clean embeddings: K attack forwards + (1 + views) training ones."""
+    model, method = ToyNet(), make("clead", attack_loss=attack_loss, views=2)
+    calls = []
+    model.features = (lambda f: lambda inp: calls.append(len(inp)) or f(inp))(model.features)
+    x, y = batch()
+    loss_at(method, model, x, y)
+    assert len(calls) == 2 * method.budget.steps + 3
 
 
 def test_projection_head_is_not_part_of_the_classifier():

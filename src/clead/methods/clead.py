@@ -6,14 +6,15 @@ owned by this method, not part of the exported classifier) and z = normalize(g(h
 1. ``views`` adversarial copies of x, each by PGD (own random start) inside the eps-ball maximising
    ``attack_loss``: ``ce`` = CE(f(x_adv), y); ``contrastive`` = L_con over [clean; this view];
    ``joint`` = the training loss below (its w_clean term does not depend on x_adv). The attack runs in
-   eval mode; the clean embeddings it contrasts with are computed once, in eval mode, without gradient.
+   eval mode; the clean embeddings it contrasts with are those of the training loss (the clean batch's
+   training forward, run before the attack and held constant during it), so they cost no extra forward.
 2. L_con over the clean and all adversarial embeddings: ``supervised`` = SupCon (positives: same label),
    ``instance`` = NT-Xent with clean anchors and their own views as positives.
 3. L = w_adv * CE(f(x_adv), y) + w_clean * CE(f(x), y) + lam * L_con; during the first
    ``warmup_epochs`` the contrastive term is off (and the attack maximises CE).
 
-The extra cost over PGD-AT at equal steps is one clean forward/backward (plus one no-grad clean forward
-when the attack uses L_con).
+The extra cost over PGD-AT at equal steps is one clean forward/backward, plus the projection head and
+L_con inside each attack step (small next to the network's forward/backward).
 """
 from __future__ import annotations
 
@@ -85,23 +86,20 @@ class CLEAD(Method):
     def contrastive_on(self, epoch: int) -> bool:
         return epoch >= self.params.warmup_epochs and self.params.lam > 0
 
-    def attack_objective(self, x: torch.Tensor, epoch: int):
+    def attack_objective(self, z_clean: torch.Tensor, epoch: int):
+        """What the inner attack maximises, per sample; ``z_clean``: the clean embeddings (constants)."""
         p = self.params
         use_con = self.contrastive_on(epoch) and p.attack_loss != "ce"
         use_ce = p.attack_loss != "contrastive" or not use_con
         w_ce = p.w_adv if (p.attack_loss == "joint" and use_con) else 1.0
-        z_clean: list[torch.Tensor] = []
 
         def objective(model: nn.Module, xa: torch.Tensor, y: torch.Tensor):
             feats = model.features(xa)
             logits = model.classify(feats)
             loss = w_ce * F.cross_entropy(logits, y, reduction="none") if use_ce else logits.new_zeros(len(y))
             if use_con:
-                if not z_clean:  # once per attack, in the attack's (eval) mode
-                    with torch.no_grad():
-                        z_clean.append(self.embed(model.features(x)))
                 n = len(y)
-                per = self.contrastive_terms(torch.cat([z_clean[0], self.embed(feats)]), y, n)
+                per = self.contrastive_terms(torch.cat([z_clean, self.embed(feats)]), y, n)
                 # per-sample share: the anchors of sample i (clean and view) summed, scaled to a batch mean
                 loss = loss + p.lam * n * per.view(2, n).sum(0)
             return loss, logits
@@ -111,10 +109,15 @@ class CLEAD(Method):
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
         p = self.params
         n = len(y)
-        x_advs = [self.budget.pgd(self.attack_objective(x, epoch))(model, x, y) for _ in range(p.views)]
+        # the clean training forward first: its embeddings, detached, are the attack's anchors, so the
+        # attack maximises the very loss the update then minimises and costs no extra clean forward
+        feats_clean = model.features(x)
+        z_clean = self.embed(feats_clean).detach() if self.contrastive_on(epoch) else None
+        objective = self.attack_objective(z_clean, epoch)
+        x_advs = [self.budget.pgd(objective)(model, x, y) for _ in range(p.views)]
         # one forward per view (as the TRADES/MART reference code does): BatchNorm statistics stay per
         # view, and on CPU two batches of n are faster than one of 2n
-        feats = torch.cat([model.features(v) for v in (x, *x_advs)])
+        feats = torch.cat([feats_clean, *(model.features(v) for v in x_advs)])
         logits = model.classify(feats)
         ce_clean = F.cross_entropy(logits[:n], y)
         ce_adv = F.cross_entropy(logits[n:], y.repeat(p.views))
