@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from clead import load_model
+from clead import allocator, load_model
 from clead.data import load_dataset, to_float
 from clead.errors import CleadError
 from clead.methods import METHODS, Budget
@@ -66,6 +66,7 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_flush_denormal(True)  # as the trainer does on CPU
+    allocator.tune()  # as the CLI does
     k, bs = args.steps, args.batch_size
     x, y, source = images(max(bs * 8, 500), args.data_dir)
     methods = args.methods.split(",")

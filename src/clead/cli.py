@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__
+from . import __version__, allocator
 from . import config as cfgmod
 from .errors import CleadError
 
@@ -273,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    allocator.tune()
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, --version, usage errors (already printed)
