@@ -106,16 +106,17 @@ def main() -> None:
             cpu[name].append(c)
     med = {name: statistics.median(t) for name, t in times.items()}
 
-    def ratio(name: str, clock: dict[str, list[float]] = times) -> tuple[float, float, float]:
-        """Median and quartiles over rounds of this method's time / PGD-AT's time in the same round."""
-        if "pgd-at" not in clock:
+    def ratio(name: str, clock: dict[str, list[float]] = times, ref: str = "pgd-at") -> tuple[float, float, float]:
+        """Median and quartiles over rounds of this method's time / ``ref``'s time in the same round."""
+        if ref not in clock:
             return (float("nan"),) * 3
-        r = sorted(a / b for a, b in zip(clock[name], clock["pgd-at"]))
+        r = sorted(a / b for a, b in zip(clock[name], clock[ref]))
         q = statistics.quantiles(r, n=4) if len(r) > 1 else [r[0]] * 3
         return statistics.median(r), q[0], q[2]
 
     print(f"# Training throughput: small-cnn, {source}, batch {bs}, PGD-{k}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {args.rounds} interleaved rounds of {args.batches} step(s)")  # fmt: skip
+
     def fastest(name: str, ref: str = "pgd-at") -> float:
         return min(times[name]) / min(times[ref]) if ref in times else float("nan")
 
@@ -135,7 +136,7 @@ def main() -> None:
               f"{'met' if f <= target else 'NOT met'}")  # fmt: skip
     if "clead" in med and "pgd-at+clean" in med:
         f = fastest("clead", "pgd-at+clean")
-        r = statistics.median(a / b for a, b in zip(times["clead"], times["pgd-at+clean"]))
+        r = ratio("clead", ref="pgd-at+clean")[0]
         print(f"C-LEAD / (PGD-AT + one clean forward/backward) at K={k}: {f:.3f} fastest rounds (median {r:.3f}); "
               f"target <= 1.05: {'met' if f <= 1.05 else 'NOT met'}; one clean forward/backward costs "
               f"{fastest('pgd-at+clean') - 1:.3f} of a PGD-AT step, the formula assumes {1 / (k + 1):.3f}")  # fmt: skip
