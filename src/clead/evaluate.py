@@ -2,10 +2,10 @@
 
 A sample counts as robust only if it is classified correctly clean *and* under every attack run (the
 worst case per sample, which can be lower than the smallest per-attack accuracy). Attacks run only on
-samples classified correctly clean, in chunks of ``batch_size`` (AutoAttack presets in chunks of their own
-batch size, 500: FAB and Square iterate thousands of times per chunk, and on small chunks that per-iteration
-overhead, not arithmetic, is their cost); with a ``state_path`` the finished chunks are saved, so an
-interrupted evaluation continues where it stopped and ends with the same numbers.
+samples classified correctly clean, in chunks of ``batch_size`` (AutoAttack presets in fewer, larger chunks
+of their own batch size, 500, since FAB and Square run thousands of iterations per chunk whatever its size);
+with a ``state_path`` the finished chunks are saved, so an interrupted evaluation continues where it stopped
+and ends with the same numbers.
 """
 from __future__ import annotations
 
