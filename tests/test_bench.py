@@ -83,3 +83,33 @@ def test_analyze_writes_metrics_and_tsne(idx_dir, tmp_path):
     assert 0 <= res["probe_adv"] <= res["probe_clean"] + 0.05
     assert (tmp_path / "an" / "tsne.png").stat().st_size > 1000
     assert "| r | pgd-at |" in (tmp_path / "an" / "analysis.md").read_text()
+
+
+def test_extra_seeds_use_their_own_evaluations_and_get_a_seed_table(tiny_suite, tmp_path):
+    tiny_suite.seeds, tiny_suite.seed_evals = (1,), [bench.EvalSpec("", ["fgsm"], 24)]
+    out = tmp_path / "tiny"
+    steps = bench.run_suite("tiny", out, progress=False)
+    assert steps[-2:] == ["train clead-seed1", "eval clead-seed1 main"]  # no baseline but standard: C-LEAD only
+    ev = json.loads((out / "clead-seed1" / "eval.json").read_text())
+    assert set(ev["per_attack"]) == {"fgsm"} and ev["seed"] is not None
+    assert "seed: 1" in (out / "clead-seed1" / "config.yaml").read_text()
+    assert "| clead | 0, 1 |" in (out / "report.md").read_text()
+
+
+def test_seed_table_is_mean_and_sample_std_per_group():
+    from clead.report import seed_table
+
+    def row(run, seed, clean, pgd, seq=None, apgd=None):
+        per = {"pgd20": pgd, **({"apgd": apgd} if apgd is not None else {})}
+        main = {"per_attack": per, "sequence": {"autoattack": {"apgd-t": seq}} if seq is not None else {}}
+        return {"run": run, "seed": seed, "cells": {"clean": (clean, 10), "pgd20": (pgd, 10)}, "main": main}
+
+    rows = [row("clead", 0, 0.8, 0.6, seq=0.55), row("clead-seed1", 1, 0.7, 0.5, apgd=0.45),
+            row("clead-seed2", 2, 0.9, 0.7, apgd=0.65), row("pgd-at", 0, 0.5, 0.4, seq=0.3)]  # fmt: skip
+    lines = seed_table(rows)
+    clead = next(line for line in lines if line.startswith("| clead |"))
+    std = math.sqrt(((0.8 - 0.8) ** 2 + (0.7 - 0.8) ** 2 + (0.9 - 0.8) ** 2) / 2)  # sample std of clean
+    assert clead.startswith(f"| clead | 0, 1, 2 | 80.00 ± {100 * std:.2f} | 60.00 ± {100 * std:.2f} | 55.00 ± ")
+    assert clead.endswith("| - |")  # seeds 1, 2 have no AutoAttack: no mean over a subset
+    assert not any(line.startswith("| pgd-at |") for line in lines)  # one run: nothing to average
+    assert seed_table(rows[3:]) == []

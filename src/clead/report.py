@@ -117,6 +117,45 @@ def suite_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     return rows
 
 
+def apgd_ct(row: dict[str, Any]) -> float | None:
+    """Accuracy after APGD-CE then APGD-T on the main evaluation: the ``apgd`` attack, or the same two attacks
+    read from an AutoAttack run's cascade (AutoAttack runs them first, with the same settings)."""
+    main = row["main"] or {}
+    if "apgd" in main.get("per_attack", {}):
+        return main["per_attack"]["apgd"]
+    return (main.get("sequence") or {}).get("autoattack", {}).get("apgd-t")
+
+
+SEED_COLUMNS = [("clean", lambda r: r["cells"].get("clean", (None,))[0]),
+                ("PGD-20", lambda r: r["cells"].get("pgd20", (None,))[0]),
+                ("APGD-CE+T", apgd_ct),
+                ("AutoAttack", lambda r: r["cells"].get("autoattack", (None,))[0])]  # fmt: skip
+
+
+def seed_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Mean ± sample std over the seeds of each run that has extra seeds (runs ``NAME``, ``NAME-seed1``, ...),
+    for each measure that all of them have; n as in the main table."""
+    import re
+    import statistics
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(re.sub(r"-seed\d+$", "", r["run"]), []).append(r)
+    multi = {m: rs for m, rs in groups.items() if len(rs) > 1}
+    if not multi:
+        return []
+    lines = ["", "Over seeds (mean ± sample std):", "",
+             "| run | seeds | " + " | ".join(f"{c} %" for c, _ in SEED_COLUMNS) + " |",
+             "|" + "---|" * (2 + len(SEED_COLUMNS))]  # fmt: skip
+    for m, rs in multi.items():
+        cells = []
+        for _, get in SEED_COLUMNS:
+            v = [get(r) for r in rs]
+            cells.append("-" if None in v else f"{100 * statistics.mean(v):.2f} ± {100 * statistics.stdev(v):.2f}")
+        lines.append(f"| {m} | {', '.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
     head = ["run", "method", *[c for c, _ in COLUMNS], "worst case", "checks", "s/epoch", "peak MB"]
     lines = [f"# {title}", "", "Accuracy in % with its 95% Wilson interval; n per cell below the table.", "",
@@ -129,17 +168,7 @@ def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
                                           f"{r['peak_mb']:.0f}" if r["peak_mb"] else "-"]) + " |")  # fmt: skip
     ns = sorted({f"{c}: n={r['cells'][c][1]}" for r in rows for c, _ in COLUMNS if c in r["cells"]})
     lines += ["", "Samples: " + ", ".join(ns) + "; worst case over all attacks of the main evaluation (eval.json)."]
-    by_method: dict[str, list[float]] = {}
-    for r in rows:
-        if "autoattack" in r["cells"]:
-            by_method.setdefault(r["method"], []).append(r["cells"]["autoattack"][0])
-    multi = {m: v for m, v in by_method.items() if len(v) > 1}
-    if multi:
-        import statistics
-
-        lines += ["", "| method | seeds | AutoAttack % mean ± std |", "|---|---|---|"]
-        for m, v in multi.items():
-            lines.append(f"| {m} | {len(v)} | {100 * statistics.mean(v):.2f} ± {100 * statistics.stdev(v):.2f} |")
+    lines += seed_table(rows)
     bad = [r["run"] for r in rows if r["checks"].startswith("FAILED")]
     if bad:
         lines += ["", f"**WARNING: {', '.join(bad)} failed sanity checks; their robust numbers may be inflated.**"]
