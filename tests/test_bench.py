@@ -113,3 +113,13 @@ def test_seed_table_is_mean_and_sample_std_per_group():
     assert clead.endswith("| - |")  # seeds 1, 2 have no AutoAttack: no mean over a subset
     assert not any(line.startswith("| pgd-at |") for line in lines)  # one run: nothing to average
     assert seed_table(rows[3:]) == []
+
+
+def test_only_accepts_seed_runs_and_rejects_unknown_names(tiny_suite, tmp_path):
+    from clead.errors import CleadError
+
+    tiny_suite.seeds = (1,)
+    assert bench.run_suite("tiny", tmp_path / "t", only=["clead-seed1"], dry_run=True, progress=False) == [
+        "train clead-seed1", "eval clead-seed1 main", "eval clead-seed1 full"]  # fmt: skip
+    with pytest.raises(CleadError, match="no run cleed.*clead-seed1"):
+        bench.run_suite("tiny", tmp_path / "t", only=["cleed"], dry_run=True, progress=False)

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import config as cfgmod
 from . import run as runmod
+from .errors import CleadError
 from .registry import Registry
 
 log = logging.getLogger("clead")
@@ -153,7 +154,11 @@ def run_suite(name: str, out: str | Path | None = None, max_hours: float | None 
                                  tag=spec.tag)  # fmt: skip
         return True
 
-    runs = [r for r in suite.runs if not only or r in only]
+    seed_runs = [f"{r}-seed{s}" for r in suite.runs for s in suite.seeds]
+    unknown = [r for r in only or [] if r not in suite.runs and r not in seed_runs]
+    if unknown:
+        raise CleadError(f"suite {name} has no run {', '.join(unknown)}; its runs: {', '.join([*suite.runs, *seed_runs])}")
+    runs = [r for r in [*suite.runs, *seed_runs] if r in only] if only else list(suite.runs)
     complete = all([bring_up(r) for r in runs])
     if complete and suite.seeds and not only and not dry_run:
         rows = {r["run"]: r for r in suite_rows([out / r for r in suite.runs])}

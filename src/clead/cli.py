@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--list", action="store_true", help="list the suites and what they run")
     b.add_argument("--out", default=None, help="suite directory [default: results/SUITE]")
     b.add_argument("--max-hours", type=float, default=None, help="start no new training or evaluation after this long")
-    b.add_argument("--only", default=None, help="comma-separated run names of the suite to bring up to date")
+    b.add_argument("--only", default=None, help="comma-separated run names of the suite to bring up to date (NAME-seedN for an extra seed)")
     b.add_argument("--dry-run", action="store_true", help="print what would run")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bench)
