@@ -123,3 +123,14 @@ def test_only_accepts_seed_runs_and_rejects_unknown_names(tiny_suite, tmp_path):
         "train clead-seed1", "eval clead-seed1 main", "eval clead-seed1 full"]  # fmt: skip
     with pytest.raises(CleadError, match="no run cleed.*clead-seed1"):
         bench.run_suite("tiny", tmp_path / "t", only=["cleed"], dry_run=True, progress=False)
+
+
+def test_suite_table_adds_a_column_for_attacks_beyond_the_standard_set():
+    from clead.report import suite_markdown
+
+    row = {"run": "a", "method": "clead", "cells": {"clean": (0.5, 100), "apgd-ce": (0.25, 100)}, "worst": (0.25, 100),
+           "checks": "-", "epoch_s": None, "peak_mb": None}  # fmt: skip
+    md = suite_markdown([row], "t")
+    assert "| clean | fgsm | pgd20 | pgd50 | cw | apgd-ce | autoattack |" in md
+    lo, hi = wilson(0.25, 100)
+    assert f"| - | 25.00 [{100 * lo:.1f}, {100 * hi:.1f}] | - |" in md and "apgd-ce: n=100" in md

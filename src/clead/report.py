@@ -86,8 +86,7 @@ def _evals(run_dir: Path) -> dict[str, dict[str, Any]]:
     return {p.stem: json.loads(p.read_text()) for p in sorted(run_dir.glob("eval*.json"))}
 
 
-COLUMNS = [("clean", None), ("fgsm", "fgsm"), ("pgd20", "pgd20"), ("pgd50", "pgd50"), ("cw", "cw"),
-           ("autoattack", "autoattack")]  # fmt: skip
+COLUMNS = ["clean", "fgsm", "pgd20", "pgd50", "cw", "autoattack"]  # always shown; other attacks go before AutoAttack
 
 
 def suite_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
@@ -157,16 +156,18 @@ def seed_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
-    head = ["run", "method", *[c for c, _ in COLUMNS], "worst case", "checks", "s/epoch", "peak MB"]
+    extra = list(dict.fromkeys(a for r in rows for a in r["cells"] if a not in COLUMNS))  # e.g. apgd-ce, apgd
+    columns = [*COLUMNS[:-1], *extra, COLUMNS[-1]]
+    head = ["run", "method", *columns, "worst case", "checks", "s/epoch", "peak MB"]
     lines = [f"# {title}", "", "Accuracy in % with its 95% Wilson interval; n per cell below the table.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
     for r in rows:
-        cells = [_ci(*r["cells"].get(c, (None, None))) for c, _ in COLUMNS]
+        cells = [_ci(*r["cells"].get(c, (None, None))) for c in columns]
         worst = _ci(*r["worst"]) if r["worst"] else "-"
         lines.append("| " + " | ".join([r["run"], r["method"], *cells, worst, r["checks"],
                                           f"{r['epoch_s']:.0f}" if r["epoch_s"] else "-",
                                           f"{r['peak_mb']:.0f}" if r["peak_mb"] else "-"]) + " |")  # fmt: skip
-    ns = sorted({f"{c}: n={r['cells'][c][1]}" for r in rows for c, _ in COLUMNS if c in r["cells"]})
+    ns = sorted({f"{c}: n={r['cells'][c][1]}" for r in rows for c in columns if c in r["cells"]})
     lines += ["", "Samples: " + ", ".join(ns) + "; worst case over all attacks of the main evaluation (eval.json)."]
     lines += seed_table(rows)
     bad = [r["run"] for r in rows if r["checks"].startswith("FAILED")]
