@@ -59,9 +59,9 @@ MAIN_EVALS = [
     EvalSpec("full", ["fgsm", "pgd20"], None),
 ]
 # Extra seeds: AutoAttack's two gradient attacks (APGD-CE then APGD-T, standard settings) instead of all four.
-# FAB-T and Square take most of AutoAttack's time here and changed no prediction of any robust seed-0 model of
-# fmnist-linf-0.1 after APGD (one of 1,000 for the standard model); the report reads seed 0's APGD-CE+T
-# accuracy from its AutoAttack cascade.
+# FAB-T and Square take most of AutoAttack's time here and, after APGD, changed at most one of 1,000
+# predictions of any seed-0 model of fmnist-linf-0.1 (FAB-T one for MART, Square one for the standard model);
+# the report reads seed 0's APGD-CE+T accuracy from its AutoAttack cascade.
 SEED_EVALS = [EvalSpec("", ["fgsm", "pgd20", "apgd"], 1000), EvalSpec("full", ["fgsm", "pgd20"], None)]
 
 for eps in (0.1, 0.3):
