@@ -103,6 +103,11 @@ SUITES.register("fmnist-ablation")(Suite(
 ))  # fmt: skip
 
 
+def seed_run(run: str, seed: int) -> str:
+    """Name of the extra-seed run of ``run`` (``Suite.seed_overrides`` parses it back)."""
+    return f"{run}-seed{seed}"
+
+
 def _trained(run_dir: Path, cfg: cfgmod.TrainConfig) -> bool:
     return len(runmod.read_metrics(run_dir)) >= cfg.epochs and (run_dir / "best.pt").is_file()
 
@@ -155,7 +160,7 @@ def run_suite(name: str, out: str | Path | None = None, max_hours: float | None 
                                  tag=spec.tag)  # fmt: skip
         return True
 
-    seed_runs = [f"{r}-seed{s}" for r in suite.runs for s in suite.seeds]
+    seed_runs = [seed_run(r, s) for r in suite.runs for s in suite.seeds]
     unknown = [r for r in only or [] if r not in suite.runs and r not in seed_runs]
     if unknown:
         raise CleadError(f"suite {name} has no run {', '.join(unknown)}; its runs: {', '.join([*suite.runs, *seed_runs])}")
@@ -167,7 +172,7 @@ def run_suite(name: str, out: str | Path | None = None, max_hours: float | None 
         best = max(aa, key=aa.get) if aa else None
         for base_run in [r for r in ("clead", best) if r]:
             for seed in suite.seeds:
-                complete = bring_up(f"{base_run}-seed{seed}") and complete
+                complete = bring_up(seed_run(base_run, seed)) and complete
     if not dry_run:
         done = [p.parent for p in sorted(out.glob("*/metrics.jsonl")) if (p.parent / "eval.json").is_file()]
         if done:

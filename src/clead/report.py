@@ -125,10 +125,12 @@ def apgd_ct(row: dict[str, Any]) -> float | None:
     return (main.get("sequence") or {}).get("autoattack", {}).get("apgd-t")
 
 
-SEED_COLUMNS = [("clean", lambda r: r["cells"].get("clean", (None,))[0]),
-                ("PGD-20", lambda r: r["cells"].get("pgd20", (None,))[0]),
-                ("APGD-CE+T", apgd_ct),
-                ("AutoAttack", lambda r: r["cells"].get("autoattack", (None,))[0])]  # fmt: skip
+def _cell(name: str) -> Any:
+    return lambda row: row["cells"].get(name, (None,))[0]
+
+
+SEED_COLUMNS = [("clean", _cell("clean")), ("PGD-20", _cell("pgd20")), ("APGD-CE+T", apgd_ct),
+                ("AutoAttack", _cell("autoattack"))]  # fmt: skip
 
 
 def seed_table(rows: list[dict[str, Any]]) -> list[str]:
