@@ -19,7 +19,7 @@ def run_cli(capsys, *argv):
     return code, out, err
 
 
-def test_train_eval_report_end_to_end(idx_dir, tmp_path, capsys):
+def test_train_eval_report_end_to_end(idx_dir, tmp_path, capsys, caplog):
     run = tmp_path / "runs" / "c"
     code, _, err = run_cli(capsys, "train", "--method", "clead", "--data-dir", str(idx_dir), "--eps", "8/255",
                            "--lam", "0.5", "--out", str(run), *TINY)  # fmt: skip
@@ -41,6 +41,12 @@ def test_train_eval_report_end_to_end(idx_dir, tmp_path, capsys):
     report = tmp_path / "report.md"
     code, out, _ = run_cli(capsys, "report", str(run), "--out", str(report))
     assert code == 0 and "| clead |" in out and "pgd20 %" in out and report.read_text().count("|") > 10
+    # a glob such as results/SUITE/* also names files and non-run folders: skipped with a warning
+    (tmp_path / "runs" / "analysis").mkdir()
+    code, out, err = run_cli(capsys, "report", *map(str, sorted((tmp_path / "runs").iterdir())), str(report))
+    assert code == 0 and out.count("| clead |") == 1
+    assert "skipping what is not a run directory" in caplog.text and "analysis" in caplog.text
+    one_line_error(capsys, ["report", str(tmp_path / "runs" / "analysis")], "no clead run")
 
 
 def test_config_file_and_flags(idx_dir, tmp_path, capsys):

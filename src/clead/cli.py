@@ -158,7 +158,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .io import write_text
     from .report import markdown_table, write_suite_report
+    from .run import is_run
 
+    runs = [r for r in args.runs if is_run(Path(r))]
+    skipped = [r for r in args.runs if r not in runs]
+    if not runs:
+        raise CleadError(f"no clead run among {', '.join(args.runs)} (a run directory holds config.yaml)")
+    if skipped:
+        log.warning("skipping what is not a run directory: %s", ", ".join(skipped))
+    args.runs = runs
     table = markdown_table(args.runs)
     print(table)
     if args.out:
@@ -241,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("report", help="Markdown table comparing runs")
-    r.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    r.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run directories; other paths (e.g. from results/SUITE/*) are skipped with a warning")
     r.add_argument("--out", default=None, help="also write the table to this Markdown file")
     r.add_argument("--full", default=None, metavar="DIR",
                    help="write DIR/report.md and a self-contained DIR/report.html: accuracies with 95%% intervals, "
