@@ -93,3 +93,21 @@ def test_lr_schedules():
     assert lr_at(cos, 0) == pytest.approx(0.1) and lr_at(cos, 0.5) == pytest.approx(0.05) and lr_at(cos, 1) < 1e-12
     pw = from_dict({"lr": 0.1, "schedule": "piecewise", "milestones": [0.5, 0.75]})
     assert [lr_at(pw, p) for p in (0.4, 0.5, 0.8)] == pytest.approx([0.1, 0.01, 0.001])
+
+
+@pytest.mark.parametrize("method, select, best_epoch", [("standard", "auto", 1), ("standard", "robust", 0),
+                                                        ("pgd-at", "auto", 0), ("pgd-at", "clean", 1),
+                                                        ("standard", "last", 2)])  # fmt: skip
+def test_best_checkpoint_is_the_epoch_the_selection_rule_names(idx_dir, tmp_path, monkeypatch, method, select,
+                                                               best_epoch):  # fmt: skip
+    # validation (clean, robust) per epoch: robust peaks at epoch 0, clean at epoch 1
+    scripted = iter([(0.5, 0.3), (0.7, 0.2), (0.6, 0.25)])
+    monkeypatch.setattr("clead.trainer.validate", lambda *a, **k: next(scripted))
+    out = train(tiny(idx_dir, method=method, select=select, epochs=3, attack_steps=1), tmp_path / "r", progress=False)
+    assert [json.loads(s)["val_clean"] for s in (out / "metrics.jsonl").read_text().splitlines()] == [0.5, 0.7, 0.6]
+    assert load_torch(out / "best.pt")["epoch"] == best_epoch
+
+
+def test_unknown_selection_rule_is_an_error(idx_dir):
+    with pytest.raises(CleadError, match="unknown select 'best'"):
+        tiny(idx_dir, select="best")

@@ -18,6 +18,7 @@ from .errors import CleadError
 OPTIMIZERS = ("sgd", "adam")
 AMP = ("none", "bf16", "fp16")
 SCHEDULES = ("cosine", "piecewise", "constant")
+SELECT = ("auto", "robust", "clean", "last")
 
 
 def parse_eps(value: Any) -> float:
@@ -64,6 +65,8 @@ class TrainConfig:
     val_size: int = _f(5000, "last N training images held out for checkpoint selection")
     val_n: int = _f(1000, "validation images attacked after each epoch")
     val_attack_steps: int = _f(10, "PGD steps of the per-epoch validation attack")
+    select: str = _f("auto", "which epoch best.pt keeps: highest validation robust (PGD) or clean accuracy, or the last; "
+                             "auto = clean for method standard (its PGD accuracy only falls), robust otherwise")
     device: str = _f("auto", "auto, cpu or cuda[:i]")
     amp: str = _f("none", "CUDA mixed precision for training and the inner attack: none, bf16 or fp16")
     channels_last: bool = _f(False, "CUDA: channels_last memory layout")
@@ -90,6 +93,8 @@ class TrainConfig:
             raise CleadError(f"unknown amp {self.amp!r}; valid: {', '.join(AMP)}")
         if not isinstance(self.model_args, dict):
             raise CleadError("model_args must be a mapping, e.g. {dropout: 0.0}")
+        if self.select not in SELECT:
+            raise CleadError(f"unknown select {self.select!r}; valid: {', '.join(SELECT)}")
         if self.schedule not in SCHEDULES:
             raise CleadError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
         for name in ("epochs", "batch_size", "attack_steps", "val_attack_steps"):
@@ -120,6 +125,12 @@ class TrainConfig:
             return cls(**self.method_args)
         except TypeError as e:
             raise CleadError(f"bad method_args for {self.method}: {e}") from None
+
+    def selection(self) -> str:
+        """The checkpoint criterion ``select`` resolves to: robust, clean or last."""
+        if self.select != "auto":
+            return self.select
+        return "clean" if self.method == "standard" else "robust"
 
     def data_options(self) -> dict[str, Any]:
         return {"download": self.download, "image_size": self.image_size}

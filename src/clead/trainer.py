@@ -131,7 +131,7 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, [*model.parameters(), *method.parameters()])
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and device.type == "cuda")
-    start_epoch, best_robust = 0, -1.0
+    start_epoch, best_score = 0, -1.0
 
     if resume:
         state = runmod.load_checkpoint(out / "last.pt")
@@ -141,7 +141,10 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
             optimizer.load_state_dict(state["optimizer"])
         except (KeyError, RuntimeError, ValueError) as e:
             raise CleadError(f"cannot resume from {out / 'last.pt'}: {type(e).__name__}: {e}") from None
-        start_epoch, best_robust = int(state["epoch"]) + 1, float(state["best_val_robust"])
+        start_epoch = int(state["epoch"]) + 1
+        # runs from before ``select`` stored the best validation robust accuracy as best_val_robust
+        old = state.get("best_val_robust", -1.0) if cfg.selection() == "robust" else -1.0
+        best_score = float(state.get("best_score", old))
         if dist.main:
             _truncate_metrics(out / "metrics.jsonl", start_epoch)
             log.info("resuming %s at epoch %d/%d", out, start_epoch + 1, cfg.epochs)
@@ -218,15 +221,16 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
         record["peak_rss_mb"] = round(_peak_rss_mb(), 1)
         if torch.cuda.is_available() and device.type == "cuda":
             record["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-        is_best = val_robust > best_robust
-        best_robust = max(best_robust, val_robust)
+        score = {"robust": val_robust, "clean": val_clean, "last": float(epoch)}[cfg.selection()]
+        is_best = score > best_score
+        best_score = max(best_score, score)
         if dist.main:
             weights = {"model": model.state_dict(), "meta": meta, "epoch": epoch, "val_clean": val_clean,
                        "val_pgd": val_robust}  # fmt: skip
             if is_best:
                 save_torch(out / "best.pt", weights)
             save_torch(out / "last.pt", {**weights, "method": method.state_dict(),
-                                         "optimizer": optimizer.state_dict(), "best_val_robust": best_robust})  # fmt: skip
+                                         "optimizer": optimizer.state_dict(), "best_score": best_score})  # fmt: skip
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             log.info(
