@@ -60,7 +60,7 @@ MAIN_EVALS = [
 ]
 # Extra seeds: AutoAttack's two gradient attacks (APGD-CE then APGD-T, standard settings) instead of all four.
 # FAB-T and Square take most of AutoAttack's time here and, after APGD, changed at most one of 1,000
-# predictions of any seed-0 model of fmnist-linf-0.1 (FAB-T one for MART, Square one for the standard model);
+# predictions of any seed-0 model of fmnist-linf-0.1 (FAB-T one for MART, nothing for the others);
 # the report reads seed 0's APGD-CE+T accuracy from its AutoAttack cascade.
 SEED_EVALS = [EvalSpec("", ["fgsm", "pgd20", "apgd"], 1000), EvalSpec("full", ["fgsm", "pgd20"], None)]
 
