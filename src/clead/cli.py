@@ -166,14 +166,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise CleadError(f"no clead run among {', '.join(args.runs)} (a run directory holds config.yaml)")
     if skipped:
         log.warning("skipping what is not a run directory: %s", ", ".join(skipped))
-    args.runs = runs
-    table = markdown_table(args.runs)
+    table = markdown_table(runs)
     print(table)
     if args.out:
         write_text(args.out, "# clead report\n\n" + table)
         log.info("wrote %s", args.out)
     if args.full:
-        md, html = write_suite_report(args.runs, args.full, args.title)
+        md, html = write_suite_report(runs, args.full, args.title)
         log.info("wrote %s and %s", md, html)
     return 0
 
