@@ -87,16 +87,11 @@ class TrainConfig:
         check_threat_model(self.eps, self.norm)
         for name, registry in (("method", METHODS), ("model", MODELS), ("dataset", DATASETS)):
             registry.get(getattr(self, name))
-        if self.optimizer not in OPTIMIZERS:
-            raise CleadError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-        if self.amp not in AMP:
-            raise CleadError(f"unknown amp {self.amp!r}; valid: {', '.join(AMP)}")
+        for name, valid in (("optimizer", OPTIMIZERS), ("amp", AMP), ("select", SELECT), ("schedule", SCHEDULES)):
+            if getattr(self, name) not in valid:
+                raise CleadError(f"unknown {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
         if not isinstance(self.model_args, dict):
             raise CleadError("model_args must be a mapping, e.g. {dropout: 0.0}")
-        if self.select not in SELECT:
-            raise CleadError(f"unknown select {self.select!r}; valid: {', '.join(SELECT)}")
-        if self.schedule not in SCHEDULES:
-            raise CleadError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
         for name in ("epochs", "batch_size", "attack_steps", "val_attack_steps"):
             if getattr(self, name) < 1:
                 raise CleadError(f"{name} must be >= 1, got {getattr(self, name)}")
