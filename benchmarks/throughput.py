@@ -1,37 +1,51 @@
-"""Training and attack throughput, printed as ratios measured in one run.
+"""Training throughput against this machine's limit, printed as ratios measured in one run.
 
-* images/s of one training step of every method at the same PGD steps K (same model, batch, data);
-* C-LEAD / PGD-AT time per step against the target 1.05 * (K + 2) / (K + 1);
-* C-LEAD against ``pgd-at+clean``, PGD-AT plus one clean forward/backward (CE on the clean batch added
-  to the loss): that is the extra cost the target calls inherent, measured instead of assumed (the
-  formula assumes a training forward/backward costs the same as an attack step; with weight gradients
-  it costs more);
-* PGD-20 attack images/s on a small-cnn at batch 500.
+For every method (and ``pgd-at+clean``, PGD-AT plus one clean forward/backward: the cost the C-LEAD target
+calls inherent, measured rather than assumed) and every way of running a training step:
 
-Methods are measured in interleaved rounds (every round runs one step of every method back to back).
-Ratios to PGD-AT are taken within each round and their median over rounds is reported with the
-interquartile range, so that load from other processes on a shared machine, which drifts over seconds,
-cancels out of the ratio instead of landing on whichever method ran during it. The verdict on the
-target uses the ratio of each method's fastest round (as ``timeit`` advises: interference from other
-processes only ever adds time, so the minimum is the steadiest estimate of the cost itself). The median
-ratio in process CPU time is printed too.
+* ``fp32``: float32, contiguous weights, one process with all the cores as threads (clead's path before
+  ``amp``/``channels_last``: the reference the speed-up is measured against);
+* ``fp32+cl``, ``bf16``, ``bf16+cl``: the same with channels_last weights and/or autocast to bfloat16;
+* ``fp32+cl x2``, ``bf16+cl x2``: two processes with one thread each, DistributedDataParallel (gloo) over
+  halves of the same global batch (what ``clead train --procs 2`` runs).
 
-    python benchmarks/throughput.py [--steps 10] [--batch-size 128] [--rounds 20] [--run runs/demo]
+it prints images/s, the FLOPs of one step per image (``torch.utils.flop_counter.FlopCounterMode``), the
+achieved GFLOPS and their fraction of this machine's matmul peak in the same precision (a 2048 x 2048
+matmul, measured in this run on the same number of cores). All settings are measured in interleaved
+rounds (one step of each per round), so that load from other processes, which drifts over seconds,
+lands on every setting alike; images/s is the median over rounds, ratios are taken within a round.
+
+    python benchmarks/throughput.py [--steps 10] [--batch-size 128] [--rounds 8] [--run RUN]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
 import torch
+import torch.distributed as tdist
+import torch.multiprocessing as mp
 
-from clead import allocator, load_model
+from clead import allocator, load_model, precision
 from clead.data import load_dataset, to_float
 from clead.errors import CleadError
 from clead.methods import METHODS, Budget
 from clead.methods.pgd_at import PGDAT
 from clead.models import create_model
+from clead.trainer import TrainStep
+
+# name -> (amp, channels_last, processes)
+SETTINGS = {
+    "fp32": ("none", False, 1),
+    "fp32+cl": ("none", True, 1),
+    "bf16": ("bf16", False, 1),
+    "bf16+cl": ("bf16", True, 1),
+    "fp32+cl x2": ("none", True, 2),
+    "bf16+cl x2": ("bf16", True, 2),
+}
+REFERENCE = "fp32"
 
 
 def images(n: int, data_dir: str | None) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -54,109 +68,202 @@ class PGDATPlusClean(PGDAT):
 EXTRA = {"pgd-at+clean": PGDATPlusClean}
 
 
+def build(name: str, steps: int, channels_last: bool, ddp: bool):
+    torch.manual_seed(0)
+    model = create_model("small-cnn", 10, (1, 28, 28), (0.286,), (0.353,))
+    if channels_last:
+        precision.to_channels_last(model)
+    cls = EXTRA[name] if name in EXTRA else METHODS.get(name)
+    method = cls(cls.Params(), Budget(eps=0.1, steps=steps), model.feature_dim, 10)
+    step = TrainStep(model, method)
+    if ddp:
+        step = torch.nn.parallel.DistributedDataParallel(step, find_unused_parameters=not method.uses_all_parameters())
+    opt = torch.optim.SGD([*model.parameters(), *method.parameters()], lr=0.01, momentum=0.9)
+    return step, opt
+
+
+def one_step(setup, amp: str, x: torch.Tensor, y: torch.Tensor) -> float:
+    step, opt = setup
+    t0 = time.perf_counter()
+    with precision.autocast(amp, torch.device("cpu")):
+        loss, _ = step(x, y, 0)
+    opt.zero_grad(set_to_none=True)
+    loss.float().backward()
+    opt.step()
+    return time.perf_counter() - t0
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def flops_per_image(name: str, steps: int, x: torch.Tensor, y: torch.Tensor) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    setup = build(name, steps, False, False)
+    with FlopCounterMode(display=False) as counter:
+        one_step(setup, "none", x, y)
+    return counter.get_total_flops() / len(y)
+
+
+def worker(rank: int, port: int, methods: list[str], steps: int, settings: list[str], x, y, inbox, outbox) -> None:
+    """One of the two DDP processes: builds every (method, setting) once, then runs steps on command."""
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    allocator.tune()
+    tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    setups = {(m, s): build(m, steps, SETTINGS[s][1], True) for m in methods for s in settings}
+    half = len(y) // 2
+    xs, ys = x[rank * half : (rank + 1) * half], y[rank * half : (rank + 1) * half]
+    outbox.put(("ready", matmul_gflops(torch.float32, reps=5), matmul_gflops(torch.bfloat16, reps=5)))
+    while True:
+        cmd = inbox.get()
+        if cmd is None:
+            break
+        m, s = cmd
+        tdist.barrier()
+        outbox.put(one_step(setups[(m, s)], SETTINGS[s][0], xs, ys))
+    tdist.destroy_process_group()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=10, help="PGD steps K of the training attack")
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--batches", type=int, default=1, help="training steps per method per round")
-    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=128, help="global batch (split in two for the x2 settings)")
+    ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--methods", default=",".join([*METHODS.names(), *EXTRA]))
+    ap.add_argument("--settings", default=",".join(SETTINGS))
     ap.add_argument("--run", default=None, help="run directory whose model the PGD-20 speed is measured on")
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args()
 
     torch.set_flush_denormal(True)  # as the trainer does on CPU
     allocator.tune()  # as the CLI does
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(cores)
     k, bs = args.steps, args.batch_size
-    x, y, source = images(max(bs * 8, 500), args.data_dir)
-    methods = args.methods.split(",")
-    setups = {}
-    for name in methods:
-        torch.manual_seed(0)
-        model = create_model("small-cnn", 10, (1, 28, 28), (0.286,), (0.353,))
-        cls = EXTRA[name] if name in EXTRA else METHODS.get(name)
-        method = cls(cls.Params(), Budget(eps=0.1, steps=k), model.feature_dim, 10)
-        opt = torch.optim.SGD([*model.parameters(), *method.parameters()], lr=0.01, momentum=0.9)
-        setups[name] = (model, method, opt)
+    x, y, source = images(bs, args.data_dir)
+    methods, settings = args.methods.split(","), args.settings.split(",")
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        raise SystemExit(f"unknown setting(s) {unknown}; valid: {', '.join(SETTINGS)}")
+    local = [s for s in settings if SETTINGS[s][2] == 1]
+    multi = [s for s in settings if SETTINGS[s][2] == 2]
 
-    n_batches = len(y) // bs
+    peak = {"none": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    flops = {m: flops_per_image(m, k, x, y) for m in methods}
+    setups = {(m, s): build(m, k, SETTINGS[s][1], False) for m in methods for s in local}
 
-    def step_time(name: str, r: int = 0) -> tuple[float, float]:
-        model, method, opt = setups[name]
-        model.train()
-        t0, c0 = time.perf_counter(), time.process_time()
-        for j in range(args.batches):
-            i = (r * args.batches + j) % n_batches
-            xb, yb = x[i * bs : (i + 1) * bs], y[i * bs : (i + 1) * bs]
-            loss, _ = method.loss(model, xb, yb, epoch=0)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        n = args.batches * bs
-        return (time.perf_counter() - t0) / n, (time.process_time() - c0) / n  # seconds per image
+    workers, inboxes, outboxes = [], [], []
+    peak2 = {}
+    if multi:
+        ctx = mp.get_context("spawn")
+        port = free_port()
+        for rank in range(2):
+            inbox, outbox = ctx.Queue(), ctx.Queue()
+            p = ctx.Process(target=worker, args=(rank, port, methods, k, multi, x, y, inbox, outbox), daemon=True)
+            p.start()
+            workers.append(p)
+            inboxes.append(inbox)
+            outboxes.append(outbox)
+        ready = [o.get(timeout=600) for o in outboxes]
+        # two one-thread processes side by side: their matmul peaks add up (measured one after the other
+        # while the other waits, so this is an upper bound for the pair)
+        peak2 = {"none": sum(r[1] for r in ready), "bf16": sum(r[2] for r in ready)}
 
-    for name in methods:  # warm-up
-        step_time(name)
-    times: dict[str, list[float]] = {name: [] for name in methods}
-    cpu: dict[str, list[float]] = {name: [] for name in methods}
-    for r in range(args.rounds):
-        for name in methods:
-            wall, c = step_time(name, r)
-            times[name].append(wall)
-            cpu[name].append(c)
-    med = {name: statistics.median(t) for name, t in times.items()}
+    def measure(m: str, s: str) -> float:
+        if SETTINGS[s][2] == 1:
+            return one_step(setups[(m, s)], SETTINGS[s][0], x, y)
+        for inbox in inboxes:
+            inbox.put((m, s))
+        return max(o.get(timeout=600) for o in outboxes)
 
-    def ratio(name: str, clock: dict[str, list[float]] = times, ref: str = "pgd-at") -> tuple[float, float, float]:
-        """Median and quartiles over rounds of this method's time / ``ref``'s time in the same round."""
-        if ref not in clock:
-            return (float("nan"),) * 3
-        r = sorted(a / b for a, b in zip(clock[name], clock[ref]))
-        q = statistics.quantiles(r, n=4) if len(r) > 1 else [r[0]] * 3
-        return statistics.median(r), q[0], q[2]
+    for m in methods:  # warm-up (oneDNN primitive caches, allocator)
+        for s in settings:
+            measure(m, s)
+    times: dict[tuple[str, str], list[float]] = {(m, s): [] for m in methods for s in settings}
+    for _ in range(args.rounds):
+        for m in methods:
+            for s in settings:
+                times[(m, s)].append(measure(m, s))
+    for inbox in inboxes:
+        inbox.put(None)
+    for p in workers:
+        p.join(timeout=60)
 
-    print(f"# Training throughput: small-cnn, {source}, batch {bs}, PGD-{k}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {args.rounds} interleaved rounds of {args.batches} step(s)")  # fmt: skip
+    def ratio(a: tuple[str, str], b: tuple[str, str]) -> float:
+        return statistics.median(ta / tb for ta, tb in zip(times[a], times[b]))
 
-    def fastest(name: str, ref: str = "pgd-at") -> float:
-        return min(times[name]) / min(times[ref]) if ref in times else float("nan")
+    print(f"# Training throughput: small-cnn, {source}, global batch {bs}, PGD-{k}, torch {torch.__version__}, "
+          f"{cores} cores, {args.rounds} interleaved rounds")  # fmt: skip
+    print(f"\nmatmul peak (2048 x 2048): fp32 {peak['none']:.0f} GFLOPS, bf16 {peak['bf16']:.0f} GFLOPS with "
+          f"{cores} threads" + (f"; two 1-thread processes: fp32 {peak2['none']:.0f}, bf16 {peak2['bf16']:.0f}"
+                                if peak2 else ""))  # fmt: skip
+    print("\n| method | setting | images/s (median) | speed-up over fp32 (median of per-round ratios) | MFLOP / image "
+          "| achieved GFLOPS | fraction of matmul peak |")
+    print("|---|---|---|---|---|---|---|")
+    for m in methods:
+        for s in settings:
+            ips = bs / statistics.median(times[(m, s)])
+            amp, _, procs = SETTINGS[s]
+            pk = (peak2 if procs == 2 else peak)[amp]
+            gf = flops[m] * ips / 1e9
+            sp = ratio((m, REFERENCE), (m, s)) if REFERENCE in settings else float("nan")
+            print(f"| {m} | {s} | {ips:.0f} | {sp:.2f} | {flops[m] / 1e6:.1f} | {gf:.1f} | {gf / pk:.1%} |")
 
-    print("| method | images/s (median) | fastest round / PGD-AT's | time / PGD-AT (median over rounds) "
-          "| interquartile range | CPU time / PGD-AT (median) |")
-    print("|---|---|---|---|---|---|")
-    for name in methods:
-        mid, lo, hi = ratio(name)
-        print(f"| {name} | {1 / med[name]:.0f} | {fastest(name):.3f} | {mid:.3f} | {lo:.3f} - {hi:.3f} "
-              f"| {ratio(name, cpu)[0]:.3f} |")
-    if "clead" in med and "pgd-at" in med:
-        mid, lo, hi = ratio("clead")
+    print()
+    if "pgd-at" in methods and REFERENCE in settings:
+        best = max(settings, key=lambda s: ratio(("pgd-at", REFERENCE), ("pgd-at", s)))
+        r = ratio(("pgd-at", REFERENCE), ("pgd-at", best))
+        print(f"PGD-AT at K={k}: fastest setting {best}, {r:.2f}x the fp32 single-process path; target >= 3.5x: "
+              f"{'met' if r >= 3.5 else 'NOT met'}")  # fmt: skip
+    if "clead" in methods and "pgd-at" in methods:
         target = 1.05 * (k + 2) / (k + 1)
-        c, f = ratio("clead", cpu)[0], fastest("clead")
-        print(f"\nC-LEAD / PGD-AT time per step at K={k}: {f:.3f} fastest rounds (median {mid:.3f}, IQR {lo:.3f} - "
-              f"{hi:.3f}; CPU time {c:.3f}); target <= 1.05 * (K+2)/(K+1) = {target:.3f}: "
-              f"{'met' if f <= target else 'NOT met'}")  # fmt: skip
-    if "clead" in med and "pgd-at+clean" in med:
-        f = fastest("clead", "pgd-at+clean")
-        r = ratio("clead", ref="pgd-at+clean")[0]
-        print(f"C-LEAD / (PGD-AT + one clean forward/backward) at K={k}: {f:.3f} fastest rounds (median {r:.3f}); "
-              f"target <= 1.05: {'met' if f <= 1.05 else 'NOT met'}; one clean forward/backward costs "
-              f"{fastest('pgd-at+clean') - 1:.3f} of a PGD-AT step, the formula assumes {1 / (k + 1):.3f}")  # fmt: skip
+        for s in settings:
+            r = ratio(("clead", s), ("pgd-at", s))
+            line = f"C-LEAD / PGD-AT time per step, {s}: {r:.3f} (target <= 1.05 * (K+2)/(K+1) = {target:.3f}: " \
+                   f"{'met' if r <= target else 'NOT met'})"
+            if "pgd-at+clean" in methods:
+                line += f"; / (PGD-AT + one clean forward/backward): {ratio(('clead', s), ('pgd-at+clean', s)):.3f}"
+            print(line)
 
-    # attack throughput
+    # attack throughput (evaluation runs in fp32; channels_last only changes the layout)
     if args.run:
         model, what = load_model(args.run), f"trained model of {args.run}"
     else:
         model, what = create_model("small-cnn", 10, (1, 28, 28), (0.286,), (0.353,)).eval(), "untrained small-cnn"
     from clead.attacks import PGD
 
-    xa, ya = x[:500], y[:500]
     attack = PGD(0.1, steps=20)
-    attack(model, xa[:50], ya[:50])
-    runs = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        attack(model, xa, ya)
-        runs.append(time.perf_counter() - t0)
-    print(f"\nPGD-20 (Linf, batch 500) on the {what}: {500 / statistics.median(runs):.0f} images/s")
+    xa, ya = x[:128], y[:128]
+    speeds = {}
+    for label, cl in (("contiguous", False), ("channels_last", True)):
+        if cl:
+            precision.to_channels_last(model)
+        attack(model, xa[:32], ya[:32])
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            attack(model, xa, ya)
+            runs.append(time.perf_counter() - t0)
+        speeds[label] = len(ya) / min(runs)
+    print(f"\nPGD-20 (Linf, batch 128, fp32, {cores} threads) on the {what}: "
+          + ", ".join(f"{k_} {v:.0f} images/s" for k_, v in speeds.items()))
 
 
 if __name__ == "__main__":

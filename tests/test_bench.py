@@ -134,3 +134,25 @@ def test_suite_table_adds_a_column_for_attacks_beyond_the_standard_set():
     assert "| clean | fgsm | pgd20 | pgd50 | cw | apgd-ce | autoattack |" in md
     lo, hi = wilson(0.25, 100)
     assert f"| - | 25.00 [{100 * lo:.1f}, {100 * hi:.1f}] | - |" in md and "apgd-ce: n=100" in md
+
+
+def test_suite_runs_side_by_side_in_worker_processes(tiny_suite, tmp_path):
+    out = tmp_path / "tiny"
+    steps = bench.run_suite("tiny", out, progress=False, jobs=2)
+    assert sorted(steps) == sorted(["train standard", "eval standard main", "eval standard full", "train clead",
+                                    "eval clead main", "eval clead full"])  # fmt: skip
+    for run in ("standard", "clead"):
+        assert (out / run / "eval.json").is_file() and (out / run / "eval-full.json").is_file()
+    assert (out / "report.md").is_file()
+    assert bench.run_suite("tiny", out, progress=False, jobs=2) == []
+
+
+def test_default_jobs_is_one_per_core_without_cuda(monkeypatch):
+    import os
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert bench.default_jobs() == (os.cpu_count() or 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert bench.default_jobs() == 1

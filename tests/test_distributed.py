@@ -9,7 +9,8 @@ from clead.io import load_torch
 
 COMMON = ["--data-dir", None, "--train-size", "96", "--val-size", "100", "--val-n", "40", "--epochs", "2",
           "--batch-size", "32", "--attack-steps", "2", "--val-attack-steps", "2", "--device", "cpu", "--quiet",
-          "--model-args", "{dropout: 0.0}"]  # fmt: skip
+          "--model-args", "{dropout: 0.0}", "--amp", "none"]  # fmt: skip
+# fp32 (--amp none): the 1-process / 2-process comparisons below are to 1e-5, closer than bf16 rounding
 
 
 def args(idx_dir, *extra):
@@ -76,3 +77,37 @@ def test_two_process_eval_equals_one_process(idx_dir, tmp_path):
         assert one[key] == two[key], key
     assert (run / "per_sample.csv").read_text() == one_csv
     assert len(two["checks"]) == 7
+
+
+def test_procs_flag_runs_workers_and_autoattack_chunks_give_the_one_process_result(idx_dir, tmp_path):
+    """``--procs 2`` spawns the torchrun workers itself; with AutoAttack chunks shared out between them the
+    evaluation equals one process's exactly (each chunk's random seed depends only on --seed and the chunk)."""
+    import json
+
+    run = tmp_path / "r"
+    train = args(idx_dir, "--method", "pgd-at", "--train-size", "480", "--lr", "0.003")
+    proc = subprocess.run([sys.executable, "-m", "clead", "train", *train, "--out", str(run), "--procs", "2"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2  # rank 0 alone writes
+    # eps 0.2 on this model: every image correct clean (4 chunks of 12), about half broken by APGD
+    ev = ["eval", str(run), "--attacks", "pgd20,apgd", "--n", "48", "--eps", "0.2", "--autoattack-chunk", "12",
+          "--quiet", "--no-checks"]  # fmt: skip
+    subprocess.run([sys.executable, "-m", "clead", *ev], check=True, capture_output=True, timeout=300)
+    one = json.loads((run / "eval.json").read_text())
+    one_csv = (run / "per_sample.csv").read_text()
+    proc = subprocess.run([sys.executable, "-m", "clead", *ev, "--procs", "2"], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads((run / "eval.json").read_text())
+    assert one["autoattack_chunk"] == two["autoattack_chunk"] == 12
+    assert one["clean_accuracy"] >= 0.5 and 0 < one["per_attack"]["apgd"] < one["clean_accuracy"]
+    for key in ("clean_accuracy", "robust_accuracy", "per_attack", "sequence", "n"):
+        assert one[key] == two[key], key
+    assert (run / "per_sample.csv").read_text() == one_csv
+
+
+def test_procs_must_be_positive(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "clead", "train", "--out", str(tmp_path / "x"), "--procs", "0"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2 and "--procs must be >= 1" in proc.stderr

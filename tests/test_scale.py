@@ -158,11 +158,12 @@ def _tiny_cfg(idx_dir, **kw):
                       "batch_size": 16, "attack_steps": 1, "val_attack_steps": 1, **kw})  # fmt: skip
 
 
-def test_amp_on_cpu_trains_in_fp32_with_a_warning(idx_dir, tmp_path, caplog):
+def test_fp16_on_cpu_trains_in_fp32_with_a_warning(idx_dir, tmp_path, caplog):
     from clead.trainer import train
 
-    train(_tiny_cfg(idx_dir, amp="bf16", device="cpu", channels_last=True), tmp_path / "r", progress=False)
-    assert "applies to CUDA only" in caplog.text
+    train(_tiny_cfg(idx_dir, amp="fp16", device="cpu"), tmp_path / "r", progress=False)
+    assert "needs CUDA" in caplog.text
+    assert "amp: none" in (tmp_path / "r" / "config.yaml").read_text()
     assert (tmp_path / "r" / "best.pt").is_file()
 
 
@@ -173,3 +174,16 @@ def test_amp_trains_on_cuda(idx_dir, tmp_path, amp):
 
     train(_tiny_cfg(idx_dir, amp=amp, device="cuda", channels_last=True), tmp_path / amp, progress=False)
     assert (tmp_path / amp / "best.pt").is_file()
+
+
+def test_throughput_benchmark_runs_every_setting():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--rounds", "1", "--steps", "1",
+                           "--methods", "pgd-at,clead", "--batch-size", "32"], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for setting in ("fp32", "bf16+cl", "bf16+cl x2"):
+        assert f"| pgd-at | {setting} |" in proc.stdout and f"| clead | {setting} |" in proc.stdout
+    assert "matmul peak" in proc.stdout and "PGD-AT at K=1" in proc.stdout

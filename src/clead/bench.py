@@ -37,7 +37,8 @@ class Suite:
     base: dict[str, Any]
     runs: dict[str, dict[str, Any]]
     evals: list[EvalSpec]
-    seeds: tuple[int, ...] = ()  # extra seeds for C-LEAD and the best baseline (by AutoAttack)
+    seeds: tuple[int, ...] = ()  # extra seeds for C-LEAD and the best baseline (by AutoAttack), or for seed_runs
+    seed_runs: tuple[str, ...] = ()  # the runs that get the extra seeds, when fixed in advance
     seed_evals: list[EvalSpec] | None = None  # evaluations of the extra seeds [default: evals]
     title: str = ""
 
@@ -53,6 +54,9 @@ class Suite:
 
 FMNIST = {"dataset": "fashion-mnist", "model": "small-cnn", "attack_steps": 5, "batch_size": 128,
           "optimizer": "adam", "lr": 0.001, "schedule": "cosine", "val_n": 500, "seed": 0}  # fmt: skip
+# The 3-epoch suites were trained in fp32 with the contiguous layout, before amp/channels_last defaulted to the
+# fast path; pinned so that their commands reproduce what results/ holds.
+FP32 = {"amp": "none", "channels_last": False}
 METHODS5 = {m: {"method": m} for m in ("standard", "pgd-at", "trades", "mart", "clead")}
 MAIN_EVALS = [
     EvalSpec("", ["fgsm", "pgd20", "pgd50", "cw", "autoattack"], 1000, sweep=True),
@@ -72,7 +76,7 @@ for eps in (0.1, 0.3):
                      f"PGD-5 (step 2.5*eps/5) in training, Adam 1e-3 cosine, batch 128; AutoAttack, PGD-50x3 and CW "
                      f"on the first 1,000 test images, FGSM and PGD-20 on all 10,000; seeds 1 and 2 for C-LEAD and "
                      f"the best baseline (by AutoAttack), evaluated with APGD-CE + APGD-T instead of all of AutoAttack"),
-        base={**FMNIST, "eps": eps, "epochs": 3, "train_size": 20000},
+        base={**FMNIST, **FP32, "eps": eps, "epochs": 3, "train_size": 20000},
         runs=METHODS5,
         evals=MAIN_EVALS,
         seeds=(1, 2),
@@ -97,10 +101,34 @@ SUITES.register("fmnist-ablation")(Suite(
     description=("C-LEAD with one knob changed at a time from the defaults; the first 10,000 training images, "
                  "2 epochs, PGD-5 in training; PGD-20 and APGD-CE (AutoAttack's first attack, standard settings) "
                  "on the first 1,000 test images. The chosen setting then gets full AutoAttack in fmnist-linf-0.1"),
-    base={**FMNIST, "eps": 0.1, "epochs": 2, "train_size": 10000, "method": "clead"},
+    base={**FMNIST, **FP32, "eps": 0.1, "epochs": 2, "train_size": 10000, "method": "clead"},
     runs={k: {"method_args": v} for k, v in _ABLATION.items()},
     evals=[EvalSpec("", ["pgd20", "apgd-ce"], 1000)],
 ))  # fmt: skip
+
+
+SUITES.register("fmnist-amp")(Suite(
+    name="fmnist-amp",
+    title="bf16 against fp32 training, Fashion-MNIST, C-LEAD, demo budget",
+    description=("C-LEAD on the demo budget (configs/demo.yaml: first 12,000 training images, 3 epochs, PGD-5, "
+                 "Linf eps 0.1) trained in fp32 and in bf16 (autocast on the training step and its inner attack), "
+                 "seeds 0 and 1 each; all evaluated in fp32: FGSM, PGD-20 and APGD-CE + APGD-T on the first 1,000 "
+                 "test images, FGSM and PGD-20 on all 10,000. Decides whether amp: auto may pick bf16"),
+    base={**FMNIST, "eps": 0.1, "epochs": 3, "train_size": 12000, "method": "clead", "channels_last": True},
+    runs={"fp32": {"amp": "none"}, "bf16": {"amp": "bf16"}},
+    evals=SEED_EVALS,
+    seeds=(1,),
+    seed_runs=("fp32", "bf16"),
+))  # fmt: skip
+
+
+def _clead_and_best_baseline(suite: Suite, out: Path) -> list[str]:
+    from .report import suite_rows
+
+    rows = {r["run"]: r for r in suite_rows([out / r for r in suite.runs])}
+    aa = {r: rows[r]["cells"].get("autoattack", (0, 0))[0] for r in suite.runs if r not in ("standard", "clead")}
+    best = max(aa, key=aa.get) if aa else None
+    return [r for r in ("clead", best) if r]
 
 
 def seed_run(run: str, seed: int) -> str:
@@ -123,60 +151,116 @@ def _evaluated(run_dir: Path, spec: EvalSpec) -> bool:
 
 
 def run_suite(name: str, out: str | Path | None = None, max_hours: float | None = None, only: list[str] | None = None,
-              progress: bool = True, dry_run: bool = False) -> list[str]:  # fmt: skip
-    """Bring every run of the suite up to date; returns the steps done (or, with ``dry_run``, to do)."""
-    from .evaluate import evaluate_run
-    from .report import suite_rows, write_suite_report
-    from .trainer import train
+              progress: bool = True, dry_run: bool = False, jobs: int = 1, report: bool = True) -> list[str]:  # fmt: skip
+    """Bring every run of the suite up to date; returns the steps done (or, with ``dry_run``, to do).
+
+    ``jobs`` > 1 brings that many runs up to date side by side, each in its own process with an equal share
+    of the CPU cores as torch threads (a run's numbers do not depend on it: one process per run, as with 1).
+    """
+    from .report import write_suite_report
 
     suite: Suite = SUITES.get(name)
     out = Path(out or Path("results") / name)
-    t0 = time.monotonic()
+    deadline = None if max_hours is None else time.monotonic() + max_hours * 3600
     steps: list[str] = []
 
-    def time_left() -> bool:
-        return max_hours is None or (time.monotonic() - t0) < max_hours * 3600
-
-    def bring_up(run: str) -> bool:
-        cfg = suite.config(run)
-        evals = suite.evals if run in suite.runs else (suite.seed_evals or suite.evals)
-        d = out / run
-        if not _trained(d, cfg):
-            if not time_left():
-                return False
-            steps.append(f"train {run}")
-            if not dry_run:
-                resume = (d / "last.pt").is_file()
-                log.info("bench %s: training %s%s", name, run, " (resuming)" if resume else "")
-                train(cfg, d, resume=resume, overwrite=not resume and d.exists(), progress=progress)
-        for spec in evals:
-            if dry_run and f"train {run}" in steps or not _evaluated(d, spec):
-                if not time_left():
-                    return False
-                steps.append(f"eval {run} {spec.tag or 'main'}")
-                if not dry_run:
-                    sweep = [round(cfg.eps * f, 6) for f in (0, 0.5, 1, 1.5, 2)] if spec.sweep else None
-                    evaluate_run(d, spec.attacks, n=spec.n, sweep=sweep, sweep_n=200, progress=progress,
-                                 tag=spec.tag)  # fmt: skip
-        return True
+    def bring_up_all(runs: list[str]) -> bool:
+        if jobs <= 1 or dry_run or len(runs) <= 1:
+            done = [_bring_up(suite, out, r, deadline, progress, dry_run, steps) for r in runs]
+            return all(done)
+        return _bring_up_side_by_side(suite, out, runs, deadline, jobs, steps)
 
     seed_runs = [seed_run(r, s) for r in suite.runs for s in suite.seeds]
     unknown = [r for r in only or [] if r not in suite.runs and r not in seed_runs]
     if unknown:
         raise CleadError(f"suite {name} has no run {', '.join(unknown)}; its runs: {', '.join([*suite.runs, *seed_runs])}")
     runs = [r for r in [*suite.runs, *seed_runs] if r in only] if only else list(suite.runs)
-    complete = all([bring_up(r) for r in runs])
+    complete = bring_up_all(runs)
     if complete and suite.seeds and not only and not dry_run:
-        rows = {r["run"]: r for r in suite_rows([out / r for r in suite.runs])}
-        aa = {r: rows[r]["cells"].get("autoattack", (0, 0))[0] for r in suite.runs if r not in ("standard", "clead")}
-        best = max(aa, key=aa.get) if aa else None
-        for base_run in [r for r in ("clead", best) if r]:
-            for seed in suite.seeds:
-                complete = bring_up(seed_run(base_run, seed)) and complete
-    if not dry_run:
+        bases = suite.seed_runs or _clead_and_best_baseline(suite, out)
+        complete = bring_up_all([seed_run(b, s) for b in bases for s in suite.seeds]) and complete
+    if report and not dry_run:
         done = [p.parent for p in sorted(out.glob("*/metrics.jsonl")) if (p.parent / "eval.json").is_file()]
         if done:
             write_suite_report(done, out, suite.title or name)
             log.info("bench %s: report in %s/report.md and report.html%s", name, out,
                      "" if complete else " (partial: run the same command again to continue)")  # fmt: skip
     return steps
+
+
+def default_jobs() -> int:
+    """Runs side by side by default: one per CPU core (one process per core measured faster than one process
+    using all cores, README Speed), and one on a CUDA machine (the runs would share the GPU)."""
+    import os
+
+    import torch
+
+    return 1 if torch.cuda.is_available() else max(1, os.cpu_count() or 1)
+
+
+def _bring_up(suite: Suite, out: Path, run: str, deadline: float | None, progress: bool, dry_run: bool,
+              steps: list[str]) -> bool:  # fmt: skip
+    """Train and evaluate ``run`` as far as needed; False if the deadline stopped it first."""
+    from .evaluate import evaluate_run
+    from .trainer import train
+
+    def time_left() -> bool:
+        return deadline is None or time.monotonic() < deadline
+
+    cfg = suite.config(run)
+    evals = suite.evals if run in suite.runs else (suite.seed_evals or suite.evals)
+    d = out / run
+    if not _trained(d, cfg):
+        if not time_left():
+            return False
+        steps.append(f"train {run}")
+        if not dry_run:
+            resume = (d / "last.pt").is_file()
+            log.info("bench %s: training %s%s", suite.name, run, " (resuming)" if resume else "")
+            train(cfg, d, resume=resume, overwrite=not resume and d.exists(), progress=progress)
+    for spec in evals:
+        if dry_run and f"train {run}" in steps or not _evaluated(d, spec):
+            if not time_left():
+                return False
+            steps.append(f"eval {run} {spec.tag or 'main'}")
+            if not dry_run:
+                log.info("bench %s: evaluating %s (%s)", suite.name, run, spec.tag or "main")
+                sweep = [round(cfg.eps * f, 6) for f in (0, 0.5, 1, 1.5, 2)] if spec.sweep else None
+                evaluate_run(d, spec.attacks, n=spec.n, sweep=sweep, sweep_n=200, progress=progress,
+                             tag=spec.tag)  # fmt: skip
+    return True
+
+
+def _worker_init(threads: int) -> None:
+    import logging as _logging
+
+    import torch
+
+    from . import allocator
+
+    allocator.tune()
+    torch.set_num_threads(threads)
+    _logging.basicConfig(level=_logging.INFO, format="%(message)s")
+
+
+def _worker(suite: Suite, out: Path, run: str, wall_deadline: float | None) -> tuple[list[str], bool]:
+    steps: list[str] = []
+    deadline = None if wall_deadline is None else time.monotonic() + (wall_deadline - time.time())
+    return steps, _bring_up(suite, out, run, deadline, False, False, steps)
+
+
+def _bring_up_side_by_side(suite: Suite, out: Path, runs: list[str], deadline: float | None, jobs: int,
+                           steps: list[str]) -> bool:  # fmt: skip
+    """`_bring_up` for each run in a pool of ``jobs`` processes (fresh interpreters: no shared torch state)."""
+    import multiprocessing as mp
+    import os
+
+    jobs = min(jobs, len(runs))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    log.info("bench %s: %d runs, %d side by side with %d thread(s) each", suite.name, len(runs), jobs, threads)
+    wall = None if deadline is None else time.time() + (deadline - time.monotonic())
+    with mp.get_context("spawn").Pool(jobs, initializer=_worker_init, initargs=(threads,), maxtasksperchild=1) as pool:
+        results = pool.starmap(_worker, [(suite, out, r, wall) for r in runs], chunksize=1)
+    for done_steps, _ in results:
+        steps.extend(done_steps)
+    return all(ok for _, ok in results)

@@ -142,7 +142,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         res = evaluate_run(run_dir, attacks, n=args.n, checkpoint=args.checkpoint, eps=args.eps, norm=args.norm,
                            batch_size=args.batch_size, seed=args.seed, restarts=args.restarts, device=args.device,
                            progress=not args.quiet, checks=not args.no_checks, check_n=args.check_n, sweep=sweep,
-                           sweep_n=args.sweep_n, tag=args.tag)  # fmt: skip
+                           sweep_n=args.sweep_n, tag=args.tag, channels_last=args.channels_last,
+                           autoattack_chunk=args.autoattack_chunk)  # fmt: skip
         if not res:  # a torchrun rank other than 0
             continue
         log.info("%s: clean %.2f%%, robust %.2f%% (n=%d) -> %s/eval%s.json", run_dir, 100 * res["clean_accuracy"],
@@ -188,7 +189,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not args.suite:
         raise CleadError(f"name a suite: {', '.join(SUITES.names())} (or --list)")
     only = [r.strip() for r in args.only.split(",")] if args.only else None
-    steps = run_suite(args.suite, args.out, args.max_hours, only, progress=not args.quiet, dry_run=args.dry_run)
+    from .bench import default_jobs
+
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise CleadError(f"--jobs must be >= 1, got {jobs}")
+    steps = run_suite(args.suite, args.out, args.max_hours, only, progress=not args.quiet, dry_run=args.dry_run,
+                      jobs=jobs)  # fmt: skip
     if args.dry_run:
         print("\n".join(steps) if steps else "nothing to do: the suite is complete")
     return 0
@@ -201,6 +208,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     print((Path(args.out) / "analysis.md").read_text())
     log.info("wrote %s/analysis.json, analysis.md and tsne.png", args.out)
     return 0
+
+
+def _add_procs(p: argparse.ArgumentParser, how: str) -> None:
+    p.add_argument("--procs", type=int, default=1, metavar="N",
+                   help=f"run as N processes on this machine (torchrun, gloo on CPU), each with cores/N threads; "
+                        f"{how} [default: %(default)s]")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from last.pt")
     t.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_procs(t, "the global batch is split across them")
     _add_train_args(t)
     t.set_defaults(func=cmd_train)
 
@@ -244,7 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--check-n", type=int, default=200,
                    help="correctly classified samples attacked by the sanity checks [default: %(default)s]")
     e.add_argument("--device", default="auto", help="auto, cpu or cuda[:i] [default: %(default)s]")
+    e.add_argument("--autoattack-chunk", type=int, default=None, metavar="N",
+                   help="samples per AutoAttack call; the chunks are what --procs shares out (raise it on a GPU) "
+                        "[default: 250]")  # fmt: skip
+    e.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the model with channels_last weights (fp32 either way; faster on CPU) [default: on]")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_procs(e, "the attack chunks are split across them; same numbers as one process")
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("report", help="Markdown table comparing runs")
@@ -265,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default=None, help="suite directory [default: results/SUITE]")
     b.add_argument("--max-hours", type=float, default=None, help="start no new training or evaluation after this long")
     b.add_argument("--only", default=None, help="comma-separated run names of the suite to bring up to date (NAME-seedN for an extra seed)")
+    b.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="runs brought up to date side by side, each in its own process with cores/N threads "
+                        "[default: the number of CPU cores, 1 with CUDA]")  # fmt: skip
     b.add_argument("--dry-run", action="store_true", help="print what would run")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bench)
@@ -282,11 +305,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     allocator.tune()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, --version, usage errors (already printed)
         return int(e.code or 0)
     try:
+        procs = getattr(args, "procs", 1)
+        if procs < 1:
+            raise CleadError(f"--procs must be >= 1, got {procs}")
+        if procs > 1 and "RANK" not in os.environ:  # not yet under torchrun: start the workers
+            from . import distributed
+
+            return distributed.launch(procs, distributed.strip_procs(argv))
         return args.func(args)
     except CleadError as e:
         print(f"clead {args.command}: error: {e}", file=sys.stderr)

@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 
 from .errors import CleadError
+from .precision import AMP
 
 OPTIMIZERS = ("sgd", "adam")
-AMP = ("none", "bf16", "fp16")
 SCHEDULES = ("cosine", "piecewise", "constant")
 SELECT = ("auto", "robust", "clean", "last")
 
@@ -68,8 +68,10 @@ class TrainConfig:
     select: str = _f("auto", "which epoch best.pt keeps: highest validation robust (PGD) or clean accuracy, or the last; "
                              "auto = clean for method standard (its PGD accuracy only falls), robust otherwise")
     device: str = _f("auto", "auto, cpu or cuda[:i]")
-    amp: str = _f("none", "CUDA mixed precision for training and the inner attack: none, bf16 or fp16")
-    channels_last: bool = _f(False, "CUDA: channels_last memory layout")
+    amp: str = _f("auto", "precision of the training step and its inner attack: auto (bf16 where the device computes "
+                          "bf16 natively: CUDA, or a CPU with AMX / AVX512-BF16; else none), none (fp32), bf16, or "
+                          "fp16 (CUDA); the resolved value is recorded. Validation and evaluation always run in fp32")
+    channels_last: bool = _f(True, "store convolution weights channels_last (NHWC), faster on CPU (oneDNN) and CUDA")
     compile: bool = _f(False, "torch.compile the model (CUDA)")
     model_args: dict = _f({}, "extra model constructor arguments, e.g. {dropout: 0.0} or {width: 32}")
     method_args: dict = _f({}, "method knobs (see the method flags)")

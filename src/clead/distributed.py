@@ -60,3 +60,38 @@ def setup(device: torch.device) -> Dist:
 def teardown(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def launch(procs: int, argv: list[str]) -> int:
+    """Run ``clead ARGV`` as ``procs`` processes on this machine through torchrun (``--procs N``), each with
+    an equal share of the CPU cores as its torch threads (unless OMP_NUM_THREADS is set); returns the exit code."""
+    import subprocess
+    import sys
+
+    # torchrun's own parser would take ``--n`` for an abbreviation of its options: pass the short form
+    args = []
+    for a in argv:
+        if a == "--n":
+            args.append("-n")
+        elif a.startswith("--n="):
+            args += ["-n", a[4:]]
+        else:
+            args.append(a)
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // procs)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
+           "-m", "clead", *args]  # fmt: skip
+    return subprocess.run(cmd, env=env).returncode
+
+
+def strip_procs(argv: list[str]) -> list[str]:
+    """``argv`` without its ``--procs N`` / ``--procs=N``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--procs":
+            skip = True
+        elif not a.startswith("--procs="):
+            out.append(a)
+    return out

@@ -2,8 +2,8 @@
 
 A sample counts as robust only if it is classified correctly clean *and* under every attack run (the
 worst case per sample, which can be lower than the smallest per-attack accuracy). Attacks run only on
-samples classified correctly clean, in chunks of ``batch_size`` (AutoAttack presets in fewer, larger chunks
-of their own batch size, 500, since FAB and Square run thousands of iterations per chunk whatever its size);
+samples classified correctly clean, in chunks of ``batch_size`` (AutoAttack presets in larger chunks of
+``AA_CHUNK`` = 250, since FAB and Square run thousands of iterations per chunk whatever its size);
 with a ``state_path`` the finished chunks are saved, so an interrupted evaluation continues where it stopped
 and ends with the same numbers.
 """
@@ -25,12 +25,16 @@ from .config import parse_eps
 from .data import to_float
 from .errors import CleadError
 from .io import load_torch, save_torch
+from .precision import fp32, to_channels_last
 
 DEFAULT_ATTACKS = ("fgsm", "pgd20", "pgd50", "cw")
 N_EXAMPLES = 8
 
 
-AA_CHUNK = 500  # samples per AutoAttack chunk (the attack's own batch size)
+# Samples per AutoAttack chunk (the attack's own batch size). 250 rather than pyautoattack's usual 500 so
+# that 500 or 1,000 test images make 2 or 4 chunks, which per-core processes (``--procs``) share out; each
+# chunk's random starts come from ``seed + chunk index``, so the number of processes never changes a result.
+AA_CHUNK = 250
 
 
 def _logits(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
@@ -119,6 +123,7 @@ def _new_state(n: int) -> dict[str, Any]:
             "examples": {}, "chunks_done": 0, "seconds": 0.0}  # fmt: skip
 
 
+@fp32
 def evaluate(
     model: nn.Module,
     x: torch.Tensor,
@@ -138,6 +143,7 @@ def evaluate(
     num_classes: int | None = None,
     state_path: str | Path | None = None,
     dist: Any = None,
+    autoattack_chunk: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate any classifier (input [0, 1] NCHW, output logits) on tensors ``x``, ``y``.
 
@@ -146,7 +152,8 @@ def evaluate(
     ``examples`` for the audit files. ``sweep``: eps values for a PGD-20 / APGD-CE sweep on the first
     ``sweep_n`` samples. ``checks``: run the sanity checks (extra attacks on the first ``check_n`` samples).
     ``dist`` (a `clead.distributed.Dist`, under torchrun): the attacks are split across ranks; the sweep and
-    the checks run on rank 0; no resume state is kept.
+    the checks run on rank 0; no resume state is kept. ``autoattack_chunk``: samples per AutoAttack call
+    (default ``AA_CHUNK``); chunks are what processes share out, and each has its own random seed.
     """
     from .distributed import Dist
 
@@ -166,10 +173,10 @@ def evaluate(
         built = {name: create_attack(name, eps, norm, restarts) for name in attacks}  # unknown names fail early
         for a in built.values():
             if isinstance(a, AutoAttackPreset):
-                a.seed, a.num_classes, a.batch_size = seed, num_classes, AA_CHUNK
+                a.seed, a.num_classes, a.batch_size = seed, num_classes, autoattack_chunk or AA_CHUNK
         n = len(y)
         key = {"attacks": list(attacks), "eps": eps, "norm": norm, "n": n, "seed": seed, "restarts": restarts,
-               "batch_size": batch_size, "autoattack_chunk": AA_CHUNK}  # fmt: skip
+               "batch_size": batch_size, "autoattack_chunk": autoattack_chunk or AA_CHUNK}  # fmt: skip
         state: dict[str, Any] = {"key": key, "attacks": {}}
         if state_path is not None and Path(state_path).is_file():
             try:
@@ -189,6 +196,8 @@ def evaluate(
             chunk = attack.batch_size if isinstance(attack, AutoAttackPreset) else batch_size
             _attack_chunks(model, attack, x, y, idx, chunk, seed, device, st, save, progress, name, dist)
         result = _summarise(built, state["attacks"], correct, pred_clean, x, y, eps, norm, seed)
+        if any(isinstance(a, AutoAttackPreset) for a in built.values()):
+            result["autoattack_chunk"] = key["autoattack_chunk"]
         if not dist.main:
             return result
         if sweep:
@@ -251,6 +260,7 @@ def _summarise(built, states, correct, pred_clean, x, y, eps, norm, seed) -> dic
     }
 
 
+@fp32
 def eps_sweep(model, x, y, eps_list, norm, batch_size, seed, device, num_classes, progress) -> dict[str, Any]:
     """Robust accuracy of PGD-20 and APGD-CE at each eps (on the given samples)."""
     out: dict[str, Any] = {"eps": list(eps_list), "n": len(y), "pgd20": [], "apgd-ce": []}
@@ -268,6 +278,7 @@ def eps_sweep(model, x, y, eps_list, norm, batch_size, seed, device, num_classes
     return out
 
 
+@fp32
 def run_checks(model, x, y, result, eps, norm, batch_size, seed, device, check_n) -> list[dict[str, Any]]:
     """The sanity checks (see `clead.checks`); extra attacks use the first ``check_n`` correctly classified samples."""
     ps = result["per_sample"]
@@ -309,6 +320,8 @@ def evaluate_run(
     sweep: Sequence[float | str] | None = None,
     sweep_n: int = 500,
     tag: str = "",
+    channels_last: bool = True,
+    autoattack_chunk: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run on the first ``n`` test images (all by default); write ``eval.json`` and the audit files.
 
@@ -316,7 +329,8 @@ def evaluate_run(
     of one run (e.g. all 10,000 images with PGD, 1,000 with AutoAttack) live side by side.
 
     The model, dataset and default threat model come from the run's own config. An interrupted
-    evaluation resumes from ``RUN/eval_state.pt`` when called again with the same options.
+    evaluation resumes from ``RUN/eval_state.pt`` when called again with the same options. The model runs
+    in fp32 whatever precision it was trained in; ``channels_last`` changes only its weights' memory layout.
     """
     from . import distributed
     from . import run as runmod
@@ -329,13 +343,15 @@ def evaluate_run(
         dev = torch.device("cuda", dist.local_rank)
     try:
         return _evaluate_run(run_dir, cfg, dev, dist, attacks, n, checkpoint, eps, norm, batch_size, seed, restarts,
-                             progress and dist.main, checks, check_n, sweep, sweep_n, tag)  # fmt: skip
+                             progress and dist.main, checks, check_n, sweep, sweep_n, tag, channels_last,
+                             autoattack_chunk)  # fmt: skip
     finally:
         distributed.teardown(dist)
 
 
 def _evaluate_run(run_dir, cfg, dev, dist, attacks, n, checkpoint, eps, norm, batch_size, seed, restarts,
-                  progress, checks, check_n, sweep, sweep_n, tag) -> dict[str, Any]:  # fmt: skip
+                  progress, checks, check_n, sweep, sweep_n, tag, channels_last,
+                  autoattack_chunk) -> dict[str, Any]:  # fmt: skip
     from . import audit
     from . import run as runmod
     from .data import load_dataset
@@ -343,6 +359,8 @@ def _evaluate_run(run_dir, cfg, dev, dist, attacks, n, checkpoint, eps, norm, ba
 
     sfx = f"-{tag}" if tag else ""
     model = runmod.load_model(run_dir, checkpoint).to(dev)
+    if channels_last:
+        to_channels_last(model)
     data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.data_options())
     if n is not None and n < 1:
         raise CleadError(f"--n must be >= 1, got {n}")
@@ -350,7 +368,8 @@ def _evaluate_run(run_dir, cfg, dev, dist, attacks, n, checkpoint, eps, norm, ba
     result = evaluate(model, x, y, attacks, eps=cfg.eps if eps is None else eps, norm=norm or cfg.norm,
                       batch_size=batch_size, seed=seed, restarts=restarts, progress=progress, checks=checks,
                       check_n=check_n, sweep=sweep, sweep_n=sweep_n, num_classes=data.num_classes,
-                      state_path=run_dir / f"eval_state{sfx}.pt", dist=dist)  # fmt: skip
+                      state_path=run_dir / f"eval_state{sfx}.pt", dist=dist,
+                      autoattack_chunk=autoattack_chunk)  # fmt: skip
     if not dist.main:
         return {}
     audit.write_per_sample(run_dir / f"per_sample{sfx}.csv", result)

@@ -7,7 +7,7 @@ run, also with another number of processes for the per-sample-mean losses.
 """
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
+from . import precision
 from . import run as runmod
 from .attacks import PGD
 from .config import TrainConfig
@@ -59,6 +60,7 @@ class TrainStep(nn.Module):
         return self.method.loss(self.model, x, y, epoch)
 
 
+@precision.fp32
 def validate(model: nn.Module, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, device: torch.device,
              dist: distributed.Dist = distributed.Dist(), batch_size: int = 128) -> tuple[float, float]:  # fmt: skip
     """Clean and PGD accuracy on the validation images, split across ranks with summed counts."""
@@ -76,12 +78,6 @@ def validate(model: nn.Module, cfg: TrainConfig, x: torch.Tensor, y: torch.Tenso
             robust += float((model(x_adv).argmax(1) == yb).sum())
     model.train(was_training)
     return dist.sum(clean) / len(y), dist.sum(robust) / len(y)
-
-
-def _autocast(cfg: TrainConfig, device: torch.device):
-    if cfg.amp == "none" or device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False,
@@ -109,11 +105,11 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
         # denormal floats (|x| < 1e-38) appear in the gradients of some losses and slow CPU arithmetic
         # many times over; flushing them to zero changes no result that matters
         torch.set_flush_denormal(True)
+    # ``auto`` is resolved here, once, so config.yaml records the precision actually used
+    cfg = dataclasses.replace(cfg, amp=precision.resolve_amp(cfg.amp, device))
     if dist.main:
         runmod.prepare_out(out, cfg, resume, overwrite)
     dist.barrier()
-    if cfg.amp != "none" and device.type != "cuda":
-        log.warning("--amp %s applies to CUDA only; training on %s in fp32", cfg.amp, device)
     if cfg.batch_size % dist.world:
         raise CleadError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {dist.world}")
 
@@ -127,8 +123,8 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
     model, method = runmod.build(cfg, meta)
     model.to(device)
     method.to(device)
-    if cfg.channels_last and device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    if cfg.channels_last:
+        precision.to_channels_last(model)
     optimizer = make_optimizer(cfg, [*model.parameters(), *method.parameters()])
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and device.type == "cuda")
     start_epoch, best_score = 0, -1.0
@@ -157,7 +153,8 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
         model.compile()
     if dist.enabled:
         step_module = nn.parallel.DistributedDataParallel(
-            step_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+            step_module, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=not method.uses_all_parameters(),
         )
 
     n_train = len(splits.train_y)
@@ -181,11 +178,9 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
             if augment:
                 xb = random_crop_flip(xb, generator=aug_gen)
             xb, yb = xb.to(device, non_blocking=True), splits.train_y[idx].to(device, non_blocking=True)
-            if cfg.channels_last and device.type == "cuda":
-                xb = xb.contiguous(memory_format=torch.channels_last)
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(cfg, (epoch + i / steps) / cfg.epochs)
-            with _autocast(cfg, device):
+            with precision.autocast(cfg.amp, device):
                 loss, parts = step_module(xb, yb, epoch)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
@@ -212,6 +207,7 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
             "epoch": epoch + 1,
             **{k: round(v / max(seen_all, 1), 6) for k, v in sums.items()},
             "lr": lr_at(cfg, (epoch + 1) / cfg.epochs),
+            "amp": cfg.amp,
             "val_clean": val_clean,
             "val_pgd": val_robust,
             "train_seconds": round(train_s, 2),

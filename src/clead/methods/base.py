@@ -57,3 +57,9 @@ class Method(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # pragma: no cover - abstract
         """The training loss on batch (x, y) at 0-based ``epoch``, and its named parts (detached)."""
         raise NotImplementedError
+
+    def uses_all_parameters(self) -> bool:
+        """Whether every loss of this run depends on all of the method's own parameters. False makes
+        DistributedDataParallel search each step's graph for unused ones (C-LEAD's projection head is
+        idle during a warm-up), which costs an extra graph traversal per step."""
+        return True

@@ -87,6 +87,9 @@ class CLEAD(Method):
     def contrastive_on(self, epoch: int) -> bool:
         return epoch >= self.params.warmup_epochs and self.params.lam > 0
 
+    def uses_all_parameters(self) -> bool:
+        return self.params.warmup_epochs == 0 and self.params.lam > 0
+
     def attack_objective(self, z_clean: torch.Tensor, epoch: int):
         """What the inner attack maximises, per sample; ``z_clean``: the clean embeddings (constants)."""
         p = self.params

@@ -1,0 +1,85 @@
+"""Numeric precision and memory layout of training: ``amp`` and ``channels_last``.
+
+``amp`` covers the training step and its inner attack (the same autocast on CUDA and CPU):
+
+* ``auto`` resolves at the start of training to ``bf16`` where the device computes bf16 natively (CUDA
+  with bf16 support; a CPU with AMX or AVX512-BF16 units, read from the CPU flags) and to ``none``
+  elsewhere. The resolved value is what ``config.yaml`` and ``metrics.jsonl`` record.
+* ``bf16``: autocast to bfloat16 (no loss scaling needed: bf16 has fp32's exponent range).
+* ``fp16``: autocast to float16 with gradient scaling; CUDA only.
+* ``none``: fp32.
+
+Robustness numbers never use it: validation for checkpoint selection, ``clead eval`` and
+``clead.evaluate`` run in fp32 whatever the training precision, because low precision can mask
+gradients and a robust accuracy must not depend on it.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from pathlib import Path
+from typing import Callable, ParamSpec, TypeVar
+
+import torch
+from torch import nn
+
+log = logging.getLogger("clead")
+
+AMP = ("auto", "none", "bf16", "fp16")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has bf16 matrix or vector units (AMX-BF16 or AVX512-BF16), per /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return cpu_has_native_bf16()
+    return False
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """The precision ``amp`` stands for on ``device``: ``none``, ``bf16`` or ``fp16``."""
+    if amp == "auto":
+        return "bf16" if native_bf16(device) else "none"
+    if amp == "fp16" and device.type != "cuda":
+        log.warning("--amp fp16 needs CUDA (gradient scaling); training on %s in fp32", device)
+        return "none"
+    return amp
+
+
+def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast context for a resolved ``amp`` (``none`` gives a no-op context)."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Store 4-d weights as NHWC (``channels_last``): oneDNN on CPU and cuDNN run convolutions faster in it.
+    Only the layout changes, not the values; inputs need no conversion (convolutions follow the weight)."""
+    return model.to(memory_format=torch.channels_last)
+
+
+def fp32(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorator: run ``fn`` with autocast off on CPU and CUDA, even when called inside an autocast region
+    (robustness numbers are measured in fp32)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,133 @@
+"""Training precision: ``amp: auto`` resolution, bf16 autocast on the CPU, and fp32 for every robustness number."""
+import json
+
+import pytest
+import torch
+
+from clead import precision
+from clead.evaluate import evaluate
+from clead.methods import METHODS, Budget
+
+from conftest import ToyNet, synthetic_images
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "none")])
+def test_auto_resolves_to_bf16_only_where_the_cpu_has_bf16_units(monkeypatch, native, expected):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    assert precision.resolve_amp("auto", CPU) == expected
+    # explicit choices are kept whatever the CPU
+    assert precision.resolve_amp("none", CPU) == "none"
+    assert precision.resolve_amp("bf16", CPU) == "bf16"
+
+
+def test_auto_on_cuda_follows_bf16_support(monkeypatch):
+    for supported, expected in ((True, "bf16"), (False, "none")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda s=supported: s)
+        assert precision.resolve_amp("auto", torch.device("cuda")) == expected
+
+
+def test_fp16_on_cpu_falls_back_to_fp32_with_a_warning(caplog):
+    assert precision.resolve_amp("fp16", CPU) == "none"
+    assert "needs CUDA" in caplog.text
+
+
+def test_cpu_flags_are_read_from_cpuinfo(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    for flags, expected in (("fpu sse avx512f avx512_bf16", True), ("fpu amx_tile amx_bf16", True), ("fpu sse avx2", False)):
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        precision.cpu_has_native_bf16.cache_clear()
+        real_read = Path.read_text
+        monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: real_read(tmp_path / "cpuinfo")
+                            if str(self) == "/proc/cpuinfo" else real_read(self, *a, **k))  # fmt: skip
+        assert precision.cpu_has_native_bf16() is expected
+        monkeypatch.undo()
+    precision.cpu_has_native_bf16.cache_clear()
+
+
+def test_autocast_bf16_runs_the_network_in_bf16_on_cpu():
+    model = ToyNet()
+    x = torch.rand(4, 1, 16, 16)
+    with precision.autocast("bf16", CPU):
+        assert model(x).dtype == torch.bfloat16
+    with precision.autocast("none", CPU):
+        assert model(x).dtype == torch.float32
+
+
+@pytest.mark.parametrize("method", ["pgd-at", "clead"])
+def test_a_bf16_training_step_lowers_the_loss(method):
+    torch.manual_seed(0)
+    xu, y = synthetic_images(64, seed=3)
+    x = xu.float().unsqueeze(1) / 255
+    model = ToyNet()
+    cls = METHODS.get(method)
+    m = cls(cls.Params(), Budget(eps=0.05, steps=2), model.feature_dim, 10)
+    opt = torch.optim.Adam([*model.parameters(), *m.parameters()], lr=3e-3)
+    losses = []
+    for _ in range(30):
+        with precision.autocast("bf16", CPU):
+            loss, _ = m.loss(model, x, y, epoch=0)
+        opt.zero_grad()
+        loss.float().backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast keeps the weights in fp32
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+def test_evaluation_is_fp32_even_inside_an_autocast_region():
+    torch.manual_seed(0)
+    model = ToyNet()
+    seen = []
+    model.head.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    xu, y = synthetic_images(24, seed=4)
+    x = xu.float().unsqueeze(1) / 255
+    plain = evaluate(model, x, y, attacks=["pgd20"], eps=0.1, checks=False, progress=False)
+    seen.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = evaluate(model, x, y, attacks=["pgd20"], eps=0.1, checks=False, progress=False)
+    assert seen and set(seen) == {torch.float32}
+    assert inside["robust_accuracy"] == plain["robust_accuracy"]
+
+
+def test_bf16_training_records_its_precision_and_validates_in_fp32(idx_dir, tmp_path, monkeypatch):
+    from clead.config import from_dict
+    from clead.trainer import train
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    cfg = from_dict({"data_dir": str(idx_dir), "train_size": 32, "val_size": 100, "val_n": 16, "epochs": 1,
+                     "batch_size": 16, "attack_steps": 1, "val_attack_steps": 1, "device": "cpu", "method": "pgd-at"})  # fmt: skip
+    assert cfg.amp == "auto"
+    no_grad_dtypes = []
+
+    from clead import run as runmod
+
+    real_build = runmod.build
+
+    def build(*a, **k):
+        model, method = real_build(*a, **k)
+        model.head.register_forward_hook(
+            lambda mod, inp, out: no_grad_dtypes.append(out.dtype) if not torch.is_grad_enabled() else None)
+        return model, method
+
+    monkeypatch.setattr(runmod, "build", build)
+    out = train(cfg, tmp_path / "r", progress=False)
+    assert "amp: bf16" in (out / "config.yaml").read_text()  # the resolved value, not auto
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["amp"] == "bf16"
+    # the no-grad forwards are validation's (clean and after its PGD): fp32
+    assert no_grad_dtypes and set(no_grad_dtypes) == {torch.float32}
+
+
+def test_channels_last_changes_layout_not_outputs():
+    torch.manual_seed(0)
+    from clead.models import create_model
+
+    model = create_model("small-cnn", 10, (1, 28, 28), (0.5,), (0.5,)).eval()
+    x = torch.rand(8, 1, 28, 28)
+    ref = model(x)
+    precision.to_channels_last(model)
+    assert model.body[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(model(x), ref, atol=1e-5)
+
