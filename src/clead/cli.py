@@ -178,6 +178,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare, markdown
+    from .io import write_json, write_text
+
+    results = compare(args.runs, tag=args.tag, seeds=not args.no_seeds)
+    md = markdown(results)
+    print(md, end="")
+    if args.out:
+        write_text(args.out, md)
+        log.info("wrote %s", args.out)
+    if args.json:
+        write_json(args.json, results)
+        log.info("wrote %s", args.json)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import SUITES, run_suite
 
@@ -276,6 +292,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "checks, training curves, eps sweeps, adversarial examples")  # fmt: skip
     r.add_argument("--title", default="clead report", help="title of the --full report")
     r.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("compare", help="paired comparison of runs evaluated on the same images (McNemar)",
+                       description="Compare the first run with each of the others on the same test images: clean and "
+                                   "robust accuracy difference (A minus B) with its 95%% interval, the discordant images "
+                                   "and an exact McNemar p-value; over seed groups (NAME, NAME-seed1, ...) also the mean "
+                                   "difference with a Student-t interval.")  # fmt: skip
+    c.add_argument("runs", nargs="+", metavar="RUN", help="run directories; the first is A, each other one is B")
+    c.add_argument("--tag", default="", help="compare eval-TAG.json / per_sample-TAG.csv instead of eval.json")
+    c.add_argument("--no-seeds", action="store_true", help="do not pair the runs' seed groups (NAME-seedN)")
+    c.add_argument("--out", default=None, help="also write the Markdown to this file")
+    c.add_argument("--json", default=None, help="also write the numbers as JSON to this file")
+    c.set_defaults(func=cmd_compare)
 
     b = sub.add_parser("bench", help="run a named benchmark suite resumably and write its report",
                        description="Train and evaluate every run of a suite that is not complete yet, then write "

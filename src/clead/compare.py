@@ -1,0 +1,169 @@
+"""Paired comparison of runs evaluated on the same test images, from their ``per_sample.csv``.
+
+Two models attacked on the same images are not independent samples: most images are robust (or broken)
+under both, and only the *discordant* images, right under one model and wrong under the other, carry
+information about which is better. For runs A and B and a per-image outcome (clean correct, or robust:
+correct under every attack run), with ``n10`` = images A gets right and B wrong, ``n01`` the reverse:
+
+* difference ``d = (n10 - n01) / n`` (A minus B), exactly the difference of the two accuracies;
+* 95% interval: the Wald interval for a paired difference of proportions,
+  ``d ± 1.96 · sqrt(n10 + n01 - (n10 - n01)² / n) / n`` (Agresti, *Categorical Data Analysis*, 10.1);
+* exact McNemar test: two-sided binomial test of ``n10`` among ``n10 + n01`` discordant images against
+  1/2 (``scipy.stats.binomtest``); p = 1 when there is no discordant image.
+
+Seed groups (runs ``NAME``, ``NAME-seed1``, ``NAME-seed2`` ... side by side in one directory) are paired
+seed by seed; over the seeds both have, the mean difference gets a Student-t 95% interval
+(``scipy.stats.t``), which measures training randomness rather than test-set sampling.
+Runs evaluated on different images, eps, threat models or attacks are refused.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import CleadError
+
+OUTCOMES = ("clean", "robust")
+Z95 = 1.959963984540054
+
+
+def load_eval(run_dir: str | Path, tag: str = "") -> dict[str, Any]:
+    """A run's evaluation: ``eval[-TAG].json`` plus its per-sample outcomes."""
+    run_dir = Path(run_dir)
+    sfx = f"-{tag}" if tag else ""
+    ev_path, csv_path = run_dir / f"eval{sfx}.json", run_dir / f"per_sample{sfx}.csv"
+    for p in (ev_path, csv_path):
+        if not p.is_file():
+            raise CleadError(f"{p} does not exist: evaluate the run first (`clead eval {run_dir}"
+                             f"{' --tag ' + tag if tag else ''}`)")  # fmt: skip
+    ev = json.loads(ev_path.read_text())
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {"run": str(run_dir), "eval": ev, "label": [int(r["label"]) for r in rows],
+            "clean": [r["correct_clean"] == "1" for r in rows], "robust": [r["robust"] == "1" for r in rows]}  # fmt: skip
+
+
+def _settings(e: dict[str, Any]) -> dict[str, Any]:
+    ev = e["eval"]
+    return {"n": ev["n"], "eps": ev["eps"], "threat model": ev["threat_model"], "attacks": sorted(ev["per_attack"])}
+
+
+def check_comparable(a: dict[str, Any], b: dict[str, Any]) -> None:
+    sa, sb = _settings(a), _settings(b)
+    for key in sa:
+        if sa[key] != sb[key]:
+            raise CleadError(f"{a['run']} and {b['run']} were evaluated with different {key} ({sa[key]} vs {sb[key]}); "
+                             "a paired comparison needs the same images, eps and attacks")  # fmt: skip
+    if a["label"] != b["label"]:
+        raise CleadError(f"{a['run']} and {b['run']} were evaluated on different images (labels differ)")
+
+
+def mcnemar(n10: int, n01: int, n: int) -> dict[str, Any]:
+    """Paired difference, its Wald 95% interval and the exact McNemar p-value (see the module docstring)."""
+    from scipy.stats import binomtest
+
+    d = (n10 - n01) / n
+    half = Z95 * math.sqrt(max(n10 + n01 - (n10 - n01) ** 2 / n, 0.0)) / n
+    p = binomtest(n10, n10 + n01, 0.5).pvalue if n10 + n01 else 1.0
+    return {"n": n, "n10": n10, "n01": n01, "difference": d, "ci": [d - half, d + half], "p": float(p)}
+
+
+def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Clean and robust comparison of two loaded evaluations (A minus B)."""
+    check_comparable(a, b)
+    n = len(a["label"])
+    out: dict[str, Any] = {"a": a["run"], "b": b["run"], **{k: v for k, v in _settings(a).items() if k != "n"}}
+    for k in OUTCOMES:
+        n10 = sum(x and not y for x, y in zip(a[k], b[k]))
+        n01 = sum(y and not x for x, y in zip(a[k], b[k]))
+        out[k] = {"a": sum(a[k]) / n, "b": sum(b[k]) / n, **mcnemar(n10, n01, n)}
+    return out
+
+
+def seed_group(run_dir: Path, tag: str = "") -> dict[int, Path]:
+    """``{0: NAME, 1: NAME-seed1, ...}`` for the runs of ``run_dir``'s seed group evaluated so far (with ``tag``)."""
+    run_dir = Path(run_dir)
+    group = {0: run_dir}
+    sfx = f"-{tag}" if tag else ""
+    for p in run_dir.parent.glob(f"{run_dir.name}-seed*"):
+        m = re.fullmatch(re.escape(run_dir.name) + r"-seed(\d+)", p.name)
+        if m and (p / f"per_sample{sfx}.csv").is_file() and (p / f"eval{sfx}.json").is_file():
+            group[int(m.group(1))] = p
+    return dict(sorted(group.items()))
+
+
+def mean_interval(values: Sequence[float]) -> dict[str, Any]:
+    """Mean and Student-t 95% interval (None with fewer than 2 values)."""
+    from scipy.stats import t
+
+    k = len(values)
+    mean = sum(values) / k
+    if k < 2:
+        return {"k": k, "mean": mean, "ci": None}
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1))
+    half = t.ppf(0.975, k - 1) * sd / math.sqrt(k)
+    return {"k": k, "mean": mean, "ci": [mean - half, mean + half]}
+
+
+def compare(runs: Sequence[str | Path], tag: str = "", seeds: bool = True) -> list[dict[str, Any]]:
+    """Each run after the first against the first; with ``seeds`` also seed by seed over their seed groups."""
+    if len(runs) < 2:
+        raise CleadError("name at least two runs: the first is compared with each of the others")
+    ref = Path(runs[0])
+    out = []
+    for other in runs[1:]:
+        other = Path(other)
+        entry = paired(load_eval(ref, tag), load_eval(other, tag))
+        if seeds:
+            ga, gb = seed_group(ref, tag), seed_group(other, tag)
+            common = [s for s in ga if s in gb]
+            if len(common) > 1:
+                per_seed = {s: paired(load_eval(ga[s], tag), load_eval(gb[s], tag)) for s in common}
+                entry["seeds"] = {
+                    "seeds": common,
+                    **{k: {"per_seed": [per_seed[s][k]["difference"] for s in common],
+                           **mean_interval([per_seed[s][k]["difference"] for s in common])} for k in OUTCOMES},
+                }  # fmt: skip
+                entry["per_seed"] = {str(s): per_seed[s] for s in common}
+        out.append(entry)
+    return out
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    """Tables of the comparison, differences in percentage points (A minus B)."""
+    lines = ["| A | B | outcome | A % | B % | A − B (points) | 95% interval | A only | B only | McNemar p |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for k in OUTCOMES:
+            c = r[k]
+            lines.append(f"| {Path(r['a']).name} | {Path(r['b']).name} | {k} | {100 * c['a']:.1f} | {100 * c['b']:.1f} "
+                         f"| {_pts(c['difference'])} | {_pts(c['ci'][0])} to {_pts(c['ci'][1])} | {c['n10']} | {c['n01']} "
+                         f"| {_p(c['p'])} |")  # fmt: skip
+    first = results[0]
+    lines += ["", f"n = {first['clean']['n']} images; robust = correct under every attack of the evaluation "
+                  f"({', '.join(first['attacks'])}; {first['threat model']} eps {first['eps']:g}). "
+                  "A only / B only: images right under one model and wrong under the other."]  # fmt: skip
+    seeded = [r for r in results if "seeds" in r]
+    if seeded:
+        lines += ["", "Over seeds (each seed's difference on the same images, then the mean with a Student-t 95% interval):",
+                  "", "| A | B | outcome | seeds | per-seed A − B (points) | mean | 95% interval |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in seeded:
+            s = r["seeds"]
+            for k in OUTCOMES:
+                ci = s[k]["ci"]
+                lines.append(f"| {Path(r['a']).name} | {Path(r['b']).name} | {k} | {', '.join(map(str, s['seeds']))} "
+                             f"| {', '.join(_pts(v) for v in s[k]['per_seed'])} | {_pts(s[k]['mean'])} "
+                             f"| {_pts(ci[0])} to {_pts(ci[1])} |")  # fmt: skip
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,115 @@
+"""Paired comparison (clead compare) against McNemar cases worked out by hand."""
+import json
+import math
+
+import pytest
+
+from clead.cli import main
+from clead.compare import compare, mcnemar, mean_interval
+from clead.errors import CleadError
+
+
+def write_eval(d, clean, robust, labels=None, eps=0.1, attacks=("pgd20",), tag=""):
+    """A run directory holding just what compare reads: eval[-TAG].json and per_sample[-TAG].csv."""
+    d.mkdir(parents=True, exist_ok=True)
+    n = len(clean)
+    labels = labels or [i % 10 for i in range(n)]
+    sfx = f"-{tag}" if tag else ""
+    rows = ["index,label,pred_clean,correct_clean,robust,broken_by,pred_adv,linf,l2"]
+    rows += [f"{i},{labels[i]},0,{int(c)},{int(r)},,0,0,0" for i, (c, r) in enumerate(zip(clean, robust))]
+    (d / f"per_sample{sfx}.csv").write_text("\n".join(rows) + "\n")
+    ev = {"n": n, "eps": eps, "threat_model": "linf", "per_attack": {a: 0.0 for a in attacks},
+          "clean_accuracy": sum(clean) / n, "robust_accuracy": sum(robust) / n}  # fmt: skip
+    (d / f"eval{sfx}.json").write_text(json.dumps(ev))
+    return d
+
+
+def outcomes(both, a_only, b_only, neither):
+    a = [1] * both + [1] * a_only + [0] * b_only + [0] * neither
+    b = [1] * both + [0] * a_only + [1] * b_only + [0] * neither
+    return a, b
+
+
+def test_exact_mcnemar_matches_the_binomial_sums_by_hand():
+    # 7 discordant for A, 2 for B: two-sided p = 2 * P(X >= 7 | X ~ Bin(9, 1/2)) = 2 * (36 + 9 + 1) / 512
+    r = mcnemar(7, 2, 100)
+    assert r["p"] == pytest.approx(92 / 512)
+    assert r["difference"] == pytest.approx(0.05)
+    half = 1.959963984540054 * math.sqrt(9 - 25 / 100) / 100
+    assert r["ci"] == pytest.approx([0.05 - half, 0.05 + half])
+    # all 10 discordant images favour A: p = 2 / 2**10
+    assert mcnemar(10, 0, 50)["p"] == pytest.approx(2 / 1024)
+    # symmetric: p = 1; nothing discordant: p = 1 and a zero-width interval
+    assert mcnemar(4, 4, 50)["p"] == pytest.approx(1.0)
+    r = mcnemar(0, 0, 50)
+    assert r["p"] == 1.0 and r["ci"] == [0.0, 0.0]
+
+
+def test_compare_counts_discordant_images_per_outcome(tmp_path):
+    ca, cb = outcomes(both=60, a_only=12, b_only=3, neither=25)
+    ra, rb = outcomes(both=40, a_only=7, b_only=2, neither=51)
+    a = write_eval(tmp_path / "a", ca, ra)
+    b = write_eval(tmp_path / "b", cb, rb)
+    (res,) = compare([a, b])
+    assert (res["clean"]["n10"], res["clean"]["n01"]) == (12, 3)
+    assert res["clean"]["a"] == pytest.approx(0.72) and res["clean"]["b"] == pytest.approx(0.63)
+    assert res["clean"]["difference"] == pytest.approx(0.09)
+    assert res["robust"]["p"] == pytest.approx(92 / 512)
+    assert "seeds" not in res
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"eps": 0.2}, "different eps"),
+    ({"attacks": ("pgd20", "cw")}, "different attacks"),
+    ({"labels": [1] * 10}, "different images"),
+])  # fmt: skip
+def test_compare_refuses_runs_evaluated_differently(tmp_path, change, message):
+    a = write_eval(tmp_path / "a", [1] * 10, [1] * 10)
+    b = write_eval(tmp_path / "b", [1] * 10, [0] * 10, **change)
+    with pytest.raises(CleadError, match=message):
+        compare([a, b])
+
+
+def test_compare_refuses_a_different_number_of_images(tmp_path):
+    a = write_eval(tmp_path / "a", [1] * 10, [1] * 10)
+    b = write_eval(tmp_path / "b", [1] * 12, [0] * 12)
+    with pytest.raises(CleadError, match="different n"):
+        compare([a, b])
+
+
+def test_seed_groups_are_paired_seed_by_seed(tmp_path):
+    # robust differences per seed: +5, +2, -1 points of 100 images
+    diffs = {0: (5, 0), 1: (3, 1), 2: (1, 2)}
+    for s, (a_only, b_only) in diffs.items():
+        sfx = "" if s == 0 else f"-seed{s}"
+        ra, rb = outcomes(both=50, a_only=a_only, b_only=b_only, neither=50 - a_only - b_only)
+        write_eval(tmp_path / f"clead{sfx}", [1] * 100, ra)
+        write_eval(tmp_path / f"pgd-at{sfx}", [1] * 100, rb)
+    (tmp_path / "pgd-at-seed3").mkdir()  # not evaluated: ignored
+    (res,) = compare([tmp_path / "clead", tmp_path / "pgd-at"])
+    s = res["seeds"]
+    assert s["seeds"] == [0, 1, 2]
+    assert s["robust"]["per_seed"] == pytest.approx([0.05, 0.02, -0.01])
+    mean, sd = 0.02, 0.03  # mean of 5, 2, -1 points; sample sd 3 points
+    half = 4.302652729911275 * sd / math.sqrt(3)  # t(0.975, df 2)
+    assert s["robust"]["mean"] == pytest.approx(mean)
+    assert s["robust"]["ci"] == pytest.approx([mean - half, mean + half])
+    assert s["clean"]["per_seed"] == [0.0, 0.0, 0.0]
+
+
+def test_mean_interval_of_one_value_has_no_interval():
+    assert mean_interval([0.1]) == {"k": 1, "mean": 0.1, "ci": None}
+
+
+def test_cli_writes_markdown_and_json(tmp_path, capsys):
+    ca, cb = outcomes(both=60, a_only=12, b_only=3, neither=25)
+    a = write_eval(tmp_path / "a", ca, ca, tag="full")
+    b = write_eval(tmp_path / "b", cb, cb, tag="full")
+    rc = main(["compare", str(a), str(b), "--tag", "full", "--out", str(tmp_path / "c.md"), "--json",
+               str(tmp_path / "c.json")])  # fmt: skip
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "| a | b | clean | 72.0 | 63.0 | +9.0 |" in out
+    assert json.loads((tmp_path / "c.json").read_text())[0]["clean"]["n10"] == 12
+    assert main(["compare", str(a)]) == 2
+    assert main(["compare", str(a), str(tmp_path / "missing")]) == 2
