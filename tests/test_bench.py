@@ -156,3 +156,16 @@ def test_default_jobs_is_one_per_core_without_cuda(monkeypatch):
     assert bench.default_jobs() == (os.cpu_count() or 1)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert bench.default_jobs() == 1
+
+
+@pytest.mark.parametrize("margin, expected", [(None, ["clead", "trades"]), (0.02, ["clead", "pgd-at", "trades"])])
+def test_seeded_runs_are_clead_and_the_close_baselines(monkeypatch, tmp_path, margin, expected):
+    from clead import report
+
+    aa = {"standard": 0.0, "pgd-at": 0.595, "trades": 0.63, "mart": 0.57, "clead": 0.61}
+    monkeypatch.setattr(report, "suite_rows", lambda dirs: [{"run": d.name, "cells": {"autoattack": (aa[d.name], 1000)}}
+                                                            for d in dirs])  # fmt: skip
+    suite = bench.Suite(name="s", description="", base={}, runs={r: {"method": r} for r in aa}, evals=[],
+                        seeds=(1, 2), seed_margin=margin)  # fmt: skip
+    # margin 0.02: pgd-at (1.5 points behind) and trades (ahead) qualify, mart (4 behind) does not
+    assert bench._clead_and_close_baselines(suite, tmp_path) == expected

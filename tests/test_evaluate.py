@@ -69,7 +69,8 @@ def test_autoattack_drives_a_standard_model_to_zero(trained_toy, toy_data):
 
 def test_sweep_is_monotone_and_checks_pass_for_a_normal_model(trained_toy, toy_data):
     x, y = toy_data[0][:48], toy_data[1][:48]
-    res = clead.evaluate(trained_toy, x, y, attacks=["fgsm", "pgd20"], eps=0.2, progress=False, check_n=48,
+    # eps 0.15: at 0.2 this toy sits at its breaking point, where PGD-20 has not converged (test below)
+    res = clead.evaluate(trained_toy, x, y, attacks=["fgsm", "pgd20"], eps=0.15, progress=False, check_n=48,
                          sweep=[0, 0.1, 0.2, 0.3], sweep_n=48)
     sw = res["sweep"]
     assert sw["eps"] == [0, 0.1, 0.2, 0.3] and sw["pgd20"][0] == res["clean_accuracy"]
@@ -152,3 +153,29 @@ def test_robustbench_entry():
     e = robustbench_entry(res, "r", "small-cnn", "fashion-mnist")
     assert e["clean_acc"] == "81.23" and e["autoattack_acc"] == "45.67" and e["eps"] == "0.1"
     assert robustbench_entry({**res, "per_attack": {"pgd20": 0.5}}, "r", "m", "d") is None
+
+
+@pytest.mark.parametrize("pgd20, pgd100, passed", [
+    (0.60, 0.60, True),    # converged
+    (0.60, 0.575, True),   # 2.5 points lower: within the 3-point allowance
+    (0.60, 0.50, False),   # 10 points lower: PGD-20 had not converged
+    (0.60, 0.65, False),   # higher: the stronger attack is broken
+])  # fmt: skip
+def test_more_steps_check_flags_unconverged_pgd20(monkeypatch, pgd20, pgd100, passed):
+    from clead import checks
+
+    scripted = iter([pgd20, pgd100])
+    monkeypatch.setattr(checks, "_batched_attack_acc", lambda *a, **k: next(scripted))
+    res = checks.more_steps_do_not_help(None, torch.zeros(1000, 1), None, 0.1, "linf", 128, 0)
+    assert res["passed"] is passed
+    assert res["numbers"]["max_drop"] == checks.MAX_PGD20_GAP == 0.03
+
+
+def test_more_steps_check_fails_where_pgd20_has_not_converged_on_a_real_model(trained_toy, toy_data):
+    from clead import checks
+
+    x, y = toy_data[0][:48], toy_data[1][:48]
+    res = checks.more_steps_do_not_help(trained_toy, x, y, 0.2, "linf", 128, 0)
+    assert res["passed"] is False
+    assert res["numbers"]["pgd20"] - res["numbers"]["pgd100x2"] > 0.03 + 1 / 48
+    assert checks.more_steps_do_not_help(trained_toy, x, y, 0.15, "linf", 128, 0)["passed"] is True

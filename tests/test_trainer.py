@@ -111,3 +111,30 @@ def test_best_checkpoint_is_the_epoch_the_selection_rule_names(idx_dir, tmp_path
 def test_unknown_selection_rule_is_an_error(idx_dir):
     with pytest.raises(CleadError, match="unknown select 'best'"):
         tiny(idx_dir, select="best")
+
+
+def test_apgd_ce_validation_attack_is_at_least_as_strong_as_pgd(idx_dir, monkeypatch):
+    """--val-attack apgd-ce validates with AutoAttack's APGD-CE; on the same model it leaves no more accuracy
+    than PGD-2 (up to one image), and it is recorded in the metrics."""
+    from clead import run as runmod
+    from clead.data import load_dataset, split
+    from clead.trainer import validate
+
+    cfg = tiny(idx_dir, method="standard", epochs=1, eps=0.2)
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    s = split(data, cfg.val_size, cfg.train_size)
+    torch.manual_seed(0)
+    model, _ = runmod.build(cfg, runmod.dataset_meta(data))
+    x, y = s.val_x[:40], s.val_y[:40]
+    clean_p, pgd = validate(model, cfg, x, y, torch.device("cpu"))
+    cfg_a = tiny(idx_dir, method="standard", epochs=1, eps=0.2, val_attack="apgd-ce")
+    clean_a, apgd = validate(model, cfg_a, x, y, torch.device("cpu"))
+    assert clean_a == clean_p
+    assert apgd <= pgd + 1 / 40
+
+
+def test_val_attack_is_recorded_and_unknown_ones_refused(idx_dir, tmp_path):
+    out = train(tiny(idx_dir, method="standard", epochs=1, val_attack="apgd-ce"), tmp_path / "r", progress=False)
+    assert json.loads((out / "metrics.jsonl").read_text())["val_attack"] == "apgd-ce"
+    with pytest.raises(CleadError, match="unknown val_attack 'fab'; valid: pgd, apgd-ce"):
+        tiny(idx_dir, val_attack="fab")

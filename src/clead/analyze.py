@@ -76,7 +76,7 @@ def analyze_run(run_dir: str | Path, n: int = 500, probe_train: int = 2000, seed
         "cosine_clean_adv": float(nn.functional.cosine_similarity(fc, fa, dim=1).mean()),
         "intra_inter_clean": intra_inter_ratio(fc, y), "intra_inter_adv": intra_inter_ratio(fa, y),
         "probe_clean": probe_clean, "probe_adv": probe_adv, "probe_train": probe_train,
-        "_tsne": (fc, fa, y),
+        "_tsne": (fc, fa, y), "_classes": list(data.classes or range(int(y.max()) + 1)),
     }  # fmt: skip
 
 
@@ -96,6 +96,13 @@ def plot_tsne(path: Path, results: list[dict[str, Any]], points: int = 300, seed
         ax.set_title(f"{r['run']} (o clean, x adv)", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
+    from matplotlib.lines import Line2D
+
+    classes = results[0]["_classes"]
+    cmap = plt.get_cmap("tab10")
+    handles = [Line2D([], [], marker="o", linestyle="", color=cmap(i / 9), label=str(c)) for i, c in enumerate(classes[:10])]
+    fig.legend(handles=handles, loc="lower center", ncol=min(10, len(handles)), fontsize=7, frameon=False,
+               bbox_to_anchor=(0.5, -0.03))  # fmt: skip
     _save_fig(fig, path)
 
 

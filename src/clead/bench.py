@@ -39,6 +39,9 @@ class Suite:
     evals: list[EvalSpec]
     seeds: tuple[int, ...] = ()  # extra seeds for C-LEAD and the best baseline (by AutoAttack), or for seed_runs
     seed_runs: tuple[str, ...] = ()  # the runs that get the extra seeds, when fixed in advance
+    # with a margin: seeds for C-LEAD and every baseline whose AutoAttack accuracy at seed 0 is at most this far
+    # below C-LEAD's (or above it), instead of the best baseline only
+    seed_margin: float | None = None
     seed_evals: list[EvalSpec] | None = None  # evaluations of the extra seeds [default: evals]
     title: str = ""
 
@@ -83,6 +86,27 @@ for eps in (0.1, 0.3):
         seed_evals=SEED_EVALS,
     ))  # fmt: skip
 
+# The full-budget suites: all 55,000 training images less the 5,000 held out for validation, on the fast path
+# (amp auto, channels_last). Cosine to zero over 20 epochs levels the validation curves off by construction.
+for eps, steps, val in ((0.1, 10, {"val_n": 1000}), (0.3, 20, {"val_n": 500, "val_attack": "apgd-ce"})):
+    SUITES.register(f"fmnist-full-{eps}")(Suite(
+        name=f"fmnist-full-{eps}",
+        title=f"Fashion-MNIST, small-cnn, Linf eps = {eps}, full budget",
+        description=(f"standard, PGD-AT, TRADES, MART and C-LEAD on all 50,000 training images (5,000 held out), 20 epochs, "
+                     f"PGD-{steps} (step 2.5*eps/{steps}) in training, Adam 1e-3 cosine, batch 128, validation on "
+                     f"{val['val_n']} held-out images with {val.get('val_attack', 'pgd-10').upper()}; AutoAttack, PGD-50x3 "
+                     f"and CW on the first 1,000 test images, FGSM and PGD-20 on all 10,000"
+                     + ("; seeds 1 and 2 for C-LEAD and every baseline within 2 points of it under AutoAttack (or "
+                        "ahead), evaluated with APGD-CE + APGD-T instead of all of AutoAttack" if eps == 0.1 else
+                        "; seed 0 only (the calibration against the published table)")),
+        base={**FMNIST, "eps": eps, "epochs": 20, "train_size": None, "attack_steps": steps, **val},
+        runs=METHODS5,
+        evals=MAIN_EVALS,
+        seeds=(1, 2) if eps == 0.1 else (),
+        seed_margin=0.02,
+        seed_evals=SEED_EVALS,
+    ))  # fmt: skip
+
 _ABLATION = {
     "default": {},
     "instance": {"mode": "instance"},
@@ -122,13 +146,19 @@ SUITES.register("fmnist-amp")(Suite(
 ))  # fmt: skip
 
 
-def _clead_and_best_baseline(suite: Suite, out: Path) -> list[str]:
+def _clead_and_close_baselines(suite: Suite, out: Path) -> list[str]:
+    """C-LEAD and the best baseline by seed-0 AutoAttack accuracy, or, with ``seed_margin``, every baseline
+    within that margin of C-LEAD or ahead of it."""
     from .report import suite_rows
 
     rows = {r["run"]: r for r in suite_rows([out / r for r in suite.runs])}
     aa = {r: rows[r]["cells"].get("autoattack", (0, 0))[0] for r in suite.runs if r not in ("standard", "clead")}
-    best = max(aa, key=aa.get) if aa else None
-    return [r for r in ("clead", best) if r]
+    if not aa:
+        return ["clead"]
+    if suite.seed_margin is None or "clead" not in rows:
+        return ["clead", max(aa, key=aa.get)]
+    floor = rows["clead"]["cells"].get("autoattack", (0, 0))[0] - suite.seed_margin
+    return ["clead", *(r for r in aa if aa[r] >= floor)]
 
 
 def seed_run(run: str, seed: int) -> str:
@@ -177,7 +207,7 @@ def run_suite(name: str, out: str | Path | None = None, max_hours: float | None 
     runs = [r for r in [*suite.runs, *seed_runs] if r in only] if only else list(suite.runs)
     complete = bring_up_all(runs)
     if complete and suite.seeds and not only and not dry_run:
-        bases = suite.seed_runs or _clead_and_best_baseline(suite, out)
+        bases = suite.seed_runs or _clead_and_close_baselines(suite, out)
         complete = bring_up_all([seed_run(b, s) for b in bases for s in suite.seeds]) and complete
     if report and not dry_run:
         done = [p.parent for p in sorted(out.glob("*/metrics.jsonl")) if (p.parent / "eval.json").is_file()]

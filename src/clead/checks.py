@@ -48,12 +48,21 @@ def iterative_beats_single_step(per_attack: dict[str, float], n: int) -> dict[st
                   "is masked or the attack is broken.")  # fmt: skip
 
 
-def more_steps_do_not_help(model, x, y, eps, norm, batch_size, seed, restarts: int = 2) -> dict[str, Any]:
+MAX_PGD20_GAP = 0.03  # PGD-100 x 2 may lower accuracy by at most this much against PGD-20 (3 points)
+
+
+def more_steps_do_not_help(model, x, y, eps, norm, batch_size, seed, restarts: int = 2,
+                           max_drop: float = MAX_PGD20_GAP) -> dict[str, Any]:  # fmt: skip
+    """PGD-100 x ``restarts`` against PGD-20: higher accuracy means a broken attack; more than ``max_drop``
+    lower means PGD-20 has not converged, so PGD-20 numbers overstate robustness (MART at eps 0.3 went from
+    52.5% to 24.5%)."""
     a20 = _batched_attack_acc(model, PGD(eps, steps=20, norm=norm), x, y, batch_size, seed)
     a100 = _batched_attack_acc(model, PGD(eps, steps=100, norm=norm, restarts=restarts), x, y, batch_size, seed)
-    ok = a100 <= a20 + _slack(len(x))
-    return _check("more_steps_and_restarts", ok, {"pgd20": a20, f"pgd100x{restarts}": a100, "n": len(x)},
-                  "PGD with 100 steps and restarts must not leave higher accuracy than PGD-20.")  # fmt: skip
+    ok = a20 - max_drop - _slack(len(x)) <= a100 <= a20 + _slack(len(x))
+    return _check("more_steps_and_restarts", ok,
+                  {"pgd20": a20, f"pgd100x{restarts}": a100, "max_drop": max_drop, "n": len(x)},
+                  f"PGD with 100 steps and restarts must not leave higher accuracy than PGD-20 (a broken attack), nor "
+                  f"more than {100 * max_drop:g} points lower (PGD-20 not converged: its numbers overstate robustness).")  # fmt: skip
 
 
 def large_eps_breaks_model(model, x, y, batch_size, seed, eps: float = 0.5, limit: float = 0.05) -> dict[str, Any]:

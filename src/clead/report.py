@@ -187,7 +187,7 @@ def plot_curves(path: Path, rows: list[dict[str, Any]]) -> None:
         axes[0].plot(ep, [m["loss"] for m in r["metrics"]], label=r["run"])
         axes[1].plot(ep, [100 * m["val_clean"] for m in r["metrics"]], label=r["run"])
         axes[2].plot(ep, [100 * m["val_pgd"] for m in r["metrics"]], label=r["run"])
-    for ax, t in zip(axes, ("training loss", "validation clean %", "validation PGD %")):
+    for ax, t in zip(axes, ("training loss", "validation clean %", "validation robust % (val_attack)")):
         ax.set_title(t, fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -214,17 +214,15 @@ def write_suite_report(run_dirs: Sequence[str | Path], out_dir: str | Path, titl
         figures.append(("Robust accuracy against eps", out_dir / "eps_sweeps.png"))
     figures += [(f"Adversarial examples: {r['run']}", r["dir"] / "adv_examples.png") for r in rows
                 if (r["dir"] / "adv_examples.png").is_file()]  # fmt: skip
-    checks = ["", "## Sanity checks", ""]
-    for r in rows:
-        for c in (r["main"] or {}).get("checks", []):
-            mark = {True: "pass", False: "**FAIL**", None: "not run"}[c["passed"]]
-            checks.append(f"- {r['run']}: {c['name']}: {mark} {json.dumps(c['numbers'])}")
-    md_full = md + "\n".join(checks) + "\n\n" + "".join(f"![{t}]({p.relative_to(out_dir) if p.is_relative_to(out_dir) else p})\n\n"
-                                                      for t, p in figures)  # fmt: skip
+    checks = check_matrix(rows)
+    against = against_best_baseline(rows)
+    md_full = md + against + checks + "\n" + "".join(
+        f"![{t}]({p.relative_to(out_dir) if p.is_relative_to(out_dir) else p})\n\n" for t, p in figures)  # fmt: skip
     write_text(out_dir / "report.md", md_full)
-    body = [f"<h1>{html.escape(title)}</h1>", _md_table_html(md), "<h2>Sanity checks</h2><ul>"]
-    body += [f"<li>{html.escape(line[2:])}</li>" for line in checks if line.startswith("- ")]
-    body.append("</ul>")
+    body = [f"<h1>{html.escape(title)}</h1>", _md_table_html(md)]
+    if against:
+        body += ["<h2>Against the best baseline</h2>", _md_table_html(against)]
+    body += ["<h2>Sanity checks</h2>", _md_table_html(checks)]
     for t, p in figures:
         b64 = base64.b64encode(p.read_bytes()).decode()
         body.append(f"<h2>{html.escape(t)}</h2><img src='data:image/png;base64,{b64}' style='max-width:100%'>")
@@ -233,6 +231,57 @@ def write_suite_report(run_dirs: Sequence[str | Path], out_dir: str | Path, titl
             "padding:4px 8px;font-size:13px}</style></head><body>" + "\n".join(body) + "</body></html>")  # fmt: skip
     write_text(out_dir / "report.html", page)
     return out_dir / "report.md", out_dir / "report.html"
+
+
+def _rounded(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 3)
+    if isinstance(v, list):
+        return [_rounded(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _rounded(x) for k, x in v.items()}
+    return v
+
+
+def check_matrix(rows: list[dict[str, Any]]) -> str:
+    """Runs x sanity checks (pass / FAIL / not run), then each check's numbers, rounded."""
+    names = list(dict.fromkeys(c["name"] for r in rows for c in (r["main"] or {}).get("checks", [])))
+    lines = ["", "## Sanity checks", ""]
+    if not names:
+        return "\n".join(lines + ["No sanity checks were run.", ""])
+    lines += ["| run | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    details = []
+    for r in rows:
+        got = {c["name"]: c for c in (r["main"] or {}).get("checks", [])}
+        marks = [{True: "pass", False: "**FAIL**", None: "not run"}[got[n]["passed"]] if n in got else "-" for n in names]
+        lines.append(f"| {r['run']} | " + " | ".join(marks) + " |")
+        details += [f"- {r['run']}, {n}: {json.dumps(_rounded(got[n]['numbers']))}" for n in names if n in got]
+    return "\n".join(lines + ["", "Numbers behind each check:", "", *details, ""])
+
+
+def against_best_baseline(rows: list[dict[str, Any]]) -> str:
+    """`clead compare` of C-LEAD (seed 0) against the baseline with the highest worst-case robust accuracy,
+    on the main evaluation and, where both have it, on the full test set; empty if there is no such pair."""
+    from .compare import compare, markdown
+
+    seed0 = [r for r in rows if r["seed"] == 0 and r["worst"] and not r["run"].count("-seed")]
+    clead = next((r for r in seed0 if r["method"] == "clead"), None)
+    baselines = [r for r in seed0 if r["method"] not in ("clead", "standard")]
+    if clead is None or not baselines:
+        return ""
+    best = max(baselines, key=lambda r: r["worst"][0])
+    lines = ["", "## Against the best baseline", "",
+             f"C-LEAD ({clead['run']}) against {best['run']}, the baseline with the highest worst-case robust "
+             "accuracy, on the same test images (`clead compare`; A = C-LEAD, differences in points):", ""]  # fmt: skip
+    for tag in ("", "full"):
+        sfx = f"-{tag}" if tag else ""
+        if not all((r["dir"] / f"per_sample{sfx}.csv").is_file() for r in (clead, best)):
+            continue
+        try:
+            lines += [f"Evaluation `eval{sfx}.json`:", "", markdown(compare([clead["dir"], best["dir"]], tag=tag))]
+        except CleadError as e:
+            lines += [f"Evaluation `eval{sfx}.json`: not comparable ({e})", ""]
+    return "\n".join(lines) + "\n"
 
 
 def _md_table_html(md: str) -> str:

@@ -22,6 +22,7 @@ from . import distributed
 from . import precision
 from . import run as runmod
 from .attacks import PGD
+from .attacks.autoattack import AutoAttackPreset
 from .config import TrainConfig
 from .data import load_dataset, split, to_float
 from .data.augment import random_crop_flip
@@ -63,8 +64,12 @@ class TrainStep(nn.Module):
 @precision.fp32
 def validate(model: nn.Module, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, device: torch.device,
              dist: distributed.Dist = distributed.Dist(), batch_size: int = 128) -> tuple[float, float]:  # fmt: skip
-    """Clean and PGD accuracy on the validation images, split across ranks with summed counts."""
-    attack = PGD(cfg.eps, steps=cfg.val_attack_steps, norm=cfg.norm)
+    """Clean and robust accuracy (under ``cfg.val_attack``) on the validation images, split across ranks with
+    summed counts."""
+    if cfg.val_attack == "apgd-ce":
+        attack = AutoAttackPreset(cfg.eps, cfg.norm, "apgd-ce", seed=cfg.seed, batch_size=batch_size)
+    else:
+        attack = PGD(cfg.eps, steps=cfg.val_attack_steps, norm=cfg.norm)
     was_training = model.training
     model.eval()
     xs, ys = dist.shard(x), dist.shard(y)
@@ -209,7 +214,8 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
             "lr": lr_at(cfg, (epoch + 1) / cfg.epochs),
             "amp": cfg.amp,
             "val_clean": val_clean,
-            "val_pgd": val_robust,
+            "val_pgd": val_robust,  # robust validation accuracy under val_attack (the name predates apgd-ce)
+            "val_attack": cfg.val_attack,
             "train_seconds": round(train_s, 2),
             "images_per_second": round(seen_all / train_s, 1),
             "seconds": round(time.perf_counter() - t0, 2),
@@ -230,8 +236,9 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             log.info(
-                "epoch %d/%d  loss %.4f  val clean %.3f  val pgd-%d %.3f%s  %.0f img/s",
-                epoch + 1, cfg.epochs, record["loss"], val_clean, cfg.val_attack_steps, val_robust,
+                "epoch %d/%d  loss %.4f  val clean %.3f  val %s %.3f%s  %.0f img/s",
+                epoch + 1, cfg.epochs, record["loss"], val_clean,
+                f"pgd-{cfg.val_attack_steps}" if cfg.val_attack == "pgd" else cfg.val_attack, val_robust,
                 "  (best)" if is_best else "", record["images_per_second"],
             )  # fmt: skip
         dist.barrier()
