@@ -7,7 +7,9 @@ calls inherent, measured rather than assumed) and every way of running a trainin
   ``amp``/``channels_last``: the reference the speed-up is measured against);
 * ``fp32+cl``, ``bf16``, ``bf16+cl``: the same with channels_last weights and/or autocast to bfloat16;
 * ``fp32+cl x2``, ``bf16+cl x2``: two processes with one thread each, DistributedDataParallel (gloo) over
-  halves of the same global batch (what ``clead train --procs 2`` runs).
+  halves of the same global batch (what ``clead train --procs 2`` runs);
+* ``bf16+cl 2 jobs``: two independent one-thread processes side by side, each training its own model on a
+  full batch (what ``clead bench --jobs 2`` runs: two runs at once); images/s counts both.
 
 it prints images/s, the FLOPs of one step per image (``torch.utils.flop_counter.FlopCounterMode``), the
 achieved GFLOPS and their fraction of this machine's matmul peak in the same precision (a 2048 x 2048
@@ -36,14 +38,15 @@ from clead.methods.pgd_at import PGDAT
 from clead.models import create_model
 from clead.trainer import TrainStep
 
-# name -> (amp, channels_last, processes)
+# name -> (amp, channels_last, processes, DDP over one global batch (else independent jobs))
 SETTINGS = {
-    "fp32": ("none", False, 1),
-    "fp32+cl": ("none", True, 1),
-    "bf16": ("bf16", False, 1),
-    "bf16+cl": ("bf16", True, 1),
-    "fp32+cl x2": ("none", True, 2),
-    "bf16+cl x2": ("bf16", True, 2),
+    "fp32": ("none", False, 1, False),
+    "fp32+cl": ("none", True, 1, False),
+    "bf16": ("bf16", False, 1, False),
+    "bf16+cl": ("bf16", True, 1, False),
+    "fp32+cl x2": ("none", True, 2, True),
+    "bf16+cl x2": ("bf16", True, 2, True),
+    "bf16+cl 2 jobs": ("bf16", True, 2, False),
 }
 REFERENCE = "fp32"
 
@@ -93,7 +96,7 @@ def one_step(setup, amp: str, x: torch.Tensor, y: torch.Tensor) -> float:
     return time.perf_counter() - t0
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 20) -> float:
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     a @ b
     best = float("inf")
@@ -119,16 +122,17 @@ def worker(rank: int, port: int, methods: list[str], steps: int, settings: list[
     torch.set_flush_denormal(True)
     allocator.tune()
     tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    setups = {(m, s): build(m, steps, SETTINGS[s][1], True) for m in methods for s in settings}
+    setups = {(m, s): build(m, steps, SETTINGS[s][1], SETTINGS[s][3]) for m in methods for s in settings}
     half = len(y) // 2
-    xs, ys = x[rank * half : (rank + 1) * half], y[rank * half : (rank + 1) * half]
-    outbox.put(("ready", matmul_gflops(torch.float32, reps=5), matmul_gflops(torch.bfloat16, reps=5)))
+    shard = x[rank * half : (rank + 1) * half], y[rank * half : (rank + 1) * half]
+    outbox.put(("ready", matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)))
     while True:
         cmd = inbox.get()
         if cmd is None:
             break
         m, s = cmd
         tdist.barrier()
+        xs, ys = shard if SETTINGS[s][3] else (x, y)  # DDP: half the global batch; a job: a batch of its own
         outbox.put(one_step(setups[(m, s)], SETTINGS[s][0], xs, ys))
     tdist.destroy_process_group()
 
@@ -207,7 +211,9 @@ def main() -> None:
         p.join(timeout=60)
 
     def ratio(a: tuple[str, str], b: tuple[str, str]) -> float:
-        return statistics.median(ta / tb for ta, tb in zip(times[a], times[b]))
+        """Median over rounds of a's time per image / b's (jobs settings train procs batches per step)."""
+        per = {k: [t / (SETTINGS[k[1]][2] if not SETTINGS[k[1]][3] else 1) for t in times[k]] for k in (a, b)}
+        return statistics.median(ta / tb for ta, tb in zip(per[a], per[b]))
 
     print(f"# Training throughput: small-cnn, {source}, global batch {bs}, PGD-{k}, torch {torch.__version__}, "
           f"{cores} cores, {args.rounds} interleaved rounds")  # fmt: skip
@@ -219,8 +225,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for m in methods:
         for s in settings:
-            ips = bs / statistics.median(times[(m, s)])
-            amp, _, procs = SETTINGS[s]
+            amp, _, procs, ddp = SETTINGS[s]
+            ips = bs * (procs if not ddp else 1) / statistics.median(times[(m, s)])
             pk = (peak2 if procs == 2 else peak)[amp]
             gf = flops[m] * ips / 1e9
             sp = ratio((m, REFERENCE), (m, s)) if REFERENCE in settings else float("nan")

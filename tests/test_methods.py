@@ -91,7 +91,7 @@ def test_clead_attack_increases_its_objective():
     x, y = batch()
     with torch.no_grad():
         z_clean = method.embed(model.features(x))
-    objective = method.attack_objective(z_clean, epoch=0)
+    objective = method.attack_objective(z_clean, y, epoch=0)
     adv = method.budget.pgd(objective)(model, x, y)
     assert objective(model, adv, y)[0].sum() > objective(model, x, y)[0].sum()
 

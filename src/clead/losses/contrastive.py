@@ -15,35 +15,55 @@ Anchors without any positive are skipped (they contribute 0 and are not counted 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass(frozen=True)
+class Positives:
+    """Which pairs count as positives and which rows as anchors: depends on the ids only, so a caller that
+    evaluates the loss many times on one batch (C-LEAD's inner attack) builds it once."""
+
+    self_mask: torch.Tensor  # [M, M] bool, the diagonal
+    weights: torch.Tensor  # [M, M] 1/|P(i)| on the positives of i, 0 elsewhere
+    counted: torch.Tensor  # [M] bool: anchors that have at least one positive
+
+    @staticmethod
+    def of(ids: torch.Tensor, anchors: torch.Tensor | None = None) -> "Positives":
+        m = ids.shape[0]
+        self_mask = torch.eye(m, dtype=torch.bool, device=ids.device)
+        pos = (ids[:, None] == ids[None, :]) & ~self_mask
+        n_pos = pos.sum(1)
+        counted = n_pos > 0
+        if anchors is not None:
+            counted = counted & anchors
+        return Positives(self_mask, pos.float() / n_pos.clamp_min(1)[:, None], counted)
 
 
 def multi_positive_infonce(
     z: torch.Tensor,
-    ids: torch.Tensor,
+    ids: torch.Tensor | None,
     tau: float,
     anchors: torch.Tensor | None = None,
+    positives: Positives | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-anchor losses ``l_i`` (0 where ``i`` is no anchor or has no positive) and the mask of counted anchors.
+
+    Computed as ``l_i = logsumexp_{a in A(i)} s_ia - sum_p s_ip / |P(i)|`` (the same quantity, in fewer operations).
 
     Args:
         z: [M, d] embeddings, expected L2-normalised.
         ids: [M] positives of ``i`` are the ``j != i`` with ``ids[j] == ids[i]``.
         tau: temperature.
         anchors: optional [M] bool mask of the rows used as anchors (default: all).
+        positives: ``Positives.of(ids, anchors)`` built in advance (then ``ids`` and ``anchors`` are unused).
     """
-    m = z.shape[0]
+    pp = positives if positives is not None else Positives.of(ids, anchors)
     sim = (z @ z.T) / tau
-    self_mask = torch.eye(m, dtype=torch.bool, device=z.device)
-    sim = sim.masked_fill(self_mask, -float("inf"))
-    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
-    pos = (ids[:, None] == ids[None, :]) & ~self_mask
-    n_pos = pos.sum(1)
-    per_anchor = -log_prob.masked_fill(~pos, 0.0).sum(1) / n_pos.clamp_min(1)
-    counted = n_pos > 0
-    if anchors is not None:
-        counted = counted & anchors
-    return per_anchor * counted, counted
+    lse = torch.logsumexp(sim.masked_fill(pp.self_mask, -float("inf")), dim=1)
+    per_anchor = lse - (pp.weights * sim).sum(1)
+    return per_anchor * pp.counted, pp.counted
 
 
 def _mean(per_anchor: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:

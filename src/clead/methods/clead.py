@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CleadError
-from ..losses import instance_ids, multi_positive_infonce
+from ..losses import Positives, instance_ids, multi_positive_infonce
 from .base import METHODS, Budget, Method
 
 MODES = ("supervised", "instance")
@@ -73,15 +73,16 @@ class CLEAD(Method):
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.projector(features), dim=1)
 
-    def contrastive_terms(self, z: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
+    def positives(self, y: torch.Tensor, views: int) -> Positives:
+        """Positives and anchors of L_con for ``[clean; view_1; ...; view_views]`` of a batch with labels ``y``."""
+        if self.params.mode == "supervised":
+            return Positives.of(y.repeat(views + 1))
+        return Positives.of(*instance_ids(len(y), views, y.device))
+
+    def contrastive_terms(self, z: torch.Tensor, positives: Positives) -> torch.Tensor:
         """Per-anchor L_con for ``z = [clean; view_1; ...]`` (0 for rows that are not counted anchors)
         divided by the number of counted anchors, so that ``.sum()`` is the mean loss."""
-        views = z.shape[0] // n - 1
-        if self.params.mode == "supervised":
-            per, counted = multi_positive_infonce(z, y.repeat(views + 1), self.params.tau)
-        else:
-            ids, anchors = instance_ids(n, views, z.device)
-            per, counted = multi_positive_infonce(z, ids, self.params.tau, anchors)
+        per, counted = multi_positive_infonce(z, None, self.params.tau, positives=positives)
         return per / counted.sum().clamp_min(1)
 
     def contrastive_on(self, epoch: int) -> bool:
@@ -90,12 +91,14 @@ class CLEAD(Method):
     def uses_all_parameters(self) -> bool:
         return self.params.warmup_epochs == 0 and self.params.lam > 0
 
-    def attack_objective(self, z_clean: torch.Tensor, epoch: int):
-        """What the inner attack maximises, per sample; ``z_clean``: the clean embeddings (constants)."""
+    def attack_objective(self, z_clean: torch.Tensor | None, y: torch.Tensor, epoch: int):
+        """What the inner attack on the batch labelled ``y`` maximises, per sample; ``z_clean``: the clean
+        embeddings (constants)."""
         p = self.params
         use_con = self.contrastive_on(epoch) and p.attack_loss != "ce"
         use_ce = p.attack_loss != "contrastive" or not use_con
         w_ce = p.w_adv if (p.attack_loss == "joint" and use_con) else 1.0
+        positives = self.positives(y, 1) if use_con else None  # built once for all the attack's steps
 
         def objective(model: nn.Module, xa: torch.Tensor, y: torch.Tensor):
             feats = model.features(xa)
@@ -103,7 +106,7 @@ class CLEAD(Method):
             loss = w_ce * F.cross_entropy(logits, y, reduction="none") if use_ce else logits.new_zeros(len(y))
             if use_con:
                 n = len(y)
-                per = self.contrastive_terms(torch.cat([z_clean, self.embed(feats)]), y, n)
+                per = self.contrastive_terms(torch.cat([z_clean, self.embed(feats)]), positives)
                 # per-sample share: the anchors of sample i (clean and view) summed, scaled to a batch mean
                 loss = loss + p.lam * n * per.view(2, n).sum(0)
             return loss, logits
@@ -117,7 +120,7 @@ class CLEAD(Method):
         # attack maximises the very loss the update then minimises and costs no extra clean forward
         feats_clean = model.features(x)
         z_clean = self.embed(feats_clean).detach() if self.contrastive_on(epoch) else None
-        objective = self.attack_objective(z_clean, epoch)
+        objective = self.attack_objective(z_clean, y, epoch)
         x_advs = [self.budget.pgd(objective)(model, x, y) for _ in range(p.views)]
         # one forward per view (as the TRADES/MART reference code does): BatchNorm statistics stay per
         # view, and on CPU two batches of n are faster than one of 2n
@@ -128,7 +131,7 @@ class CLEAD(Method):
         loss = p.w_adv * ce_adv + p.w_clean * ce_clean
         parts = {"ce_adv": ce_adv.detach(), "ce_clean": ce_clean.detach()}
         if self.contrastive_on(epoch):
-            con = self.contrastive_terms(self.embed(feats), y, n).sum()
+            con = self.contrastive_terms(self.embed(feats), self.positives(y, p.views)).sum()
             loss = loss + p.lam * con
             parts["con"] = con.detach()
         return loss, parts
