@@ -34,7 +34,7 @@ ATTACK_LOSSES = ("ce", "contrastive", "joint")
 
 @dataclass
 class CLEADParams:
-    # The defaults ranked first of the ten settings of `clead bench fmnist-ablation` (README, Results).
+    # The defaults ranked first of the ten settings of `clead bench fmnist-ablation` (docs/results.md).
     mode: str = field(default="supervised", metadata={"help": "C-LEAD: contrastive term, supervised (SupCon) or instance (NT-Xent)"})
     attack_loss: str = field(default="joint", metadata={"help": "C-LEAD: what the inner attack maximises: ce, contrastive or joint"})
     views: int = field(default=1, metadata={"help": "C-LEAD: adversarial views per image"})
