@@ -169,3 +169,20 @@ def test_seeded_runs_are_clead_and_the_close_baselines(monkeypatch, tmp_path, ma
                         seeds=(1, 2), seed_margin=margin)  # fmt: skip
     # margin 0.02: pgd-at (1.5 points behind) and trades (ahead) qualify, mart (4 behind) does not
     assert bench._clead_and_close_baselines(suite, tmp_path) == expected
+
+
+def test_a_suite_run_can_start_from_another_runs_weights(idx_dir, tmp_path, monkeypatch):
+    suite = bench.Suite(
+        name="two", title="two-stage", description="test",
+        base={"data_dir": str(idx_dir), "train_size": 64, "val_size": 100, "val_n": 20, "epochs": 1,
+              "batch_size": 32, "attack_steps": 1, "val_attack_steps": 1, "device": "cpu", "eps": 0.1},
+        runs={"pre": {"method": "standard"},
+              "stage2": {"method": "clead", "init": "pre", "method_args": {"mode": "instance", "view_attacks": "pgd,fgsm"}}},
+        evals=[bench.EvalSpec("", ["fgsm"], 24)],
+    )  # fmt: skip
+    monkeypatch.setitem(bench.SUITES._items, "two", suite)
+    out = tmp_path / "two"
+    assert suite.config("stage2", out).init == str(out / "pre")
+    bench.run_suite("two", out, progress=False)
+    assert f"init: {out / 'pre'}" in (out / "stage2" / "config.yaml").read_text()
+    assert (out / "stage2" / "eval.json").is_file()

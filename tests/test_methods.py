@@ -119,3 +119,35 @@ def test_bad_clead_params_are_errors():
             CLEADParams(**bad)
     assert {f.name for f in dataclasses.fields(CLEADParams)} >= {"mode", "attack_loss", "views", "lam", "tau"}
     assert CLEAD.Params is CLEADParams
+
+
+def test_mixed_view_attacks_make_one_view_each_inside_the_ball():
+    torch.manual_seed(0)
+    model, method = ToyNet(), make("clead", view_attacks="pgd,fgsm,cw")
+    x, y = batch()
+    with torch.no_grad():
+        z_clean = method.embed(model.features(x))
+    views = method.make_views(model, x, y, z_clean, epoch=0)
+    assert len(views) == 3
+    for v in views:
+        assert (v - x).abs().max() <= 0.1 + 1e-6 and v.min() >= 0 and v.max() <= 1
+        assert not torch.equal(v, x)
+    assert len({tuple(v.flatten()[:64].tolist()) for v in views}) == 3  # three different attacks, three views
+    # fgsm: one step of 1.25 eps from a random start, on the method's objective; cw: PGD on the margin
+    kinds = [method.view_attack(k, None) for k in ("pgd", "fgsm", "cw")]
+    assert [a.steps for a in kinds] == [3, 1, 3] and kinds[1].alpha == pytest.approx(0.125)
+    assert kinds[2].objective.__name__ == "cw_margin_objective"
+    # the training step: 3 + 1 + 3 attack forwards, then the clean batch and the 3 views
+    calls = []
+    model.features = (lambda f: lambda inp: calls.append(len(inp)) or f(inp))(model.features)
+    loss, parts = loss_at(method, model, x, y)
+    assert len(calls) == 3 + 1 + 3 + 4 and torch.isfinite(loss) and "con" in parts
+
+
+@pytest.mark.parametrize("params, message", [({"view_attacks": "pgd,square"}, "unknown view attack"),
+                                             ({"view_attacks": "pgd,fgsm", "views": 3}, "views=3")])  # fmt: skip
+def test_bad_view_attacks_are_refused(params, message):
+    from clead.errors import CleadError
+
+    with pytest.raises(CleadError, match=message):
+        make("clead", **params)

@@ -138,3 +138,35 @@ def test_val_attack_is_recorded_and_unknown_ones_refused(idx_dir, tmp_path):
     assert json.loads((out / "metrics.jsonl").read_text())["val_attack"] == "apgd-ce"
     with pytest.raises(CleadError, match="unknown val_attack 'fab'; valid: pgd, apgd-ce"):
         tiny(idx_dir, val_attack="fab")
+
+
+def test_init_loads_exactly_the_source_weights(idx_dir, tmp_path):
+    from clead import run as runmod
+    from clead.data import load_dataset
+
+    src = train(tiny(idx_dir, method="standard", epochs=2), tmp_path / "pre", progress=False)
+    cfg = tiny(idx_dir, method="clead", epochs=1, init=str(src), init_checkpoint="last")
+    meta = runmod.dataset_meta(load_dataset(cfg.dataset, cfg.data_dir))
+    torch.manual_seed(123)
+    model, _ = runmod.build(cfg, meta)
+    assert runmod.init_from(model, cfg, meta) == 1  # last.pt is the second epoch
+    want = load_torch(src / "last.pt")["model"]
+    assert set(model.state_dict()) == set(want)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, want[k]), k
+    # end to end: the second stage trains from there and records where it started
+    out = train(cfg, tmp_path / "stage2", progress=False)
+    text = (out / "config.yaml").read_text()
+    assert f"init: {src}" in text and "init_checkpoint: last" in text
+
+
+def test_init_refuses_another_architecture(idx_dir, tmp_path):
+    src = train(tiny(idx_dir, method="standard", epochs=1), tmp_path / "pre", progress=False)
+    with pytest.raises(CleadError, match="architectures must match"):
+        train(tiny(idx_dir, method="standard", epochs=1, model="preact-resnet18", model_args={"width": 8},
+                   init=str(src)), tmp_path / "b", progress=False)  # fmt: skip
+    with pytest.raises(CleadError, match="not a clead run|does not exist"):
+        train(tiny(idx_dir, method="standard", epochs=1, init=str(tmp_path / "missing")), tmp_path / "c",
+              progress=False)  # fmt: skip
+    with pytest.raises(CleadError, match="unknown init_checkpoint"):
+        tiny(idx_dir, init=str(src), init_checkpoint="final")

@@ -45,8 +45,12 @@ class Suite:
     seed_evals: list[EvalSpec] | None = None  # evaluations of the extra seeds [default: evals]
     title: str = ""
 
-    def config(self, run: str) -> cfgmod.TrainConfig:
-        return cfgmod.from_dict(cfgmod.merge(self.base, self.seed_overrides(run)), source=f"suite {self.name}/{run}")
+    def config(self, run: str, out: Path | None = None) -> cfgmod.TrainConfig:
+        """The run's config; an ``init`` naming another run of the suite becomes that run's directory in ``out``."""
+        d = cfgmod.merge(self.base, self.seed_overrides(run))
+        if d.get("init") in self.runs:
+            d["init"] = str(Path(out or Path("results") / self.name) / d["init"])
+        return cfgmod.from_dict(d, source=f"suite {self.name}/{run}")
 
     def seed_overrides(self, run: str) -> dict[str, Any]:
         if run in self.runs:
@@ -118,15 +122,24 @@ _ABLATION = {
     "tau-0.5": {"tau": 0.5},
     "views-2": {"views": 2},
     "warmup-1": {"warmup_epochs": 1},
+    "mixed-views": {"view_attacks": "pgd,fgsm,cw"},
+}
+# The protocol of the C-LEAD authors' early public snapshot: cross-entropy pretraining, then a contrastive stage
+# with the clean image as anchor and views from PGD, FGSM and CW as its positives (NT-Xent, tau 0.1).
+_TWO_STAGE = {
+    "ce-pretrain": {"method": "standard"},
+    "two-stage": {"init": "ce-pretrain", "method_args": {"mode": "instance", "view_attacks": "pgd,fgsm,cw"}},
 }
 SUITES.register("fmnist-ablation")(Suite(
     name="fmnist-ablation",
     title="C-LEAD ablation, Fashion-MNIST, Linf eps = 0.1",
     description=("C-LEAD with one knob changed at a time from the defaults; the first 10,000 training images, "
                  "2 epochs, PGD-5 in training; PGD-20 and APGD-CE (AutoAttack's first attack, standard settings) "
-                 "on the first 1,000 test images. The chosen setting then gets full AutoAttack in fmnist-linf-0.1"),
+                 "on the first 1,000 test images. The chosen setting then gets full AutoAttack in fmnist-linf-0.1. "
+                 "Also: views from PGD, FGSM and CW (mixed-views), and the authors' two-stage protocol (ce-pretrain: "
+                 "cross-entropy only; two-stage: C-LEAD instance mode with mixed views started from it, 2 more epochs)"),
     base={**FMNIST, **FP32, "eps": 0.1, "epochs": 2, "train_size": 10000, "method": "clead"},
-    runs={k: {"method_args": v} for k, v in _ABLATION.items()},
+    runs={**{k: {"method_args": v} for k, v in _ABLATION.items()}, **_TWO_STAGE},
     evals=[EvalSpec("", ["pgd20", "apgd-ce"], 1000)],
 ))  # fmt: skip
 
@@ -237,7 +250,7 @@ def _bring_up(suite: Suite, out: Path, run: str, deadline: float | None, progres
     def time_left() -> bool:
         return deadline is None or time.monotonic() < deadline
 
-    cfg = suite.config(run)
+    cfg = suite.config(run, out)
     evals = suite.evals if run in suite.runs else (suite.seed_evals or suite.evals)
     d = out / run
     if not _trained(d, cfg):

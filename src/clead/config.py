@@ -78,6 +78,9 @@ class TrainConfig:
     channels_last: bool = _f(True, "store convolution weights channels_last (NHWC), faster on CPU (oneDNN) and CUDA")
     compile: bool = _f(False, "torch.compile the model (CUDA)")
     model_args: dict = _f({}, "extra model constructor arguments, e.g. {dropout: 0.0} or {width: 32}")
+    init: str | None = _f(None, "start from the weights of another run directory (two-stage training, e.g. a standard "
+                                "run as cross-entropy pretraining); same architecture required")
+    init_checkpoint: str = _f("best", "which checkpoint of --init: best or last")
     method_args: dict = _f({}, "method knobs (see the method flags)")
 
     def validate(self) -> "TrainConfig":
@@ -94,7 +97,7 @@ class TrainConfig:
         for name, registry in (("method", METHODS), ("model", MODELS), ("dataset", DATASETS)):
             registry.get(getattr(self, name))
         for name, valid in (("optimizer", OPTIMIZERS), ("amp", AMP), ("select", SELECT), ("schedule", SCHEDULES),
-                            ("val_attack", VAL_ATTACKS)):
+                            ("val_attack", VAL_ATTACKS), ("init_checkpoint", ("best", "last"))):
             if getattr(self, name) not in valid:
                 raise CleadError(f"unknown {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
         if not isinstance(self.model_args, dict):

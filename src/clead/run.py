@@ -96,6 +96,28 @@ def load_model(run_dir: str | Path, checkpoint: str = "best") -> Classifier:
     return model.eval()
 
 
+def init_from(model: Classifier, cfg: cfgmod.TrainConfig, meta: dict[str, Any]) -> int:
+    """Load the weights of run ``cfg.init`` (its ``cfg.init_checkpoint``) into ``model`` (two-stage training,
+    e.g. cross-entropy pretraining by a ``standard`` run); returns the source epoch (0-based). The source
+    must have the same architecture and dataset shape; a method's own parts (a projection head) start fresh."""
+    src = Path(cfg.init)
+    src_cfg = read_config(src)
+    if src_cfg.model != cfg.model:
+        raise CleadError(f"--init {src}: its model is {src_cfg.model!r}, this run's is {cfg.model!r}; the "
+                         "architectures must match")  # fmt: skip
+    state = load_checkpoint(src / f"{cfg.init_checkpoint}.pt")
+    if state["meta"] != meta:
+        raise CleadError(f"--init {src}: it was trained on data of another shape or class count ({state['meta']} "
+                         f"against {meta})")  # fmt: skip
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CleadError(f"--init {src}: its weights do not fit this run's model (the architectures must match): "
+                         f"{first}") from None  # fmt: skip
+    return int(state["epoch"])
+
+
 def prepare_out(out: Path, cfg: cfgmod.TrainConfig, resume: bool, overwrite: bool) -> None:
     """Refuse to mix runs: an existing run is continued (--resume) or replaced (--overwrite), never both."""
     if resume and overwrite:

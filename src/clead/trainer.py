@@ -126,6 +126,10 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
 
     torch.manual_seed(cfg.seed)
     model, method = runmod.build(cfg, meta)
+    if cfg.init and not resume:
+        src_epoch = runmod.init_from(model, cfg, meta)
+        if dist.main:
+            log.info("initialised from %s/%s.pt (its epoch %d)", cfg.init, cfg.init_checkpoint, src_epoch + 1)
     model.to(device)
     method.to(device)
     if cfg.channels_last:

@@ -24,12 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attacks import PGD
+from ..attacks.cw import cw_margin_objective
 from ..errors import CleadError
 from ..losses import Positives, instance_ids, multi_positive_infonce
 from .base import METHODS, Budget, Method
 
 MODES = ("supervised", "instance")
 ATTACK_LOSSES = ("ce", "contrastive", "joint")
+VIEW_ATTACKS = ("pgd", "fgsm", "cw")
 
 
 @dataclass
@@ -45,6 +48,9 @@ class CLEADParams:
     warmup_epochs: int = field(default=0, metadata={"help": "C-LEAD: epochs of plain CE before the contrastive term"})
     proj_dim: int = field(default=128, metadata={"help": "C-LEAD: projection head output size"})
     proj_hidden: int = field(default=0, metadata={"help": "C-LEAD: projection head hidden size (0 = feature size)"})
+    view_attacks: str = field(default="", metadata={"help": "C-LEAD: comma-separated attacks making the views, one "
+                              "view each: pgd (PGD on attack_loss), fgsm (one signed step of 1.25*eps from a random "
+                              "start, on attack_loss), cw (PGD on the CW margin); empty: `views` PGD views"})
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -57,6 +63,18 @@ class CLEADParams:
             raise CleadError(f"tau must be > 0, got {self.tau}")
         if min(self.lam, self.w_adv, self.w_clean) < 0:
             raise CleadError("lam, w_adv and w_clean must be >= 0")
+        kinds = self.view_kinds()
+        unknown = [k for k in kinds if k not in VIEW_ATTACKS]
+        if unknown:
+            raise CleadError(f"unknown view attack(s) {', '.join(unknown)}; valid: {', '.join(VIEW_ATTACKS)}")
+        if self.view_attacks and self.views not in (1, len(kinds)):
+            raise CleadError(f"views={self.views} but view_attacks lists {len(kinds)}; give one of them")
+
+    def view_kinds(self) -> list[str]:
+        """The attack making each adversarial view, in order."""
+        if self.view_attacks.strip():
+            return [k.strip() for k in self.view_attacks.split(",") if k.strip()]
+        return ["pgd"] * self.views
 
 
 @METHODS.register("clead")
@@ -113,6 +131,19 @@ class CLEAD(Method):
 
         return objective
 
+    def view_attack(self, kind: str, objective) -> PGD:
+        """The attack making one view: PGD or FGSM on the method's objective, or PGD on the CW margin."""
+        if kind == "fgsm":  # one step from a random start, step 1.25 eps (Wong et al. 2020, "Fast is better than free")
+            return PGD(self.budget.eps, steps=1, alpha=1.25 * self.budget.eps, norm=self.budget.norm,
+                       objective=objective, keep_best=False)  # fmt: skip
+        return self.budget.pgd(cw_margin_objective if kind == "cw" else objective)
+
+    def make_views(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, z_clean: torch.Tensor | None,
+                   epoch: int) -> list[torch.Tensor]:  # fmt: skip
+        """One adversarial copy of ``x`` per entry of ``view_kinds``."""
+        objective = self.attack_objective(z_clean, y, epoch)
+        return [self.view_attack(kind, objective)(model, x, y) for kind in self.params.view_kinds()]
+
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
         p = self.params
         n = len(y)
@@ -120,18 +151,17 @@ class CLEAD(Method):
         # attack maximises the very loss the update then minimises and costs no extra clean forward
         feats_clean = model.features(x)
         z_clean = self.embed(feats_clean).detach() if self.contrastive_on(epoch) else None
-        objective = self.attack_objective(z_clean, y, epoch)
-        x_advs = [self.budget.pgd(objective)(model, x, y) for _ in range(p.views)]
+        x_advs = self.make_views(model, x, y, z_clean, epoch)
         # one forward per view (as the TRADES/MART reference code does): BatchNorm statistics stay per
         # view, and on CPU two batches of n are faster than one of 2n
         feats = torch.cat([feats_clean, *(model.features(v) for v in x_advs)])
         logits = model.classify(feats)
         ce_clean = F.cross_entropy(logits[:n], y)
-        ce_adv = F.cross_entropy(logits[n:], y.repeat(p.views))
+        ce_adv = F.cross_entropy(logits[n:], y.repeat(len(x_advs)))
         loss = p.w_adv * ce_adv + p.w_clean * ce_clean
         parts = {"ce_adv": ce_adv.detach(), "ce_clean": ce_clean.detach()}
         if self.contrastive_on(epoch):
-            con = self.contrastive_terms(self.embed(feats), self.positives(y, p.views)).sum()
+            con = self.contrastive_terms(self.embed(feats), self.positives(y, len(x_advs))).sum()
             loss = loss + p.lam * con
             parts["con"] = con.detach()
         return loss, parts
