@@ -179,3 +179,41 @@ def test_more_steps_check_fails_where_pgd20_has_not_converged_on_a_real_model(tr
     assert res["passed"] is False
     assert res["numbers"]["pgd20"] - res["numbers"]["pgd100x2"] > 0.03 + 1 / 48
     assert checks.more_steps_do_not_help(trained_toy, x, y, 0.15, "linf", 128, 0)["passed"] is True
+
+
+def test_threat_matrix_has_every_cell_and_refuses_unknown_threats(idx_dir, tmp_path, capsys):
+    import json
+
+    from clead.cli import main
+
+    common = ["--data-dir", str(idx_dir), "--train-size", "480", "--val-size", "100", "--val-n", "20", "--epochs", "1",
+              "--batch-size", "32", "--attack-steps", "2", "--val-attack-steps", "1", "--lr", "0.003", "--quiet"]  # fmt: skip
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["train", *common, "--method", "pgd-at", "--out", str(a)]) == 0
+    assert main(["train", *common, "--method", "standard", "--out", str(b)]) == 0
+    capsys.readouterr()
+    rc = main(["eval", str(a), "--threats", "--threat-attack", "apgd", "-n", "24", "--transfer-from", str(b), "--quiet"])
+    assert rc == 0
+    rows = {r["threat"]: r for r in json.loads((a / "eval-threats.json").read_text())["threats"]}
+    assert list(rows) == ["linf", "linf-2x", "l2", "l1", "transfer"]
+    assert [rows[t]["eps"] for t in ("linf", "linf-2x")] == [0.1, 0.2]
+    assert rows["l2"]["eps"] == pytest.approx(2.0 / 3) and rows["l1"]["eps"] == pytest.approx(10 / 3)
+    for r in rows.values():
+        assert r["n"] == 24 and 0 <= r["robust"] <= r["clean"]
+    assert rows["linf-2x"]["robust"] <= rows["linf"]["robust"] + 1 / 24
+    table = capsys.readouterr().out
+    assert "| linf (eps 0.1) % | linf-2x (eps 0.2) % | l2 (eps 0.667) % | l1 (eps 3.33) % | transfer (PGD-50) % |" in table
+    assert main(["eval", str(a), "--threats", "linf,l7"]) == 2
+    assert main(["eval", str(a), "--threats", "transfer"]) == 2  # needs --transfer-from
+    assert main(["eval", str(a), "--threats", "--threat-eps", "l3=2"]) == 2
+    assert main(["report", str(a)]) == 0 and "transfer (PGD-50)" in capsys.readouterr().out
+
+
+def test_pgd_refuses_l1_and_training_refuses_it_too():
+    from clead.attacks import PGD
+    from clead.config import from_dict
+
+    with pytest.raises(CleadError, match="use an AutoAttack preset for l1"):
+        PGD(10.0, norm="l1")
+    with pytest.raises(CleadError, match="training attacks are linf or l2"):
+        from_dict({"norm": "l1", "eps": 10})

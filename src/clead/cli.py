@@ -129,6 +129,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_run
     from .report import markdown_table
 
+    if args.threats is not None or args.transfer_from:
+        return _eval_threats(args)
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
     sweep = None
     if args.sweep is not None:
@@ -156,6 +158,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_threats(args: argparse.Namespace) -> int:
+    from . import threats as th
+
+    names = [t.strip() for t in (args.threats or ",".join(th.DEFAULT_THREATS)).split(",") if t.strip()]
+    th.check_threats([*names, *(["transfer"] if args.transfer_from else [])], args.transfer_from)
+    eps = th.parse_threat_eps(args.threat_eps)
+    for run_dir in args.runs:
+        th.evaluate_threats(run_dir, names, n=args.n, preset=args.threat_attack, transfer_from=args.transfer_from,
+                            eps_overrides=eps, batch_size=args.batch_size, seed=args.seed, device=args.device,
+                            progress=not args.quiet)  # fmt: skip
+        log.info("%s: threat matrix -> %s/eval-threats.json", run_dir, run_dir)
+    print(th.threat_table(args.runs), end="")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .io import write_text
     from .report import markdown_table, write_suite_report
@@ -167,7 +184,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise CleadError(f"no clead run among {', '.join(args.runs)} (a run directory holds config.yaml)")
     if skipped:
         log.warning("skipping what is not a run directory: %s", ", ".join(skipped))
+    from .threats import threat_table
+
     table = markdown_table(runs)
+    threats = threat_table(runs)
+    if threats:
+        table += "\n" + threats
     print(table)
     if args.out:
         write_text(args.out, "# clead report\n\n" + table)
@@ -274,6 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--check-n", type=int, default=200,
                    help="correctly classified samples attacked by the sanity checks [default: %(default)s]")
     e.add_argument("--device", default="auto", help="auto, cpu or cuda[:i] [default: %(default)s]")
+    e.add_argument("--threats", nargs="?", const="", default=None, metavar="T,...",
+                   help="threat matrix instead of the usual evaluation: robust accuracy under each of linf (training "
+                        "eps), linf-2x, l2, l1 (AutoAttack's own L2/L1 versions) [default list: all four]; writes "
+                        "eval-threats.json")  # fmt: skip
+    e.add_argument("--threat-attack", default="autoattack", choices=["autoattack", "apgd"],
+                   help="the preset run under each threat [default: %(default)s]")
+    e.add_argument("--threat-eps", default=None, metavar="NAME=EPS,...",
+                   help="radii instead of the defaults, e.g. l2=1.5,l1=8 (default: see the README)")
+    e.add_argument("--transfer-from", default=None, metavar="RUN",
+                   help="add the transfer threat: PGD-50 examples made on RUN's model, classified by this one")
     e.add_argument("--autoattack-chunk", type=int, default=None, metavar="N",
                    help="samples per AutoAttack call; the chunks are what --procs shares out (raise it on a GPU) "
                         "[default: 250]")  # fmt: skip

@@ -94,6 +94,8 @@ class TrainConfig:
         from .attacks.base import check_threat_model
 
         check_threat_model(self.eps, self.norm)
+        if self.norm not in ("linf", "l2"):
+            raise CleadError(f"training attacks are linf or l2, not {self.norm} (l1 is for evaluation: clead eval --threats)")
         for name, registry in (("method", METHODS), ("model", MODELS), ("dataset", DATASETS)):
             registry.get(getattr(self, name))
         for name, valid in (("optimizer", OPTIMIZERS), ("amp", AMP), ("select", SELECT), ("schedule", SCHEDULES),

@@ -214,8 +214,13 @@ def write_suite_report(run_dirs: Sequence[str | Path], out_dir: str | Path, titl
         figures.append(("Robust accuracy against eps", out_dir / "eps_sweeps.png"))
     figures += [(f"Adversarial examples: {r['run']}", r["dir"] / "adv_examples.png") for r in rows
                 if (r["dir"] / "adv_examples.png").is_file()]  # fmt: skip
+    from .threats import threat_table
+
     checks = check_matrix(rows)
     against = against_best_baseline(rows)
+    threats = threat_table([r["dir"] for r in rows])
+    if threats:
+        against += "\n## Threat matrix\n\n" + threats
     md_full = md + against + checks + "\n" + "".join(
         f"![{t}]({p.relative_to(out_dir) if p.is_relative_to(out_dir) else p})\n\n" for t, p in figures)  # fmt: skip
     write_text(out_dir / "report.md", md_full)

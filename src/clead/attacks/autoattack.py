@@ -19,7 +19,7 @@ from .base import ATTACKS, Attack, check_threat_model
 
 VERSIONS = {"autoattack": "standard", "autoattack-plus": "plus", "apgd": "standard", "apgd-ce": "standard"}
 SUBSETS = {"apgd": ["apgd-ce", "apgd-t"], "apgd-ce": ["apgd-ce"]}
-_NORMS = {"linf": "Linf", "l2": "L2"}
+_NORMS = {"linf": "Linf", "l2": "L2", "l1": "L1"}
 
 
 class _OncePerMessage(logging.Filter):
@@ -59,9 +59,9 @@ class AutoAttackPreset(Attack):
 
         aa = AutoAttack(model, eps=self.eps, norm=_NORMS[self.norm], version=VERSIONS[self.preset],
                         seed=self.seed, device=device)  # fmt: skip
-        targets = max(1, min(9, num_classes - 1))  # the standard 9 target classes, fewer if the dataset has fewer
-        aa.apgd_targeted.n_target_classes = targets
-        aa.fab.n_target_classes = targets
+        # the version's target classes (9; 5 for L1-APGD-T), fewer if the dataset has fewer
+        aa.apgd_targeted.n_target_classes = max(1, min(aa.apgd_targeted.n_target_classes, num_classes - 1))
+        aa.fab.n_target_classes = max(1, min(aa.fab.n_target_classes, num_classes - 1))
         if self.preset in SUBSETS:
             aa.attacks_to_run = list(SUBSETS[self.preset])
         return aa

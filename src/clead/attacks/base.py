@@ -19,7 +19,7 @@ from ..errors import CleadError
 from ..registry import Registry
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-NORMS = ("linf", "l2")
+NORMS = ("linf", "l2", "l1")  # l1: AutoAttack presets only (PGD here steps in linf and l2)
 
 #: Evaluation presets: name -> factory(eps, norm, restarts) -> Attack.
 ATTACKS: Registry = Registry("attack")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import CleadError
 from .base import ATTACKS, Attack, Objective, ce_objective, project
 
 
@@ -39,6 +40,8 @@ class PGD(Attack):
         keep_best: bool = True,
     ) -> None:
         super().__init__(eps, norm)
+        if norm not in ("linf", "l2"):
+            raise CleadError(f"PGD steps in linf or l2, not {norm}; use an AutoAttack preset for l1")
         if steps < 1 or restarts < 1:
             raise ValueError("steps and restarts must be >= 1")
         self.steps = steps
