@@ -78,6 +78,9 @@ class TrainConfig:
     channels_last: bool = _f(True, "store convolution weights channels_last (NHWC), faster on CPU (oneDNN) and CUDA")
     compile: bool = _f(False, "torch.compile the model (CUDA)")
     model_args: dict = _f({}, "extra model constructor arguments, e.g. {dropout: 0.0} or {width: 32}")
+    awp_gamma: float = _f(0.0, "adversarial weight perturbation (Wu et al. 2020) with this relative size, any method; "
+                               "0 = off (the paper: 0.01 for PGD-AT, 0.005 for TRADES on WRN-34-10)")
+    awp_warmup: int = _f(0, "epochs before AWP starts (the paper: 0 for PGD-AT, 10 for TRADES)")
     init: str | None = _f(None, "start from the weights of another run directory (two-stage training, e.g. a standard "
                                 "run as cross-entropy pretraining); same architecture required")
     init_checkpoint: str = _f("best", "which checkpoint of --init: best or last")
@@ -107,6 +110,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "attack_steps", "val_attack_steps"):
             if getattr(self, name) < 1:
                 raise CleadError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.awp_gamma < 0 or self.awp_warmup < 0:
+            raise CleadError(f"awp_gamma and awp_warmup must be >= 0, got {self.awp_gamma} and {self.awp_warmup}")
         if self.lr <= 0:
             raise CleadError(f"lr must be > 0, got {self.lr}")
         if self.train_size is not None and self.train_size < 1:

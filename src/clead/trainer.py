@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import distributed
+from . import awp, distributed
 from . import precision
 from . import run as runmod
 from .attacks import PGD
@@ -57,8 +57,10 @@ class TrainStep(nn.Module):
         self.model = model
         self.method = method
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, epoch: int):
-        return self.method.loss(self.model, x, y, epoch)
+    def forward(self, x: torch.Tensor, y: torch.Tensor, epoch: int, adv: dict | None = None):
+        if adv is None:
+            return self.method.loss(self.model, x, y, epoch)
+        return self.method.objective(self.model, x, y, adv, epoch)
 
 
 @precision.fp32
@@ -189,8 +191,17 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
             xb, yb = xb.to(device, non_blocking=True), splits.train_y[idx].to(device, non_blocking=True)
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(cfg, (epoch + i / steps) / cfg.epochs)
+            awp_on = cfg.awp_gamma > 0 and epoch >= cfg.awp_warmup
             with precision.autocast(cfg.amp, device):
-                loss, parts = step_module(xb, yb, epoch)
+                if awp_on:  # the one hook between the method's two phases (clead.awp)
+                    adv = method.perturb(model, xb, yb, epoch)
+                    adv.pop("cache", None)  # computed at the unperturbed weights
+                    v = awp.weight_perturbation(model, lambda: method.objective(model, xb, yb, adv, epoch)[0],
+                                                cfg.awp_gamma)  # fmt: skip
+                    awp.add(model, v)
+                    loss, parts = step_module(xb, yb, epoch, adv)
+                else:
+                    loss, parts = step_module(xb, yb, epoch)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}; training stopped, "
@@ -201,6 +212,8 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
             scaler.scale(loss.float()).backward()
             scaler.step(optimizer)
             scaler.update()
+            if awp_on:
+                awp.add(model, v, -1.0)  # the update was taken at w + v; v itself is not kept
             seen += len(yb)
             for k, v in {"loss": loss.detach(), **parts}.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(yb)

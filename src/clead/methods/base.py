@@ -1,6 +1,9 @@
 """The training-method contract.
 
-A method turns a batch into a loss: ``method.loss(model, x, y, epoch) -> (loss, parts)``. It owns its
+A method turns a batch into a loss: ``method.loss(model, x, y, epoch) -> (loss, parts)``, in two phases:
+``perturb`` makes the adversarial inputs at the current weights, ``objective`` computes the loss from them
+(``loss`` is the one after the other). The split is the trainer's one hook between the two: adversarial
+weight perturbation (`clead.awp`) moves the weights after ``perturb`` and before ``objective``. It owns its
 inner attack (built from the shared `Budget`, so every method gets the same attack budget) and any
 extra trainable module (C-LEAD's projection head): a method is an ``nn.Module`` whose parameters the
 trainer optimises with the model's and whose state goes into the checkpoint. The trainer knows
@@ -52,11 +55,24 @@ class Method(nn.Module):
         self.params = params
         self.budget = budget
 
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int) -> dict[str, Any]:
+        """The adversarial inputs of batch (x, y), made at the current weights (e.g. ``{"x_adv": ...}``).
+        Values under the key ``"cache"`` (activations the attack needed anyway) were computed at these weights:
+        ``objective`` may reuse them only while the weights are unchanged, and callers that change the
+        weights in between drop them."""
+        return {}
+
+    def objective(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv: dict[str, Any], epoch: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # pragma: no cover - abstract
+        """The training loss on batch (x, y) with its adversarial inputs ``adv``, and its named parts (detached)."""
+        raise NotImplementedError
+
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # pragma: no cover - abstract
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The training loss on batch (x, y) at 0-based ``epoch``, and its named parts (detached)."""
-        raise NotImplementedError
+        return self.objective(model, x, y, self.perturb(model, x, y, epoch), epoch)
 
     def uses_all_parameters(self) -> bool:
         """Whether every loss of this run depends on all of the method's own parameters. False makes

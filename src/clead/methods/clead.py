@@ -144,14 +144,21 @@ class CLEAD(Method):
         objective = self.attack_objective(z_clean, y, epoch)
         return [self.view_attack(kind, objective)(model, x, y) for kind in self.params.view_kinds()]
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
-        p = self.params
-        n = len(y)
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
         # the clean training forward first: its embeddings, detached, are the attack's anchors, so the
-        # attack maximises the very loss the update then minimises and costs no extra clean forward
+        # attack maximises the very loss the update then minimises and costs no extra clean forward (the
+        # features, with their graph, are cached for the objective)
         feats_clean = model.features(x)
         z_clean = self.embed(feats_clean).detach() if self.contrastive_on(epoch) else None
-        x_advs = self.make_views(model, x, y, z_clean, epoch)
+        return {"views": self.make_views(model, x, y, z_clean, epoch), "cache": {"feats_clean": feats_clean}}
+
+    def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv, epoch: int):
+        p = self.params
+        n = len(y)
+        x_advs = adv["views"]
+        feats_clean = adv.get("cache", {}).get("feats_clean")
+        if feats_clean is None:  # the weights changed since perturb (AWP): the clean forward is redone
+            feats_clean = model.features(x)
         # one forward per view (as the TRADES/MART reference code does): BatchNorm statistics stay per
         # view, and on CPU two batches of n are faster than one of 2n
         feats = torch.cat([feats_clean, *(model.features(v) for v in x_advs)])

@@ -18,9 +18,11 @@ from .trades import TradesParams, kl_per_sample
 class MART(Method):
     Params = TradesParams
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
-        x_adv = self.budget.pgd(init="normal")(model, x, y)
-        logits_clean, logits_adv = model(x), model(x_adv)
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
+        return {"x_adv": self.budget.pgd(init="normal")(model, x, y)}
+
+    def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv, epoch: int):
+        logits_clean, logits_adv = model(x), model(adv["x_adv"])
         p_adv = F.softmax(logits_adv, 1)
         # the most likely wrong class under attack
         top2 = p_adv.topk(2, dim=1).indices

@@ -13,7 +13,9 @@ from .base import METHODS, Method
 
 @METHODS.register("pgd-at")
 class PGDAT(Method):
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
-        x_adv = self.budget.pgd()(model, x, y)
-        loss = F.cross_entropy(model(x_adv), y)
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
+        return {"x_adv": self.budget.pgd()(model, x, y)}
+
+    def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv, epoch: int):
+        loss = F.cross_entropy(model(adv["x_adv"]), y)
         return loss, {"ce_adv": loss.detach()}

@@ -10,6 +10,6 @@ from .base import METHODS, Method
 
 @METHODS.register("standard")
 class Standard(Method):
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
+    def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv, epoch: int):
         loss = F.cross_entropy(model(x), y)
         return loss, {"ce": loss.detach()}

@@ -30,7 +30,7 @@ class TradesParams:
 class TRADES(Method):
     Params = TradesParams
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
         with torch.no_grad():
             was_training = model.training
             model.eval()
@@ -41,8 +41,10 @@ class TRADES(Method):
             logits = m(xa)
             return kl_per_sample(clean_logits, logits), logits
 
-        x_adv = self.budget.pgd(objective, init="normal")(model, x, y)
-        logits_clean, logits_adv = model(x), model(x_adv)
+        return {"x_adv": self.budget.pgd(objective, init="normal")(model, x, y)}
+
+    def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv, epoch: int):
+        logits_clean, logits_adv = model(x), model(adv["x_adv"])
         ce = F.cross_entropy(logits_clean, y)
         kl = kl_per_sample(logits_clean, logits_adv).mean()
         loss = ce + self.params.beta * kl
