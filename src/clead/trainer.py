@@ -253,8 +253,8 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             log.info(
-                "epoch %d/%d  loss %.4f  val clean %.3f  val %s %.3f%s  %.0f img/s",
-                epoch + 1, cfg.epochs, record["loss"], val_clean,
+                "%s: epoch %d/%d  loss %.4f  val clean %.3f  val %s %.3f%s  %.0f img/s",
+                out.name, epoch + 1, cfg.epochs, record["loss"], val_clean,
                 f"pgd-{cfg.val_attack_steps}" if cfg.val_attack == "pgd" else cfg.val_attack, val_robust,
                 "  (best)" if is_best else "", record["images_per_second"],
             )  # fmt: skip
