@@ -80,7 +80,7 @@ def evaluate_threats(
     """Evaluate a run under each threat; writes ``RUN/eval-threats.json`` and returns it."""
     from . import run as runmod
     from .attacks import PGD
-    from .data import load_dataset
+    from .data import load_dataset, to_float
     from .evaluate import _logits, evaluate
     from .io import write_json
     from .precision import to_channels_last
@@ -104,7 +104,7 @@ def evaluate_threats(
     for threat in threats:
         if threat == "transfer":
             source = to_channels_last(runmod.load_model(transfer_from).to(dev))
-            xf = x.float() / 255 if x.dtype == torch.uint8 else x
+            xf = to_float(x) if x.dtype == torch.uint8 else x
             torch.manual_seed(seed)
             attack = PGD(cfg.eps, steps=50, norm="linf", keep_best=False)
             x_adv = torch.cat([attack(source, xf[i : i + batch_size].to(dev), y[i : i + batch_size].to(dev)).cpu()
