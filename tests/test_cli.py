@@ -74,9 +74,11 @@ def test_bad_inputs_give_one_clear_line(idx_dir, tmp_path, capsys):
                    "apt-get install -y dataset-fashion-mnist")  # fmt: skip
     one_line_error(capsys, ["train", "--eps", "1.5", "--out", out], "outside [0, 1]")
     one_line_error(capsys, ["train", "--eps", "-0.1", "--out", out], "eps")
-    one_line_error(capsys, ["train", "--method", "magic", "--out", out], "valid: clead, mart, pgd-at, standard, trades")
+    one_line_error(capsys, ["train", "--method", "magic", "--out", out], "valid: ascl, clead, mart, pgd-at, standard, trades")
     one_line_error(capsys, ["train", "--model", "vgg", "--out", out], "valid: preact-resnet18, small-cnn, wrn-28-10")
     one_line_error(capsys, ["train", "--method", "pgd-at", "--lam", "2", "--out", out], "has no option lam")
+    one_line_error(capsys, ["train", "--method", "ascl", "--tau", "0.5", "--out", out], "has no option tau")
+    one_line_error(capsys, ["train", "--method", "ascl", "--ascl-dist", "l3", "--out", out], "unknown ascl_dist")
     one_line_error(capsys, ["train", "--no-such-flag", "--out", out], "unrecognized arguments: --no-such-flag")
     bad_cfg = tmp_path / "bad.yaml"
     bad_cfg.write_text("epochz: 3\n")

@@ -31,7 +31,7 @@ def test_errors_name_the_bad_value():
         from_dict({"epoch_count": 3})
     with pytest.raises(CleadError, match="has no option lam.*valid: beta"):
         from_dict({"method": "trades", "method_args": {"lam": 1}})
-    with pytest.raises(CleadError, match="unknown method 'fgsm-at'; valid: clead, mart, pgd-at, standard, trades"):
+    with pytest.raises(CleadError, match="unknown method 'fgsm-at'; valid: ascl, clead, mart, pgd-at, standard, trades"):
         from_dict({"method": "fgsm-at"})
     with pytest.raises(CleadError, match="outside"):
         from_dict({"eps": 1.5})

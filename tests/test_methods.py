@@ -151,3 +151,79 @@ def test_bad_view_attacks_are_refused(params, message):
 
     with pytest.raises(CleadError, match=message):
         make("clead", **params)
+
+
+def ascl_by_hand(z, labels, preds, tau, dist, negatives="leaking"):
+    """The leaking local SupCon written out anchor by anchor (Bui et al. 2021; module docstring of ascl)."""
+    def d(a, b):
+        diff = (a - b).abs()
+        if dist == "linf":
+            return diff.max()
+        if dist == "l1":
+            return diff.sum()
+        if dist == "l2":
+            return ((a - b) ** 2).sum().sqrt()
+        return -(a @ b) / (a.norm() * b.norm())
+
+    total = 0.0
+    m = len(z)
+    for i in range(m):
+        cands = [j for j in range(m) if j != i and (negatives == "all" or preds[j] == preds[i])]
+        pos = [j for j in cands if labels[j] == labels[i]]
+        if not pos:
+            continue
+        denom = sum(torch.exp(-d(z[i], z[a]) / tau) for a in cands)
+        total += -sum(torch.log(torch.exp(-d(z[i], z[p]) / tau) / denom) for p in pos) / len(pos)
+    return total / m
+
+
+@pytest.mark.parametrize("dist", ["linf", "l2", "l1", "cosine"])
+@pytest.mark.parametrize("negatives", ["leaking", "all"])
+def test_ascl_loss_matches_the_formula(dist, negatives):
+    from clead.methods.ascl import ascl_loss
+
+    g = torch.Generator().manual_seed(3)
+    z = torch.nn.functional.normalize(torch.randn(8, 5, generator=g, dtype=torch.float64), dim=1)
+    labels = torch.tensor([0, 1, 2, 0, 0, 1, 2, 0])
+    preds = torch.tensor([0, 1, 1, 2, 0, 1, 2, 1])  # anchor 3 has no candidate with its label: contributes 0
+    got = ascl_loss(z, labels, preds, tau=0.5, dist=dist, negatives=negatives)
+    want = ascl_by_hand(z, labels, preds, 0.5, dist, negatives)
+    assert got.item() == pytest.approx(float(want), rel=1e-5)
+
+
+def test_ascl_leaking_ignores_negatives_with_another_prediction():
+    from clead.methods.ascl import ascl_loss
+
+    z = torch.nn.functional.normalize(torch.randn(6, 4), dim=1)
+    labels, preds = torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([0, 0, 0, 1, 2, 2])
+    moved = z.clone()
+    moved[3] = -moved[3]  # label 1, predicted 1: a candidate only for the other row predicted 1 (none)
+    assert ascl_loss(z, labels, preds).item() == pytest.approx(ascl_loss(moved, labels, preds).item())
+    moved[2] = -moved[2]  # label 1, predicted 0: a negative of anchors 0 and 1
+    assert ascl_loss(z, labels, preds).item() != pytest.approx(ascl_loss(moved, labels, preds).item())
+
+
+def test_ascl_objective_is_the_sum_of_its_terms():
+    import torch.nn.functional as F
+    from clead.methods.ascl import ascl_loss
+
+    torch.manual_seed(0)
+    model, method = ToyNet(), make("ascl", ascl_kl=0.5, ascl_w_clean=0.3, ascl_weight=2.0)
+    x, y = batch(16)
+    x_adv = (x + 0.05).clamp(0, 1)
+    loss, parts = method.objective(model, x, y, {"x_adv": x_adv}, 0)
+    fc, fa = model.features(x), model.features(x_adv)
+    lc, la = model.classify(fc), model.classify(fa)
+    z = F.normalize(torch.cat([fc, fa]), dim=1)
+    con = ascl_by_hand(z.double(), y.repeat(2), torch.cat([lc, la]).argmax(1), 0.07, "linf")
+    kl = (F.softmax(la, 1) * (F.log_softmax(la, 1) - F.log_softmax(lc, 1))).sum(1).mean()
+    want = F.cross_entropy(la, y) + 0.3 * F.cross_entropy(lc, y) + 2.0 * con + 0.5 * kl
+    assert loss.item() == pytest.approx(float(want.detach()), rel=1e-4)
+    assert set(parts) == {"ce_adv", "ce_clean", "ascl", "kl"}
+
+
+def test_ascl_rejects_bad_knobs():
+    with pytest.raises(CleadError, match="ascl_dist"):
+        make("ascl", ascl_dist="l3")
+    with pytest.raises(CleadError, match="ascl_negatives"):
+        make("ascl", ascl_negatives="hard")
