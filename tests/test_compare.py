@@ -97,6 +97,17 @@ def test_seed_groups_are_paired_seed_by_seed(tmp_path):
     assert s["clean"]["per_seed"] == [0.0, 0.0, 0.0]
 
 
+def test_seeds_evaluated_with_other_attacks_are_named(tmp_path):
+    from clead.compare import markdown
+
+    for sfx, attacks in (("", ("pgd20", "autoattack")), ("-seed1", ("pgd20", "apgd"))):
+        ra, rb = outcomes(both=50, a_only=3, b_only=1, neither=46)
+        write_eval(tmp_path / f"clead{sfx}", [1] * 100, ra, attacks=attacks)
+        write_eval(tmp_path / f"pgd-at{sfx}", [1] * 100, rb, attacks=attacks)
+    text = markdown(compare([tmp_path / "clead", tmp_path / "pgd-at"]))
+    assert "different attacks at different seeds (seed 0: autoattack, pgd20; seed 1: apgd, pgd20)" in text
+
+
 def test_mean_interval_of_one_value_has_no_interval():
     assert mean_interval([0.1]) == {"k": 1, "mean": 0.1, "ci": None}
 

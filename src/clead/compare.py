@@ -125,6 +125,7 @@ def compare(runs: Sequence[str | Path], tag: str = "", seeds: bool = True) -> li
                 per_seed = {s: paired(load_eval(ga[s], tag), load_eval(gb[s], tag)) for s in common}
                 entry["seeds"] = {
                     "seeds": common,
+                    "attacks": {str(s): per_seed[s]["attacks"] for s in common},
                     **{k: {"per_seed": [per_seed[s][k]["difference"] for s in common],
                            **mean_interval([per_seed[s][k]["difference"] for s in common])} for k in OUTCOMES},
                 }  # fmt: skip
@@ -166,4 +167,18 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 lines.append(f"| {Path(r['a']).name} | {Path(r['b']).name} | {k} | {', '.join(map(str, s['seeds']))} "
                              f"| {', '.join(_pts(v) for v in s[k]['per_seed'])} | {_pts(s[k]['mean'])} "
                              f"| {_pts(ci[0])} to {_pts(ci[1])} |")  # fmt: skip
+        notes = {_attack_note(r["seeds"]["attacks"]) for r in seeded} - {""}
+        lines += ["", *sorted(notes)] if notes else []
     return "\n".join(lines) + "\n"
+
+
+def _attack_note(attacks: dict[str, list[str]]) -> str:
+    """Say so when the seeds' robust outcomes come from different attack sets (a suite's seed 0 gets full
+    AutoAttack, its extra seeds APGD-CE + APGD-T): each seed's pair is comparable, the mean mixes them."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for seed, names in attacks.items():
+        groups.setdefault(tuple(names), []).append(seed)
+    if len(groups) < 2:
+        return ""
+    parts = [f"seed {', '.join(seeds)}: {', '.join(names)}" for names, seeds in groups.items()]
+    return "Robust is the worst case over different attacks at different seeds (" + "; ".join(parts) + ")."
