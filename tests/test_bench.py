@@ -125,6 +125,19 @@ def test_only_accepts_seed_runs_and_rejects_unknown_names(tiny_suite, tmp_path):
         bench.run_suite("tiny", tmp_path / "t", only=["cleed"], dry_run=True, progress=False)
 
 
+def test_dry_run_says_what_resumes_and_who_gets_seeds(tiny_suite, tmp_path):
+    out = tmp_path / "t"
+    tiny_suite.base = {**tiny_suite.base, "epochs": 3}
+    tiny_suite.seeds, tiny_suite.seed_margin = (1, 2), 0.02
+    (out / "clead").mkdir(parents=True)
+    (out / "clead" / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    (out / "clead" / "eval_state-full.pt").write_bytes(b"")
+    steps = bench.run_suite("tiny", out, dry_run=True, progress=False)
+    assert "train clead (resumes after epoch 2 of 3)" in steps and "train standard" in steps
+    assert "eval clead full (resumes)" in steps and "eval clead main" in steps
+    assert steps[-1] == "then seeds 1, 2 of clead and every baseline within 2 points of it (or ahead) by seed-0 AutoAttack"
+
+
 def test_suite_table_adds_a_column_for_attacks_beyond_the_standard_set():
     from clead.report import suite_markdown
 

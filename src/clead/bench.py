@@ -228,6 +228,11 @@ def run_suite(name: str, out: str | Path | None = None, max_hours: float | None 
     if complete and suite.seeds and not only and not dry_run:
         bases = suite.seed_runs or _clead_and_close_baselines(suite, out)
         complete = bring_up_all([seed_run(b, s) for b in bases for s in suite.seeds]) and complete
+    if dry_run and suite.seeds and not only:
+        who = ", ".join(suite.seed_runs) if suite.seed_runs else (
+            "clead and " + ("every baseline within %g points of it (or ahead) by" % (100 * suite.seed_margin)
+                            if suite.seed_margin is not None else "the best baseline by") + " seed-0 AutoAttack")
+        steps.append(f"then seeds {', '.join(map(str, suite.seeds))} of {who}")
     if report and not dry_run:
         done = [p.parent for p in sorted(out.glob("*/metrics.jsonl")) if (p.parent / "eval.json").is_file()]
         if done:
@@ -259,19 +264,22 @@ def _bring_up(suite: Suite, out: Path, run: str, deadline: float | None, progres
     cfg = suite.config(run, out)
     evals = suite.evals if run in suite.runs else (suite.seed_evals or suite.evals)
     d = out / run
-    if not _trained(d, cfg):
+    training = not _trained(d, cfg)
+    if training:
         if not time_left():
             return False
-        steps.append(f"train {run}")
+        done = len(runmod.read_metrics(d)) if (d / "metrics.jsonl").is_file() else 0
+        steps.append(f"train {run}" + (f" (resumes after epoch {done} of {cfg.epochs})" if dry_run and done else ""))
         if not dry_run:
             resume = (d / "last.pt").is_file()
             log.info("bench %s: training %s%s", suite.name, run, " (resuming)" if resume else "")
             train(cfg, d, resume=resume, overwrite=not resume and d.exists(), progress=progress)
     for spec in evals:
-        if dry_run and f"train {run}" in steps or not _evaluated(d, spec):
+        if dry_run and training or not _evaluated(d, spec):
             if not time_left():
                 return False
-            steps.append(f"eval {run} {spec.tag or 'main'}")
+            partial = (d / f"eval_state{'-' + spec.tag if spec.tag else ''}.pt").is_file()
+            steps.append(f"eval {run} {spec.tag or 'main'}" + (" (resumes)" if dry_run and partial else ""))
             if not dry_run:
                 log.info("bench %s: evaluating %s (%s)", suite.name, run, spec.tag or "main")
                 sweep = [round(cfg.eps * f, 6) for f in (0, 0.5, 1, 1.5, 2)] if spec.sweep else None
