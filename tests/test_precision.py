@@ -131,3 +131,35 @@ def test_channels_last_changes_layout_not_outputs():
     assert model.body[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(model(x), ref, atol=1e-5)
 
+
+
+def test_loss_terms_run_in_fp32_inside_a_bf16_region():
+    """Softmax-based loss terms are invariant to adding one constant to a row of logits, so their gradient
+    sums to 0 over each row. In bf16 (CPU autocast keeps softmax in bf16) a confident probability rounds
+    to 1 and MART's 1 / (1.0001 - p) factor amplifies the broken Jacobian: row sums up to 0.06 against
+    gradients of 0.5. The loss terms must therefore see fp32 whatever the autocast."""
+    from clead.losses import multi_positive_infonce
+    from clead.methods.ascl import ascl_loss
+    from clead.methods.mart import mart_terms
+    from clead.methods.trades import kl_per_sample
+
+    y = torch.tensor([0, 1, 2, 3])
+    base = torch.zeros(4, 10)
+    base[0, 1], base[1, 0], base[2, 2], base[3, 5] = 7.0, 8.0, 3.0, 6.5  # confident, two of them wrong
+    clean = base.roll(1, dims=1)
+    la = base.bfloat16().requires_grad_(True)  # what a bf16 network hands over
+    z = torch.nn.functional.normalize(torch.randn(8, 6), dim=1).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bce, kl = mart_terms(clean.bfloat16(), la, y)
+        trades_kl = kl_per_sample(clean.bfloat16(), la)
+        con = multi_positive_infonce(z, torch.arange(8) % 4, 0.1)[0]
+        a = ascl_loss(z, torch.arange(8) % 4, torch.arange(8) % 3)
+    assert bce.dtype == kl.dtype == trades_kl.dtype == con.dtype == a.dtype == torch.float32
+    # the same numbers as in fp32 from the same (bf16-valued) inputs
+    ref_bce, ref_kl = mart_terms(clean.bfloat16().float(), la.detach().float(), y)
+    assert bce.item() == pytest.approx(ref_bce.item(), rel=1e-6) and kl.item() == pytest.approx(ref_kl.item(), rel=1e-6)
+    assert con.sum().item() == pytest.approx(multi_positive_infonce(z.float(), torch.arange(8) % 4, 0.1)[0].sum().item(), rel=1e-6)
+    assert a.item() == pytest.approx(ascl_loss(z.float(), torch.arange(8) % 4, torch.arange(8) % 3).item(), rel=1e-6)
+    (bce + kl).backward()
+    g = la.grad.float()
+    assert g.abs().max() > 0.1 and g.sum(1).abs().max() < 0.005  # bf16 loss terms: 0.06

@@ -9,6 +9,12 @@
 * ``fp16``: autocast to float16 with gradient scaling; CUDA only.
 * ``none``: fp32.
 
+Only the network runs in low precision: the loss terms computed from its outputs (softmax, log-softmax,
+KL, MART's margin term, contrastive similarities) run in fp32 (``fp32_loss``), as CUDA's autocast does for
+softmax and log-softmax but CPU autocast does not. In bf16 a confident class probability rounds to 1,
+which breaks the softmax Jacobian (gradients no longer sum to zero over the classes), and MART's
+``1 / (1.0001 - p)`` factor amplifies that error (tests/test_precision.py).
+
 Robustness numbers never use it: validation for checkpoint selection, ``clead eval`` and
 ``clead.evaluate`` run in fp32 whatever the training precision, because low precision can mask
 gradients and a robust accuracy must not depend on it.
@@ -81,5 +87,23 @@ def fp32(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
             return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _to_fp32(value):
+    if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float32:
+        return value.float()
+    return value
+
+
+def fp32_loss(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorator for loss terms: autocast off and floating-point tensor arguments cast to fp32 (gradients
+    flow back through the cast to the low-precision network outputs)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            return fn(*(_to_fp32(a) for a in args), **{k: _to_fp32(v) for k, v in kwargs.items()})
 
     return wrapper

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..precision import fp32_loss
+
 
 @dataclass(frozen=True)
 class Positives:
@@ -41,6 +43,7 @@ class Positives:
         return Positives(self_mask, pos.float() / n_pos.clamp_min(1)[:, None], counted)
 
 
+@fp32_loss
 def multi_positive_infonce(
     z: torch.Tensor,
     ids: torch.Tensor | None,

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CleadError
+from ..precision import fp32_loss
 from .base import METHODS, Budget, Method
 from .trades import kl_per_sample
 
@@ -50,6 +51,7 @@ def pairwise_distance(z: torch.Tensor, dist: str) -> torch.Tensor:
     return torch.cdist(z, z, p=p)
 
 
+@fp32_loss
 def ascl_loss(z: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, tau: float = 0.07,
               dist: str = "linf", negatives: str = "leaking") -> torch.Tensor:  # fmt: skip
     """The local supervised contrastive loss over the rows of ``z`` (see the module docstring).
@@ -62,7 +64,7 @@ def ascl_loss(z: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, tau: f
     else:
         legal = ~eye
     positive = same_label & legal
-    logits = (-pairwise_distance(z.float(), dist) / tau).masked_fill(~legal, MASKED)
+    logits = (-pairwise_distance(z, dist) / tau).masked_fill(~legal, MASKED)
     log_prob = F.log_softmax(logits, dim=1)
     n_pos = positive.sum(1).clamp_min(1)
     per_anchor = -(log_prob * positive).sum(1) / n_pos
@@ -105,7 +107,7 @@ class ASCL(Method):
         )
 
     def latent(self, features: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.projector(features), dim=1)
+        return F.normalize(self.projector(features).float(), dim=1)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
         return {"x_adv": self.budget.pgd()(model, x, y)}

@@ -89,7 +89,7 @@ class CLEAD(Method):
         )
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.projector(features), dim=1)
+        return F.normalize(self.projector(features).float(), dim=1)  # fp32 from here on (precision.fp32_loss)
 
     def positives(self, y: torch.Tensor, views: int) -> Positives:
         """Positives and anchors of L_con for ``[clean; view_1; ...; view_views]`` of a batch with labels ``y``."""

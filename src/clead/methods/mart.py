@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..precision import fp32_loss
 from .base import METHODS, Method
 from .trades import TradesParams, kl_per_sample
 
@@ -22,13 +23,19 @@ class MART(Method):
         return {"x_adv": self.budget.pgd(init="normal")(model, x, y)}
 
     def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv, epoch: int):
-        logits_clean, logits_adv = model(x), model(adv["x_adv"])
-        p_adv = F.softmax(logits_adv, 1)
-        # the most likely wrong class under attack
-        top2 = p_adv.topk(2, dim=1).indices
-        wrong = torch.where(top2[:, 0] == y, top2[:, 1], top2[:, 0])
-        bce = F.cross_entropy(logits_adv, y) + F.nll_loss(torch.log(1.0001 - p_adv + 1e-12), wrong)
-        p_true = F.softmax(logits_clean, 1).gather(1, y[:, None]).squeeze(1)
-        kl = (kl_per_sample(logits_clean, logits_adv) * (1.0000001 - p_true)).mean()
+        bce, kl = mart_terms(model(x), model(adv["x_adv"]), y)
         loss = bce + self.params.beta * kl
         return loss, {"bce": bce.detach(), "kl": kl.detach()}
+
+
+@fp32_loss
+def mart_terms(logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """MART's boosted CE on the adversarial batch and its misclassification-weighted KL, in fp32."""
+    p_adv = F.softmax(logits_adv, 1)
+    # the most likely wrong class under attack
+    top2 = p_adv.topk(2, dim=1).indices
+    wrong = torch.where(top2[:, 0] == y, top2[:, 1], top2[:, 0])
+    bce = F.cross_entropy(logits_adv, y) + F.nll_loss(torch.log(1.0001 - p_adv + 1e-12), wrong)
+    p_true = F.softmax(logits_clean, 1).gather(1, y[:, None]).squeeze(1)
+    kl = (kl_per_sample(logits_clean, logits_adv) * (1.0000001 - p_true)).mean()
+    return bce, kl

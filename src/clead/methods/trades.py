@@ -12,9 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..precision import fp32_loss
 from .base import METHODS, Method
 
 
+@fp32_loss
 def kl_per_sample(logits_clean: torch.Tensor, logits_adv: torch.Tensor) -> torch.Tensor:
     """KL(softmax(clean) || softmax(adv)) per sample."""
     log_p = F.log_softmax(logits_clean, 1)
