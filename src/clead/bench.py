@@ -68,6 +68,7 @@ METHODS5 = {m: {"method": m} for m in ("standard", "pgd-at", "trades", "mart", "
 # C-LEAD's contrastive predecessor and the strongest standard recipe among the baselines (AWP with the
 # paper's PGD-AT setting: gamma 0.01 from the first epoch), added to suites that had already run as extra runs
 PEERS = {"ascl": {"method": "ascl"}, "pgd-at-awp": {"method": "pgd-at", "awp_gamma": 0.01}}
+PEERS_NOTE = "; extra runs: ASCL and PGD-AT with AWP (gamma 0.01)"
 MAIN_EVALS = [
     EvalSpec("", ["fgsm", "pgd20", "pgd50", "cw", "autoattack"], 1000, sweep=True),
     EvalSpec("full", ["fgsm", "pgd20"], None),
@@ -86,7 +87,7 @@ for eps in (0.1, 0.3):
                      f"PGD-5 (step 2.5*eps/5) in training, Adam 1e-3 cosine, batch 128; AutoAttack, PGD-50x3 and CW "
                      f"on the first 1,000 test images, FGSM and PGD-20 on all 10,000; seeds 1 and 2 for C-LEAD and "
                      f"the best baseline (by AutoAttack), evaluated with APGD-CE + APGD-T instead of all of AutoAttack"
-                     + ("; extra runs: ASCL and PGD-AT with AWP (gamma 0.01)" if eps == 0.1 else "")),
+                     + (PEERS_NOTE if eps == 0.1 else "")),
         base={**FMNIST, **FP32, "eps": eps, "epochs": 3, "train_size": 20000},
         runs={**METHODS5, **PEERS} if eps == 0.1 else METHODS5,
         evals=MAIN_EVALS,
@@ -107,7 +108,7 @@ for eps, steps, val in ((0.1, 10, {"val_n": 1000}), (0.3, 20, {"val_n": 500, "va
                      + ("; seeds 1 and 2 for C-LEAD and every baseline within 2 points of it under AutoAttack (or "
                         "ahead), evaluated with APGD-CE + APGD-T instead of all of AutoAttack" if eps == 0.1 else
                         "; seed 0 only (the calibration against the published table)")
-                     + ("; extra runs: ASCL and PGD-AT with AWP (gamma 0.01)" if eps == 0.1 else "")),
+                     + (PEERS_NOTE if eps == 0.1 else "")),
         base={**FMNIST, "eps": eps, "epochs": 20, "train_size": None, "attack_steps": steps, **val},
         # C-LEAD early: it is the question; the peers came after the suite had started
         runs={**{m: METHODS5[m] for m in ("standard", "pgd-at", "clead", "trades", "mart")}, **(PEERS if eps == 0.1 else {})},
