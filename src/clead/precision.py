@@ -101,9 +101,9 @@ def fp32_loss(fn: Callable[P, R]) -> Callable[P, R]:
     """Decorator for loss terms: autocast off and floating-point tensor arguments cast to fp32 (gradients
     flow back through the cast to the low-precision network outputs)."""
 
+    @fp32
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
-            return fn(*(_to_fp32(a) for a in args), **{k: _to_fp32(v) for k, v in kwargs.items()})
+        return fn(*(_to_fp32(a) for a in args), **{k: _to_fp32(v) for k, v in kwargs.items()})
 
     return wrapper

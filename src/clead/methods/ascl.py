@@ -34,7 +34,7 @@ from torch import nn
 
 from ..errors import CleadError
 from ..precision import fp32_loss
-from .base import METHODS, Budget, Method
+from .base import METHODS, Budget, Method, projection_head
 from .trades import kl_per_sample
 
 DISTANCES = ("linf", "l2", "l1", "cosine")
@@ -101,9 +101,7 @@ class ASCL(Method):
     def __init__(self, params: ASCLParams, budget: Budget, feature_dim: int, num_classes: int) -> None:
         super().__init__(params, budget, feature_dim, num_classes)
         self.projector = (
-            nn.Sequential(nn.Linear(feature_dim, feature_dim), nn.ReLU(inplace=True),
-                          nn.Linear(feature_dim, params.ascl_proj_dim))  # fmt: skip
-            if params.ascl_proj_dim else nn.Identity()
+            projection_head(feature_dim, feature_dim, params.ascl_proj_dim) if params.ascl_proj_dim else nn.Identity()
         )
 
     def latent(self, features: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,11 @@ class Budget:
         )  # fmt: skip
 
 
+def projection_head(feature_dim: int, hidden: int, out: int) -> nn.Sequential:
+    """The contrastive methods' 2-layer MLP head: Linear, ReLU, Linear (SimCLR / SupCon)."""
+    return nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out))
+
+
 @dataclass
 class NoParams:
     """This method has no knobs."""

@@ -28,7 +28,7 @@ from ..attacks import PGD
 from ..attacks.cw import cw_margin_objective
 from ..errors import CleadError
 from ..losses import Positives, instance_ids, multi_positive_infonce
-from .base import METHODS, Budget, Method
+from .base import METHODS, Budget, Method, projection_head
 
 MODES = ("supervised", "instance")
 ATTACK_LOSSES = ("ce", "contrastive", "joint")
@@ -84,9 +84,7 @@ class CLEAD(Method):
     def __init__(self, params: CLEADParams, budget: Budget, feature_dim: int, num_classes: int) -> None:
         super().__init__(params, budget, feature_dim, num_classes)
         hidden = params.proj_hidden or feature_dim
-        self.projector = nn.Sequential(
-            nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, params.proj_dim)
-        )
+        self.projector = projection_head(feature_dim, hidden, params.proj_dim)
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.projector(features).float(), dim=1)  # fp32 from here on (precision.fp32_loss)
