@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Bring a `clead bench` suite up to date on a lent CUDA machine for at most SECONDS, then pack every run
+# directory (one .tgz each) into $OUT for the trip back. The suite resumes from what comes back, anywhere.
+#
+#   bash benchmarks/device_suite.sh SUITE JOBS SECONDS
+#
+# What the machine lacks travels in .devkit/ (ignored by git): the Fashion-MNIST archives and pyautoattack
+# (copied from .venv without its 40 MB of examples). PY picks the interpreter (default python3).
+set -u
+suite=$1 jobs=$2 secs=$3
+out=${OUT:-/tmp/clead-device-out}
+py=${PY:-python3}
+mkdir -p "$out"
+export PYTHONPATH=$PWD/src:$PWD/.devkit/site PYTHONUNBUFFERED=1
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  mkdir -p /usr/share/datasets/fashion-mnist && cp .devkit/*.gz /usr/share/datasets/fashion-mnist/
+fi
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+"$py" -c "import torch, clead, pyautoattack; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || exit 1
+
+# timeout signals its whole process group: the spawned workers stop with the parent
+timeout -k 20 -s INT "$secs" "$py" -m clead bench "$suite" --jobs "$jobs" --quiet 2>&1 | tee "$out/bench.log"
+
+cd "results/$suite" || exit 1
+for d in */; do tar czf "$out/${d%/}.tgz" --exclude '*.tmp' "${d%/}"; done
+files=$(find . -maxdepth 1 -type f)
+[ -n "$files" ] && tar czf "$out/suite-files.tgz" $files
+ls -la "$out"
