@@ -149,6 +149,22 @@ def test_suite_table_adds_a_column_for_attacks_beyond_the_standard_set():
     assert f"| - | 25.00 [{100 * lo:.1f}, {100 * hi:.1f}] | - |" in md and "apgd-ce: n=100" in md
 
 
+def test_suite_table_says_where_each_run_trained_and_when_it_changed_machines():
+    from clead.report import suite_markdown, trained_on
+
+    def m(epoch, device, s):
+        return {"epoch": epoch, "device": device, "train_seconds": s}
+
+    moved = [m(1, "GPU", 40), m(2, "GPU", 44), m(3, "cpu", 250)]
+    assert trained_on(moved) == "GPU (epochs 1-2, 42 s/epoch), cpu (epoch 3, 250 s/epoch)"
+    assert trained_on([m(1, "cpu", 9)]) == "cpu" and trained_on([{"epoch": 1}]) is None
+    base = {"method": "clead", "cells": {}, "worst": None, "checks": "-", "epoch_s": None, "peak_mb": None}
+    rows = [{**base, "run": "a", "metrics": moved}, {**base, "run": "b", "metrics": [m(1, "cpu", 9)]},
+            {**base, "run": "c", "metrics": [m(1, "cpu", 8)]}, {**base, "run": "old", "metrics": [{"epoch": 1}]}]
+    assert ("Trained on: a: GPU (epochs 1-2, 42 s/epoch), cpu (epoch 3, 250 s/epoch); b, c: cpu."
+            in suite_markdown(rows, "t"))
+
+
 def test_suite_runs_side_by_side_in_worker_processes(tiny_suite, tmp_path):
     out = tmp_path / "tiny"
     steps = bench.run_suite("tiny", out, progress=False, jobs=2)

@@ -157,6 +157,23 @@ def seed_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def trained_on(metrics: list[dict[str, Any]]) -> str | None:
+    """Where a run's epochs ran, e.g. ``cpu`` or ``NVIDIA H100 (epochs 1-14, 43 s/epoch), cpu (epochs 15-20, ...)``
+    for a run resumed on another machine; None when its metrics predate the ``device`` field."""
+    spans: list[list[Any]] = []  # [device, first epoch, last epoch, seconds]
+    for m in metrics:
+        if "device" not in m:
+            continue
+        if spans and spans[-1][0] == m["device"]:
+            spans[-1][2], spans[-1][3] = m["epoch"], spans[-1][3] + m.get("train_seconds", 0)
+        else:
+            spans.append([m["device"], m["epoch"], m["epoch"], m.get("train_seconds", 0)])
+    if len(spans) <= 1:
+        return spans[0][0] if spans else None
+    return ", ".join(f"{d} (epoch{f' {a}' if a == b else f's {a}-{b}'}, {t / (b - a + 1):.0f} s/epoch)"
+                     for d, a, b, t in spans)  # fmt: skip
+
+
 def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
     extra = list(dict.fromkeys(a for r in rows for a in r["cells"] if a not in COLUMNS))  # e.g. apgd-ce, apgd
     columns = [*COLUMNS[:-1], *extra, COLUMNS[-1]]
@@ -171,6 +188,12 @@ def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
                                           f"{r['peak_mb']:.0f}" if r["peak_mb"] else "-"]) + " |")  # fmt: skip
     ns = sorted({f"{c}: n={r['cells'][c][1]}" for r in rows for c in columns if c in r["cells"]})
     lines += ["", "Samples: " + ", ".join(ns) + "; worst case over all attacks of the main evaluation (eval.json)."]
+    where: dict[str, list[str]] = {}
+    for r in rows:
+        if (dev := trained_on(r.get("metrics") or [])) is not None:
+            where.setdefault(dev, []).append(r["run"])
+    if where:
+        lines += ["", "Trained on: " + "; ".join(f"{', '.join(runs)}: {dev}" for dev, runs in where.items()) + "."]
     lines += seed_table(rows)
     bad = [r["run"] for r in rows if r["checks"].startswith("FAILED")]
     if bad:
