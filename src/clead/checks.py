@@ -16,7 +16,9 @@ from .attacks import PGD
 
 #: slack for comparisons of accuracies measured on the same points with different attacks
 def _slack(n: int) -> float:
-    return 1.0 / max(n, 1) + 1e-9
+    # one image, plus a tolerance above float32 rounding of the accuracies (about 6e-8 near 1) and far below
+    # any one-image step (1/n), so equal image counts always get the same verdict
+    return 1.0 / max(n, 1) + 1e-6
 
 
 def _check(name: str, passed: bool | None, numbers: dict[str, Any], explanation: str) -> dict[str, Any]:
