@@ -5,7 +5,7 @@ import math
 import pytest
 
 from clead.cli import main
-from clead.compare import compare, mcnemar, mean_interval
+from clead.compare import compare, image_interval, mcnemar, mean_interval
 from clead.errors import CleadError
 
 
@@ -94,7 +94,29 @@ def test_seed_groups_are_paired_seed_by_seed(tmp_path):
     half = 4.302652729911275 * sd / math.sqrt(3)  # t(0.975, df 2)
     assert s["robust"]["mean"] == pytest.approx(mean)
     assert s["robust"]["ci"] == pytest.approx([mean - half, mean + half])
+    # t = 2 / (3 / sqrt 3) = 1.1547 on 2 degrees of freedom: p = 1 - 1.1547 / sqrt(2 + 1.1547**2) (t with 2 df)
+    tval = 2 / (3 / math.sqrt(3))
+    assert s["robust"]["p"] == pytest.approx(1 - tval / math.sqrt(2 + tval**2))
+    # over images: images 50..54 favour A at seed 0, 50..52 at seed 1 and 50 at seed 2; B wins 53 at seed 1 and
+    # 51, 52 at seed 2. Per-image mean differences: 50: 3/3, 51: (1 + 1 - 1)/3, 52: 1/3, 53: (1 - 1)/3 = 0, 54: 1/3
+    d = [0.0] * 100
+    d[50], d[51], d[52], d[54] = 1.0, 1 / 3, 1 / 3, 1 / 3
+    m = sum(d) / 100
+    se = math.sqrt(sum((x - m) ** 2 for x in d) / 99) / 10
+    im = s["robust"]["images"]
+    assert im["mean"] == pytest.approx(mean) and m == pytest.approx(mean)
+    assert im["ci"] == pytest.approx([m - 1.959963984540054 * se, m + 1.959963984540054 * se])
+    assert im["p"] == pytest.approx(math.erfc(m / se / math.sqrt(2)))
     assert s["clean"]["per_seed"] == [0.0, 0.0, 0.0]
+    assert s["clean"]["p"] == 1.0 and s["clean"]["images"]["p"] == 1.0
+
+
+def test_image_interval_of_one_seed_is_the_mcnemar_interval_up_to_n_over_n_minus_1():
+    n10, n01, n = 7, 2, 100
+    r = image_interval([1.0] * n10 + [-1.0] * n01 + [0.0] * (n - n10 - n01))
+    w = mcnemar(n10, n01, n)
+    assert r["mean"] == pytest.approx(w["difference"])
+    assert (r["ci"][1] - r["mean"]) == pytest.approx((w["ci"][1] - w["difference"]) * math.sqrt(n / (n - 1)))
 
 
 def test_seeds_evaluated_with_other_attacks_are_named(tmp_path):
@@ -109,7 +131,8 @@ def test_seeds_evaluated_with_other_attacks_are_named(tmp_path):
 
 
 def test_mean_interval_of_one_value_has_no_interval():
-    assert mean_interval([0.1]) == {"k": 1, "mean": 0.1, "ci": None}
+    assert mean_interval([0.1]) == {"k": 1, "mean": 0.1, "ci": None, "p": None}
+    assert mean_interval([0.02, 0.02])["p"] == 0.0  # no spread and a non-zero mean
 
 
 def test_cli_writes_markdown_and_json(tmp_path, capsys):

@@ -12,8 +12,17 @@ correct under every attack run), with ``n10`` = images A gets right and B wrong,
   1/2 (``scipy.stats.binomtest``); p = 1 when there is no discordant image.
 
 Seed groups (runs ``NAME``, ``NAME-seed1``, ``NAME-seed2`` ... side by side in one directory) are paired
-seed by seed; over the seeds both have, the mean difference gets a Student-t 95% interval
-(``scipy.stats.t``), which measures training randomness rather than test-set sampling.
+seed by seed. Over the seeds both have, the mean difference is tested two ways, which answer different
+questions:
+
+* **over seeds**: Student-t 95% interval and one-sample t-test of the per-seed differences against 0
+  (``scipy.stats.t``, ``k - 1`` degrees of freedom): would another training seed keep the sign? It measures
+  training randomness, and with 3 seeds it resolves only differences that are large against their spread.
+* **over images**: per image, ``d_i`` = the mean over seeds of (A right) - (B right); a paired z-interval and
+  z-test of the mean of ``d_i`` over the ``n`` images (``mean ± 1.96 · sd(d) / sqrt(n)``): are these trained
+  models, averaged over seeds, better on this kind of image? It measures test-set sampling, counts each
+  image once however many seeds see it (an image hard for one model is hard at every seed), and for one
+  seed is the McNemar Wald interval up to ``n / (n - 1)``.
 Runs evaluated on different images, eps, threat models or attacks are refused.
 """
 from __future__ import annotations
@@ -96,17 +105,43 @@ def seed_group(run_dir: Path, tag: str = "") -> dict[int, Path]:
     return dict(sorted(group.items()))
 
 
+def _two_sided(mean: float, se: float, sf) -> float:
+    """Two-sided p of ``mean / se`` under the survival function ``sf``; a zero spread gives 1 or 0."""
+    if se == 0.0:
+        return 1.0 if mean == 0.0 else 0.0
+    return float(min(1.0, 2.0 * sf(abs(mean) / se)))
+
+
 def mean_interval(values: Sequence[float]) -> dict[str, Any]:
-    """Mean and Student-t 95% interval (None with fewer than 2 values)."""
+    """Mean, Student-t 95% interval and one-sample t-test p against 0 (no interval, no p with fewer than 2)."""
     from scipy.stats import t
 
     k = len(values)
     mean = sum(values) / k
     if k < 2:
-        return {"k": k, "mean": mean, "ci": None}
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1))
-    half = t.ppf(0.975, k - 1) * sd / math.sqrt(k)
-    return {"k": k, "mean": mean, "ci": [mean - half, mean + half]}
+        return {"k": k, "mean": mean, "ci": None, "p": None}
+    se = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1)) / math.sqrt(k)
+    half = t.ppf(0.975, k - 1) * se
+    return {"k": k, "mean": mean, "ci": [mean - half, mean + half], "p": _two_sided(mean, se, lambda x: t.sf(x, k - 1))}
+
+
+def image_interval(per_image: Sequence[float]) -> dict[str, Any]:
+    """Mean of per-image differences with a z 95% interval and two-sided z-test p (see the module docstring)."""
+    from scipy.stats import norm
+
+    n = len(per_image)
+    mean = sum(per_image) / n
+    se = math.sqrt(sum((d - mean) ** 2 for d in per_image) / (n - 1)) / math.sqrt(n) if n > 1 else 0.0
+    return {"n": n, "mean": mean, "ci": [mean - Z95 * se, mean + Z95 * se], "p": _two_sided(mean, se, norm.sf)}
+
+
+def _over_images(ea: list[dict[str, Any]], eb: list[dict[str, Any]], outcome: str) -> dict[str, Any] | None:
+    """Image-level test over seeds; None when the seeds were evaluated on different images."""
+    if any(e["label"] != ea[0]["label"] for e in ea + eb):
+        return None
+    k, n = len(ea), len(ea[0]["label"])
+    d = [sum(int(a[outcome][i]) - int(b[outcome][i]) for a, b in zip(ea, eb)) / k for i in range(n)]
+    return image_interval(d)
 
 
 def compare(runs: Sequence[str | Path], tag: str = "", seeds: bool = True) -> list[dict[str, Any]]:
@@ -122,12 +157,14 @@ def compare(runs: Sequence[str | Path], tag: str = "", seeds: bool = True) -> li
             ga, gb = seed_group(ref, tag), seed_group(other, tag)
             common = [s for s in ga if s in gb]
             if len(common) > 1:
-                per_seed = {s: paired(load_eval(ga[s], tag), load_eval(gb[s], tag)) for s in common}
+                ea, eb = [load_eval(ga[s], tag) for s in common], [load_eval(gb[s], tag) for s in common]
+                per_seed = {s: paired(a, b) for s, a, b in zip(common, ea, eb)}
                 entry["seeds"] = {
                     "seeds": common,
                     "attacks": {str(s): per_seed[s]["attacks"] for s in common},
                     **{k: {"per_seed": [per_seed[s][k]["difference"] for s in common],
-                           **mean_interval([per_seed[s][k]["difference"] for s in common])} for k in OUTCOMES},
+                           **mean_interval([per_seed[s][k]["difference"] for s in common]),
+                           "images": _over_images(ea, eb, k)} for k in OUTCOMES},
                 }  # fmt: skip
                 entry["per_seed"] = {str(s): per_seed[s] for s in common}
         out.append(entry)
@@ -158,15 +195,20 @@ def markdown(results: list[dict[str, Any]]) -> str:
                   "A only / B only: images right under one model and wrong under the other."]  # fmt: skip
     seeded = [r for r in results if "seeds" in r]
     if seeded:
-        lines += ["", "Over seeds (each seed's difference on the same images, then the mean with a Student-t 95% interval):",
-                  "", "| A | B | outcome | seeds | per-seed A − B (points) | mean | 95% interval |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", "Over seeds (each seed's difference on the same images, then their mean):", "",
+                  "| A | B | outcome | seeds | per-seed A − B (points) | mean | 95% interval over seeds | p over seeds "
+                  "| 95% interval over images | p over images |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in seeded:
             s = r["seeds"]
             for k in OUTCOMES:
-                ci = s[k]["ci"]
+                ci, im = s[k]["ci"], s[k]["images"]
+                by_image = f"{_pts(im['ci'][0])} to {_pts(im['ci'][1])} | {_p(im['p'])}" if im else "different images | -"
                 lines.append(f"| {Path(r['a']).name} | {Path(r['b']).name} | {k} | {', '.join(map(str, s['seeds']))} "
                              f"| {', '.join(_pts(v) for v in s[k]['per_seed'])} | {_pts(s[k]['mean'])} "
-                             f"| {_pts(ci[0])} to {_pts(ci[1])} |")  # fmt: skip
+                             f"| {_pts(ci[0])} to {_pts(ci[1])} | {_p(s[k]['p'])} | {by_image} |")  # fmt: skip
+        lines += ["", "Over seeds: Student-t interval and t-test of the per-seed differences (would another training "
+                      "seed keep the sign?). Over images: each image's difference averaged over the seeds, z-interval "
+                      "and z-test over the images (is the difference more than test-set sampling?)."]  # fmt: skip
         notes = {_attack_note(r["seeds"]["attacks"]) for r in seeded} - {""}
         lines += ["", *sorted(notes)] if notes else []
     return "\n".join(lines) + "\n"
