@@ -161,8 +161,12 @@ def test_suite_table_says_where_each_run_trained_and_when_it_changed_machines():
     base = {"method": "clead", "cells": {}, "worst": None, "checks": "-", "epoch_s": None, "peak_mb": None}
     rows = [{**base, "run": "a", "metrics": moved}, {**base, "run": "b", "metrics": [m(1, "cpu", 9)]},
             {**base, "run": "c", "metrics": [m(1, "cpu", 8)]}, {**base, "run": "old", "metrics": [{"epoch": 1}]}]
-    assert ("Trained on: a: GPU (epochs 1-2, 42 s/epoch), cpu (epoch 3, 250 s/epoch); b, c: cpu."
-            in suite_markdown(rows, "t"))
+    md = suite_markdown(rows, "t")
+    assert "Trained on: a: GPU (epochs 1-2, 42 s/epoch), cpu (epoch 3, 250 s/epoch); b, c: cpu." in md
+    assert "Main evaluation on" not in md  # no evaluation records its machine
+    rows[0]["main"] = {"devices": {"GPU": 720.0, "cpu": 2400.0}}
+    rows[1]["main"] = {"devices": {"cpu": 30.0}}
+    assert "Main evaluation on: a: GPU (12 min), cpu (40 min); b: cpu (older" in suite_markdown(rows, "t")
 
 
 def test_suite_runs_side_by_side_in_worker_processes(tiny_suite, tmp_path):

@@ -1,4 +1,6 @@
 """Evaluation: worst case per sample, and the same numbers from Python for any classifier."""
+import sys
+
 import pytest
 import torch
 
@@ -123,15 +125,22 @@ def test_resumed_evaluation_equals_an_uninterrupted_one(trained_toy, toy_data, t
         return real(self, *a)
 
     monkeypatch.setattr(PGD, "perturb", flaky)
+    module = sys.modules["clead.evaluate"]  # `clead.evaluate` the attribute is the function
+    monkeypatch.setattr(module, "device_name", lambda d: "first machine")
     with pytest.raises(KeyboardInterrupt):
         clead.evaluate(trained_toy, x, y, state_path=state, **kw)
     assert state.is_file()
     monkeypatch.setattr(PGD, "perturb", real)
+    monkeypatch.setattr(module, "device_name", lambda d: "second machine")
     calls["n"] = 0
     resumed = clead.evaluate(trained_toy, x, y, state_path=state, **kw)
     assert not state.exists()
     for key in ("clean_accuracy", "robust_accuracy", "per_attack"):
         assert resumed[key] == full[key]
+    # the record says where the attack time was spent, across the interruption
+    assert full["devices"].keys() == {"cpu"}
+    assert resumed["devices"].keys() == {"first machine", "second machine"}
+    assert sum(resumed["devices"].values()) == pytest.approx(sum(resumed["seconds"].values()), abs=0.05)
     assert resumed["per_sample"]["broken_by"] == full["per_sample"]["broken_by"]
     assert torch.equal(resumed["per_sample"]["linf"], full["per_sample"]["linf"])
 

@@ -47,6 +47,12 @@ class Dist:
             dist.barrier()
 
 
+def device_name(device: torch.device) -> str:
+    """What a record says it ran on: the GPU's name on CUDA (e.g. "NVIDIA H100 80GB HBM3"), else the type."""
+    device = torch.device(device)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
 def setup(device: torch.device) -> Dist:
     """Join the process group torchrun describes (a no-op for a plain single process)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

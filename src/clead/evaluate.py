@@ -23,6 +23,7 @@ from .attacks.autoattack import AutoAttackPreset
 from .attacks.base import check_threat_model
 from .config import parse_eps
 from .data import to_float
+from .distributed import device_name
 from .errors import CleadError
 from .io import load_torch, save_torch
 from .precision import fp32, to_channels_last
@@ -67,6 +68,7 @@ def _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, state, sa
     """Run ``attack`` on the samples ``idx`` chunk by chunk, filling ``state`` and saving after each chunk.
     Under torchrun each rank takes every ``world``-th chunk and the results are summed across ranks."""
     chunks = [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
+    here = device_name(device)
     bar = tqdm(total=len(chunks), initial=state["chunks_done"], desc=name, leave=False, dynamic_ncols=True,
                disable=None if progress else True)  # None: shown on a terminal only  # fmt: skip
     for c in range(state["chunks_done"], len(chunks)):
@@ -91,7 +93,10 @@ def _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, state, sa
         for k in (pred != y[j]).nonzero().squeeze(1).tolist():
             if len(state["examples"]) < N_EXAMPLES:
                 state["examples"][int(j[k])] = x_adv[k].cpu()
-        state["seconds"] += time.perf_counter() - t0
+        dt = time.perf_counter() - t0
+        state["seconds"] += dt
+        by_device = state.setdefault("device_seconds", {})  # states saved before this key lack it
+        by_device[here] = by_device.get(here, 0.0) + dt
         if not dist.enabled:
             state["chunks_done"] = c + 1
             save()
@@ -114,6 +119,12 @@ def _merge_across_ranks(state: dict[str, Any], n_chunks: int, dist) -> None:
     tdist.all_gather_object(gathered, state["examples"])
     state["examples"] = {k: v for part in gathered for k, v in part.items()}
     state["seconds"] = dist.sum(state["seconds"])
+    tdist.all_gather_object(gathered, state.get("device_seconds", {}))  # a rank without chunks has none
+    merged: dict[str, float] = {}
+    for part in gathered:
+        for k, v in part.items():
+            merged[k] = merged.get(k, 0.0) + v
+    state["device_seconds"] = merged
     state["chunks_done"] = n_chunks
 
 
@@ -220,12 +231,14 @@ def _summarise(built, states, correct, pred_clean, x, y, eps, norm, seed) -> dic
     broken_by = ["" if c else "clean" for c in correct.tolist()]
     linf, l2 = torch.zeros(n), torch.zeros(n)
     pred_adv = pred_clean.clone()
-    per_attack, sequences, seconds = {}, {}, {}
+    per_attack, sequences, seconds, devices = {}, {}, {}, {}
     for name, attack in built.items():
         st = states[name]
         ok = st["ok"] & correct
         per_attack[name] = float(ok.float().mean())
         seconds[name] = round(st["seconds"], 2)
+        for dev, s in st.get("device_seconds", {}).items():
+            devices[dev] = round(devices.get(dev, 0.0) + s, 2)
         newly = robust & ~ok
         sub_names = attack.sequence() if isinstance(attack, AutoAttackPreset) else []
         for i in newly.nonzero().squeeze(1).tolist():
@@ -254,6 +267,7 @@ def _summarise(built, states, correct, pred_clean, x, y, eps, norm, seed) -> dic
         "attacks": {name: repr(a) for name, a in built.items()},
         "sequence": sequences,
         "seconds": seconds,
+        "devices": devices,  # seconds of attack per machine it ran on (an evaluation can resume elsewhere)
         "per_sample": {"label": y, "pred_clean": pred_clean, "correct": correct, "robust": robust,
                        "broken_by": broken_by, "pred_adv": pred_adv, "linf": linf, "l2": l2},  # fmt: skip
         "examples": examples,

@@ -174,6 +174,17 @@ def trained_on(metrics: list[dict[str, Any]]) -> str | None:
                      for d, a, b, t in spans)  # fmt: skip
 
 
+def evaluated_on(ev: dict[str, Any] | None) -> str | None:
+    """Where an evaluation's attacks ran, e.g. ``cpu``, or ``NVIDIA H100 (12 min), cpu (40 min)`` for one
+    resumed on another machine; None when it predates the ``devices`` field."""
+    devices = (ev or {}).get("devices")
+    if not devices:
+        return None
+    if len(devices) == 1:
+        return next(iter(devices))
+    return ", ".join(f"{d} ({s / 60:.0f} min)" for d, s in devices.items())
+
+
 def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
     extra = list(dict.fromkeys(a for r in rows for a in r["cells"] if a not in COLUMNS))  # e.g. apgd-ce, apgd
     columns = [*COLUMNS[:-1], *extra, COLUMNS[-1]]
@@ -194,6 +205,13 @@ def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
             where.setdefault(dev, []).append(r["run"])
     if where:
         lines += ["", "Trained on: " + "; ".join(f"{', '.join(runs)}: {dev}" for dev, runs in where.items()) + "."]
+    where = {}
+    for r in rows:
+        if (dev := evaluated_on(r.get("main"))) is not None:
+            where.setdefault(dev, []).append(r["run"])
+    if where:
+        lines += ["", "Main evaluation on: " + "; ".join(f"{', '.join(runs)}: {dev}" for dev, runs in where.items())
+                  + " (older evaluations did not record it)."]  # fmt: skip
     lines += seed_table(rows)
     bad = [r["run"] for r in rows if r["checks"].startswith("FAILED")]
     if bad:

@@ -230,7 +230,7 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
             **{k: round(v / max(seen_all, 1), 6) for k, v in sums.items()},
             "lr": lr_at(cfg, (epoch + 1) / cfg.epochs),
             "amp": cfg.amp,
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+            "device": distributed.device_name(device),
             "val_clean": val_clean,
             "val_pgd": val_robust,  # robust validation accuracy under val_attack (the name predates apgd-ce)
             "val_attack": cfg.val_attack,
