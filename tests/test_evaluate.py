@@ -232,6 +232,9 @@ def test_threat_matrix_has_every_cell_and_refuses_unknown_threats(idx_dir, tmp_p
     assert main(["eval", str(a), "--threats", "transfer"]) == 2  # needs --transfer-from
     assert main(["eval", str(a), "--threats", "--threat-eps", "l3=2"]) == 2
     assert main(["report", str(a)]) == 0 and "transfer (PGD-50)" in capsys.readouterr().out
+    # the suite report reads eval*.json for its accuracy table: the threat matrix is not one of them
+    assert main(["report", str(a), "--full", str(tmp_path / "rep")]) == 0
+    assert "## Threat matrix" in (tmp_path / "rep" / "report.md").read_text()
 
 
 def test_pgd_refuses_l1_and_training_refuses_it_too():

@@ -83,7 +83,9 @@ def _ci(p: float | None, n: int | None) -> str:
 
 
 def _evals(run_dir: Path) -> dict[str, dict[str, Any]]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted(run_dir.glob("eval*.json"))}
+    """A run's evaluations (``eval.json``, ``eval-TAG.json``); the threat matrix has its own format and table."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(run_dir.glob("eval*.json"))
+            if p.name != "eval-threats.json"}  # fmt: skip
 
 
 COLUMNS = ["clean", "fgsm", "pgd20", "pgd50", "cw", "autoattack"]  # always shown; other attacks go before AutoAttack
