@@ -235,6 +235,8 @@ def test_threat_matrix_has_every_cell_and_refuses_unknown_threats(idx_dir, tmp_p
     # the suite report reads eval*.json for its accuracy table: the threat matrix is not one of them
     assert main(["report", str(a), "--full", str(tmp_path / "rep")]) == 0
     assert "## Threat matrix" in (tmp_path / "rep" / "report.md").read_text()
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "<h2>Threat matrix</h2>" in page and "<h2>Against the best baseline</h2>" not in page  # no baseline here
 
 
 def test_pgd_refuses_l1_and_training_refuses_it_too():

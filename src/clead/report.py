@@ -262,14 +262,15 @@ def write_suite_report(run_dirs: Sequence[str | Path], out_dir: str | Path, titl
     checks = check_matrix(rows)
     against = against_best_baseline(rows)
     threats = threat_table([r["dir"] for r in rows])
-    if threats:
-        against += "\n## Threat matrix\n\n" + threats
-    md_full = md + against + checks + "\n" + "".join(
+    threats_md = "\n## Threat matrix\n\n" + threats if threats else ""
+    md_full = md + against + threats_md + checks + "\n" + "".join(
         f"![{t}]({p.relative_to(out_dir) if p.is_relative_to(out_dir) else p})\n\n" for t, p in figures)  # fmt: skip
     write_text(out_dir / "report.md", md_full)
     body = [f"<h1>{html.escape(title)}</h1>", _md_table_html(md)]
     if against:
         body += ["<h2>Against the best baseline</h2>", _md_table_html(against)]
+    if threats:
+        body += ["<h2>Threat matrix</h2>", _md_table_html(threats)]
     body += ["<h2>Sanity checks</h2>", _md_table_html(checks)]
     for t, p in figures:
         b64 = base64.b64encode(p.read_bytes()).decode()
