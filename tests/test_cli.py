@@ -120,3 +120,17 @@ def test_module_entry_point_exit_code(tmp_path):
     for flag in ("--method", "--model", "--dataset", "--eps", "--epochs", "--batch-size", "--lr", "--seed",
                  "--config", "--out", "--resume", "--train-size", "--lam", "--tau", "--beta", "--attack-loss"):
         assert flag in help_.stdout, flag
+
+
+def test_every_help_page_is_rendered_without_format_escapes():
+    """argparse %-formats argument help but prints descriptions as written: a "%%" there shows up doubled."""
+    import argparse
+
+    from clead.cli import build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    pages = [parser.format_help(), *(p.format_help() for p in subs.choices.values())]
+    assert len(pages) > 5
+    for page in pages:
+        assert "%%" not in page and "%(" not in page

@@ -327,9 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="paired comparison of runs evaluated on the same images (McNemar)",
                        description="Compare the first run with each of the others on the same test images: clean and "
-                                   "robust accuracy difference (A minus B) with its 95%% interval, the discordant images "
+                                   "robust accuracy difference (A minus B) with its 95% interval, the discordant images "
                                    "and an exact McNemar p-value; over seed groups (NAME, NAME-seed1, ...) also the mean "
-                                   "difference with a Student-t interval.")  # fmt: skip
+                                   "difference, tested over seeds (Student-t) and over images (each image's difference "
+                                   "averaged over the seeds).")  # fmt: skip
     c.add_argument("runs", nargs="+", metavar="RUN", help="run directories; the first is A, each other one is B")
     c.add_argument("--tag", default="", help="compare eval-TAG.json / per_sample-TAG.csv instead of eval.json")
     c.add_argument("--no-seeds", action="store_true", help="do not pair the runs' seed groups (NAME-seedN)")
