@@ -130,6 +130,44 @@ def test_seeds_evaluated_with_other_attacks_are_named(tmp_path):
     assert "different attacks at different seeds (seed 0: autoattack, pgd20; seed 1: apgd, pgd20)" in text
 
 
+def write_threats(d, clean, robust_by_threat, eps=None):
+    """A run directory holding just a threat matrix: eval-threats.json and per_sample-threats.csv."""
+    d.mkdir(parents=True, exist_ok=True)
+    n = len(clean)
+    names = list(robust_by_threat)
+    rows = ["index,label,correct_clean," + ",".join(names)]
+    rows += [f"{i},{i % 10},{int(clean[i])}," + ",".join(str(int(robust_by_threat[t][i])) for t in names) for i in range(n)]
+    (d / "per_sample-threats.csv").write_text("\n".join(rows) + "\n")
+    eps = eps or {"l2": 0.667, "l1": 3.33}
+    threats = [{"threat": t, "norm": t, "eps": eps[t], "attack": f"apgd {t}", "clean": sum(clean) / n,
+                "robust": sum(robust_by_threat[t]) / n, "n": n} for t in names]  # fmt: skip
+    (d / "eval-threats.json").write_text(json.dumps({"run": d.name, "threats": threats}))
+    return d
+
+
+def test_compare_pairs_one_threat_of_two_threat_matrices(tmp_path, capsys):
+    ra, rb = outcomes(both=30, a_only=7, b_only=2, neither=61)
+    la, lb = outcomes(both=20, a_only=1, b_only=4, neither=75)
+    a = write_threats(tmp_path / "a", [1] * 100, {"l2": ra, "l1": la})
+    b = write_threats(tmp_path / "b", [1] * 100, {"l2": rb, "l1": lb})
+    (res,) = compare([a, b], threat="l2")
+    assert (res["robust"]["n10"], res["robust"]["n01"]) == (7, 2) and res["robust"]["p"] == pytest.approx(92 / 512)
+    assert res["eps"] == 0.667 and res["threat model"] == "l2"
+    (res,) = compare([a, b], threat="l1")
+    assert (res["robust"]["n10"], res["robust"]["n01"]) == (1, 4)
+    with pytest.raises(CleadError, match="has no 'linf' threat; it has l2, l1"):
+        compare([a, b], threat="linf")
+    c = write_threats(tmp_path / "c", [1] * 100, {"l2": rb}, eps={"l2": 1.5})
+    with pytest.raises(CleadError, match="different eps"):
+        compare([a, c], threat="l2")
+    (tmp_path / "c" / "per_sample-threats.csv").unlink()
+    with pytest.raises(CleadError, match="need a rerun"):
+        compare([a, c], threat="l2")
+    assert main(["compare", str(a), str(b), "--threat", "l2", "--tag", "full"]) == 2
+    assert main(["compare", str(a), str(b), "--threat", "l2"]) == 0
+    assert "| a | b | robust | 37.0 | 32.0 | +5.0 |" in capsys.readouterr().out
+
+
 def test_mean_interval_of_one_value_has_no_interval():
     assert mean_interval([0.1]) == {"k": 1, "mean": 0.1, "ci": None, "p": None}
     assert mean_interval([0.02, 0.02])["p"] == 0.0  # no spread and a non-zero mean

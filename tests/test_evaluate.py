@@ -226,6 +226,15 @@ def test_threat_matrix_has_every_cell_and_refuses_unknown_threats(idx_dir, tmp_p
     for r in rows.values():
         assert r["n"] == 24 and 0 <= r["robust"] <= r["clean"]
     assert rows["linf-2x"]["robust"] <= rows["linf"]["robust"] + 1 / 24
+    # per image, what `clead compare --threat` pairs: the same accuracies as the matrix
+    import csv
+
+    with open(a / "per_sample-threats.csv", newline="") as f:
+        per = list(csv.DictReader(f))
+    assert len(per) == 24 and list(per[0])[3:] == list(rows)
+    for t, r in rows.items():
+        assert sum(p[t] == "1" for p in per) / 24 == pytest.approx(r["robust"])
+    assert sum(p["correct_clean"] == "1" for p in per) / 24 == pytest.approx(rows["linf"]["clean"])
     table = capsys.readouterr().out
     assert "| linf (eps 0.1) % | linf-2x (eps 0.2) % | l2 (eps 0.667) % | l1 (eps 3.33) % | transfer (PGD-50) % |" in table
     assert main(["eval", str(a), "--threats", "linf,l7"]) == 2

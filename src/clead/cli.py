@@ -204,7 +204,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare, markdown
     from .io import write_json, write_text
 
-    results = compare(args.runs, tag=args.tag, seeds=not args.no_seeds)
+    if args.threat and args.tag:
+        raise CleadError("--threat compares the threat matrices (eval-threats.json): it takes no --tag")
+    results = compare(args.runs, tag=args.tag, seeds=not args.no_seeds, threat=args.threat)
     md = markdown(results)
     print(md, end="")
     if args.out:
@@ -334,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("runs", nargs="+", metavar="RUN", help="run directories; the first is A, each other one is B")
     c.add_argument("--tag", default="", help="compare eval-TAG.json / per_sample-TAG.csv instead of eval.json")
     c.add_argument("--no-seeds", action="store_true", help="do not pair the runs' seed groups (NAME-seedN)")
+    c.add_argument("--threat", metavar="T", help="compare robustness under threat T of the runs' threat matrices "
+                   "(clead eval --threats: linf, linf-2x, l2, l1, transfer) instead of their evaluations")  # fmt: skip
     c.add_argument("--out", default=None, help="also write the Markdown to this file")
     c.add_argument("--json", default=None, help="also write the numbers as JSON to this file")
     c.set_defaults(func=cmd_compare)

@@ -23,7 +23,8 @@ questions:
   models, averaged over seeds, better on this kind of image? It measures test-set sampling, counts each
   image once however many seeds see it (an image hard for one model is hard at every seed), and for one
   seed is the McNemar Wald interval up to ``n / (n - 1)``.
-Runs evaluated on different images, eps, threat models or attacks are refused.
+Runs evaluated on different images, eps, threat models or attacks are refused. ``threat``: the same
+comparison under one threat of the runs' threat matrices (``eval-threats.json``, ``per_sample-threats.csv``).
 """
 from __future__ import annotations
 
@@ -40,8 +41,31 @@ OUTCOMES = ("clean", "robust")
 Z95 = 1.959963984540054
 
 
-def load_eval(run_dir: str | Path, tag: str = "") -> dict[str, Any]:
-    """A run's evaluation: ``eval[-TAG].json`` plus its per-sample outcomes."""
+def load_threat(run_dir: str | Path, threat: str) -> dict[str, Any]:
+    """One threat of a run's threat matrix (``eval-threats.json``, ``per_sample-threats.csv``) in the shape
+    of :func:`load_eval`: robust = correct under that threat's attack."""
+    run_dir = Path(run_dir)
+    ev_path, csv_path = run_dir / "eval-threats.json", run_dir / "per_sample-threats.csv"
+    for p in (ev_path, csv_path):
+        if not p.is_file():
+            raise CleadError(f"{p} does not exist: run the threat matrix first (`clead eval {run_dir} --threats`; "
+                             "matrices made before per_sample-threats.csv existed need a rerun)")  # fmt: skip
+    rows_by_threat = {r["threat"]: r for r in json.loads(ev_path.read_text())["threats"]}
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if threat not in rows_by_threat or (rows and threat not in rows[0]):
+        raise CleadError(f"{run_dir} has no {threat!r} threat; it has {', '.join(rows_by_threat)}")
+    t = rows_by_threat[threat]
+    ev = {"n": t["n"], "eps": t["eps"], "threat_model": t["norm"], "per_attack": {t["attack"]: t["robust"]}}
+    return {"run": str(run_dir), "eval": ev, "label": [int(r["label"]) for r in rows],
+            "clean": [r["correct_clean"] == "1" for r in rows], "robust": [r[threat] == "1" for r in rows]}  # fmt: skip
+
+
+def load_eval(run_dir: str | Path, tag: str = "", threat: str | None = None) -> dict[str, Any]:
+    """A run's evaluation: ``eval[-TAG].json`` plus its per-sample outcomes (with ``threat``: that threat of
+    its threat matrix)."""
+    if threat:
+        return load_threat(run_dir, threat)
     run_dir = Path(run_dir)
     sfx = f"-{tag}" if tag else ""
     ev_path, csv_path = run_dir / f"eval{sfx}.json", run_dir / f"per_sample{sfx}.csv"
@@ -144,20 +168,24 @@ def _over_images(ea: list[dict[str, Any]], eb: list[dict[str, Any]], outcome: st
     return image_interval(d)
 
 
-def compare(runs: Sequence[str | Path], tag: str = "", seeds: bool = True) -> list[dict[str, Any]]:
-    """Each run after the first against the first; with ``seeds`` also seed by seed over their seed groups."""
+def compare(runs: Sequence[str | Path], tag: str = "", seeds: bool = True, threat: str | None = None) -> list[dict[str, Any]]:
+    """Each run after the first against the first; with ``seeds`` also seed by seed over their seed groups;
+    with ``threat`` on that threat of the runs' threat matrices instead of their evaluations."""
+    if threat:
+        tag = "threats"
     if len(runs) < 2:
         raise CleadError("name at least two runs: the first is compared with each of the others")
     ref = Path(runs[0])
     out = []
     for other in runs[1:]:
         other = Path(other)
-        entry = paired(load_eval(ref, tag), load_eval(other, tag))
+        entry = paired(load_eval(ref, tag, threat), load_eval(other, tag, threat))
         if seeds:
             ga, gb = seed_group(ref, tag), seed_group(other, tag)
             common = [s for s in ga if s in gb]
             if len(common) > 1:
-                ea, eb = [load_eval(ga[s], tag) for s in common], [load_eval(gb[s], tag) for s in common]
+                ea = [load_eval(ga[s], tag, threat) for s in common]
+                eb = [load_eval(gb[s], tag, threat) for s in common]
                 per_seed = {s: paired(a, b) for s, a, b in zip(common, ea, eb)}
                 entry["seeds"] = {
                     "seeds": common,

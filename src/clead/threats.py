@@ -101,6 +101,8 @@ def evaluate_threats(
     x, y = data.test_x[:n], data.test_y[:n]
     overrides = eps_overrides or {}
     rows = []
+    per_sample: dict[str, torch.Tensor] = {}  # threat -> robust per image (correct clean and under the attack)
+    clean_ok = None
     for threat in threats:
         if threat == "transfer":
             source = to_channels_last(runmod.load_model(transfer_from).to(dev))
@@ -111,6 +113,7 @@ def evaluate_threats(
                                for i in range(0, len(y), batch_size)])  # fmt: skip
             clean = _logits(model, xf, batch_size, dev).argmax(1) == y
             robust = clean & (_logits(model, x_adv, batch_size, dev).argmax(1) == y)
+            per_sample["transfer"], clean_ok = robust, clean
             rows.append({"threat": "transfer", "norm": "linf", "eps": cfg.eps, "attack": f"PGD-50 on {transfer_from}",
                          "clean": float(clean.float().mean()), "robust": float(robust.float().mean()), "n": len(y)})  # fmt: skip
             continue
@@ -119,11 +122,24 @@ def evaluate_threats(
         res = evaluate(model, x, y, attacks=[preset], eps=eps, norm=norm, batch_size=batch_size, seed=seed,
                        progress=progress, checks=False, num_classes=data.num_classes,
                        state_path=run_dir / f"eval_state-threat-{threat}.pt")  # fmt: skip
+        per_sample[threat], clean_ok = res["per_sample"]["robust"], res["per_sample"]["correct"]
         rows.append({"threat": threat, "norm": norm, "eps": eps, "attack": res["attacks"][preset],
                      "clean": res["clean_accuracy"], "robust": res["robust_accuracy"], "n": res["n"]})  # fmt: skip
     out = {"run": run_dir.name, "method": cfg.method, "preset": preset, "seed": seed, "threats": rows}
+    write_per_sample(run_dir / "per_sample-threats.csv", y, clean_ok, per_sample)
     write_json(run_dir / "eval-threats.json", out)
     return out
+
+
+def write_per_sample(path: Path, labels: torch.Tensor, clean: torch.Tensor, robust: dict[str, torch.Tensor]) -> None:
+    """``per_sample-threats.csv``: per image its label, clean correctness and 1/0 robustness under each threat,
+    what `clead compare --threat` pairs."""
+    from .io import write_text
+
+    rows = [",".join(["index", "label", "correct_clean", *robust])]
+    rows += [",".join([str(i), str(int(labels[i])), str(int(clean[i])), *(str(int(r[i])) for r in robust.values())])
+             for i in range(len(labels))]  # fmt: skip
+    write_text(path, "\n".join(rows) + "\n")
 
 
 def threat_table(run_dirs: Sequence[str | Path]) -> str:
