@@ -168,7 +168,9 @@ def _over_images(ea: list[dict[str, Any]], eb: list[dict[str, Any]], outcome: st
     return image_interval(d)
 
 
-def compare(runs: Sequence[str | Path], tag: str = "", seeds: bool = True, threat: str | None = None) -> list[dict[str, Any]]:
+def compare(
+    runs: Sequence[str | Path], tag: str = "", seeds: bool = True, threat: str | None = None
+) -> list[dict[str, Any]]:
     """Each run after the first against the first; with ``seeds`` also seed by seed over their seed groups;
     with ``threat`` on that threat of the runs' threat matrices instead of their evaluations."""
     if threat:
