@@ -41,24 +41,34 @@ OUTCOMES = ("clean", "robust")
 Z95 = 1.959963984540054
 
 
+def _read(ev_path: Path, csv_path: Path, hint: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """An evaluation's JSON and its per-sample CSV rows; a missing file is an error saying how to make it."""
+    for p in (ev_path, csv_path):
+        if not p.is_file():
+            raise CleadError(f"{p} does not exist: {hint}")
+    with open(csv_path, newline="") as f:
+        return json.loads(ev_path.read_text()), list(csv.DictReader(f))
+
+
+def _outcomes(run_dir: Path, ev: dict[str, Any], rows: list[dict[str, str]], robust: str) -> dict[str, Any]:
+    """What the comparison reads: the evaluation's settings, and per image its label, clean and robust outcome."""
+    return {"run": str(run_dir), "eval": ev, "label": [int(r["label"]) for r in rows],
+            "clean": [r["correct_clean"] == "1" for r in rows], "robust": [r[robust] == "1" for r in rows]}  # fmt: skip
+
+
 def load_threat(run_dir: str | Path, threat: str) -> dict[str, Any]:
     """One threat of a run's threat matrix (``eval-threats.json``, ``per_sample-threats.csv``) in the shape
     of :func:`load_eval`: robust = correct under that threat's attack."""
     run_dir = Path(run_dir)
-    ev_path, csv_path = run_dir / "eval-threats.json", run_dir / "per_sample-threats.csv"
-    for p in (ev_path, csv_path):
-        if not p.is_file():
-            raise CleadError(f"{p} does not exist: run the threat matrix first (`clead eval {run_dir} --threats`; "
-                             "matrices made before per_sample-threats.csv existed need a rerun)")  # fmt: skip
-    rows_by_threat = {r["threat"]: r for r in json.loads(ev_path.read_text())["threats"]}
-    with open(csv_path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if threat not in rows_by_threat or (rows and threat not in rows[0]):
-        raise CleadError(f"{run_dir} has no {threat!r} threat; it has {', '.join(rows_by_threat)}")
-    t = rows_by_threat[threat]
+    matrix, rows = _read(run_dir / "eval-threats.json", run_dir / "per_sample-threats.csv",
+                         f"run the threat matrix first (`clead eval {run_dir} --threats`; matrices made before "
+                         "per_sample-threats.csv existed need a rerun)")  # fmt: skip
+    by_threat = {r["threat"]: r for r in matrix["threats"]}
+    if threat not in by_threat or (rows and threat not in rows[0]):
+        raise CleadError(f"{run_dir} has no {threat!r} threat; it has {', '.join(by_threat)}")
+    t = by_threat[threat]
     ev = {"n": t["n"], "eps": t["eps"], "threat_model": t["norm"], "per_attack": {t["attack"]: t["robust"]}}
-    return {"run": str(run_dir), "eval": ev, "label": [int(r["label"]) for r in rows],
-            "clean": [r["correct_clean"] == "1" for r in rows], "robust": [r[threat] == "1" for r in rows]}  # fmt: skip
+    return _outcomes(run_dir, ev, rows, threat)
 
 
 def load_eval(run_dir: str | Path, tag: str = "", threat: str | None = None) -> dict[str, Any]:
@@ -68,16 +78,9 @@ def load_eval(run_dir: str | Path, tag: str = "", threat: str | None = None) -> 
         return load_threat(run_dir, threat)
     run_dir = Path(run_dir)
     sfx = f"-{tag}" if tag else ""
-    ev_path, csv_path = run_dir / f"eval{sfx}.json", run_dir / f"per_sample{sfx}.csv"
-    for p in (ev_path, csv_path):
-        if not p.is_file():
-            raise CleadError(f"{p} does not exist: evaluate the run first (`clead eval {run_dir}"
-                             f"{' --tag ' + tag if tag else ''}`)")  # fmt: skip
-    ev = json.loads(ev_path.read_text())
-    with open(csv_path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {"run": str(run_dir), "eval": ev, "label": [int(r["label"]) for r in rows],
-            "clean": [r["correct_clean"] == "1" for r in rows], "robust": [r["robust"] == "1" for r in rows]}  # fmt: skip
+    ev, rows = _read(run_dir / f"eval{sfx}.json", run_dir / f"per_sample{sfx}.csv",
+                     f"evaluate the run first (`clead eval {run_dir}{' --tag ' + tag if tag else ''}`)")
+    return _outcomes(run_dir, ev, rows, "robust")
 
 
 def _settings(e: dict[str, Any]) -> dict[str, Any]:
