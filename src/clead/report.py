@@ -187,6 +187,15 @@ def evaluated_on(ev: dict[str, Any] | None) -> str | None:
     return ", ".join(f"{d} ({s / 60:.0f} min)" for d, s in devices.items())
 
 
+def _by_machine(rows: list[dict[str, Any]], where) -> str:
+    """``run, run: machine; run: machine`` grouping runs by what ``where(row)`` says (runs it says None of left out)."""
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        if (dev := where(r)) is not None:
+            groups.setdefault(dev, []).append(r["run"])
+    return "; ".join(f"{', '.join(runs)}: {dev}" for dev, runs in groups.items())
+
+
 def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
     extra = list(dict.fromkeys(a for r in rows for a in r["cells"] if a not in COLUMNS))  # e.g. apgd-ce, apgd
     columns = [*COLUMNS[:-1], *extra, COLUMNS[-1]]
@@ -201,19 +210,12 @@ def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
                                           f"{r['peak_mb']:.0f}" if r["peak_mb"] else "-"]) + " |")  # fmt: skip
     ns = sorted({f"{c}: n={r['cells'][c][1]}" for r in rows for c in columns if c in r["cells"]})
     lines += ["", "Samples: " + ", ".join(ns) + "; worst case over all attacks of the main evaluation (eval.json)."]
-    where: dict[str, list[str]] = {}
-    for r in rows:
-        if (dev := trained_on(r.get("metrics") or [])) is not None:
-            where.setdefault(dev, []).append(r["run"])
-    if where:
-        lines += ["", "Trained on: " + "; ".join(f"{', '.join(runs)}: {dev}" for dev, runs in where.items()) + "."]
-    where = {}
-    for r in rows:
-        if (dev := evaluated_on(r.get("main"))) is not None:
-            where.setdefault(dev, []).append(r["run"])
-    if where:
-        lines += ["", "Main evaluation on: " + "; ".join(f"{', '.join(runs)}: {dev}" for dev, runs in where.items())
-                  + " (older evaluations did not record it)."]  # fmt: skip
+    trained = _by_machine(rows, lambda r: trained_on(r.get("metrics") or []))
+    if trained:
+        lines += ["", f"Trained on: {trained}."]
+    evaluated = _by_machine(rows, lambda r: evaluated_on(r.get("main")))
+    if evaluated:
+        lines += ["", f"Main evaluation on: {evaluated} (older evaluations did not record it)."]
     lines += seed_table(rows)
     bad = [r["run"] for r in rows if r["checks"].startswith("FAILED")]
     if bad:
