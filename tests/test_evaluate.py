@@ -69,15 +69,39 @@ def test_autoattack_drives_a_standard_model_to_zero(trained_toy, toy_data):
     assert (res["per_sample"]["linf"] <= 0.3 + 1e-6).all()
 
 
-def test_sweep_is_monotone_and_checks_pass_for_a_normal_model(trained_toy, toy_data):
-    x, y = toy_data[0][:48], toy_data[1][:48]
-    # eps 0.15: at 0.2 this toy sits at its breaking point, where PGD-20 has not converged (test below)
-    res = clead.evaluate(trained_toy, x, y, attacks=["fgsm", "pgd20"], eps=0.15, progress=False, check_n=48,
-                         sweep=[0, 0.1, 0.2, 0.3], sweep_n=48)
+class MeanThreshold(torch.nn.Module):
+    """Two classes by the mean pixel m: logits (k (m - 0.5), -k (m - 0.5)). Every attack's optimum is known
+    (move every pixel by eps against the class), one signed step reaches it, and a sample is robust at eps
+    exactly when |m - 0.5| > eps (pixels are kept in [0.3, 0.7], so clipping never binds below eps 0.3)."""
+
+    def __init__(self, k: float = 10.0) -> None:
+        super().__init__()
+        self.k = torch.nn.Parameter(torch.tensor(k))
+
+    def forward(self, x):
+        s = self.k * (x.flatten(1).mean(1) - 0.5)
+        return torch.stack([s, -s], 1)
+
+
+def mean_threshold_data(n: int = 64):
+    g = torch.Generator().manual_seed(0)
+    m = torch.rand(n, generator=g) * 0.4 + 0.3  # mean pixels spread over [0.3, 0.7]
+    x = m[:, None, None, None].expand(n, 1, 4, 4).clone()
+    return x, (m <= 0.5).long()
+
+
+def test_sweep_and_checks_pass_for_a_model_whose_attacks_are_exact():
+    """Catches checks that fail a sound evaluation (false alarms), and a sweep whose accuracy is not the
+    closed-form one: on MeanThreshold, accuracy at eps is the share with |m - 0.5| > eps, for every attack."""
+    model = MeanThreshold()
+    x, y = mean_threshold_data()
+    m = x.flatten(1).mean(1)
+    res = clead.evaluate(model, x, y, attacks=["fgsm", "pgd20"], eps=0.1, progress=False, check_n=64, num_classes=2,
+                         sweep=[0, 0.05, 0.1, 0.15], sweep_n=64)  # fmt: skip
+    exact = [float(((m - 0.5).abs() > e + 1e-6).float().mean()) for e in (0, 0.05, 0.1, 0.15)]
     sw = res["sweep"]
-    assert sw["eps"] == [0, 0.1, 0.2, 0.3] and sw["pgd20"][0] == res["clean_accuracy"]
-    assert all(a >= b for a, b in zip(sw["pgd20"], sw["pgd20"][1:]))
-    assert all(a >= b for a, b in zip(sw["apgd-ce"], sw["apgd-ce"][1:]))
+    assert sw["pgd20"] == pytest.approx(exact, abs=1 / 64) and sw["apgd-ce"] == pytest.approx(exact, abs=1 / 64)
+    assert res["robust_accuracy"] == pytest.approx(exact[2], abs=1 / 64)
     by_name = {c["name"]: c for c in res["checks"]}
     assert {"deterministic_eval_mode", "zero_gradients", "iterative_vs_single_step", "more_steps_and_restarts",
             "large_eps", "monotone_in_eps", "black_box_not_stronger"} == set(by_name)
@@ -174,7 +198,7 @@ def test_more_steps_check_flags_unconverged_pgd20(monkeypatch, pgd20, pgd100, pa
     from clead import checks
 
     scripted = iter([pgd20, pgd100])
-    monkeypatch.setattr(checks, "_batched_attack_acc", lambda *a, **k: next(scripted))
+    monkeypatch.setattr(checks, "attack_accuracy", lambda *a, **k: next(scripted))
     res = checks.more_steps_do_not_help(None, torch.zeros(1000, 1), None, 0.1, "linf", 128, 0)
     assert res["passed"] is passed
     assert res["numbers"]["max_drop"] == checks.MAX_PGD20_GAP == 0.03
@@ -192,18 +216,33 @@ def test_more_steps_check_judges_equal_image_counts_alike_whatever_the_float_rou
     from clead import checks
 
     scripted = iter([pgd20, pgd100])
-    monkeypatch.setattr(checks, "_batched_attack_acc", lambda *a, **k: next(scripted))
+    monkeypatch.setattr(checks, "attack_accuracy", lambda *a, **k: next(scripted))
     assert checks.more_steps_do_not_help(None, torch.zeros(200, 1), None, 0.3, "linf", 128, 0)["passed"] is passed
 
 
-def test_more_steps_check_fails_where_pgd20_has_not_converged_on_a_real_model(trained_toy, toy_data):
+class NarrowBand(torch.nn.Module):
+    """One pixel p; fooled only while p lies in (0.588, 0.591), and the loss grows with p everywhere. From
+    p = 0.5 at eps 0.1, PGD-20 (step 0.0125) mostly steps over the 0.003-wide band, PGD-100 (step 0.0025)
+    cannot: PGD-20 has not converged, by construction."""
+
+    def forward(self, x):
+        p = x.flatten(1).mean(1)
+        fooled = ((p > 0.588) & (p < 0.591)).float()
+        return torch.stack([1 - fooled, fooled + p - p.detach()], 1)
+
+
+def test_more_steps_check_fails_where_pgd20_has_not_converged():
+    """Catches a more-steps check that compares the wrong numbers or has too wide an allowance: on a model
+    where PGD-20 provably skips what PGD-100 finds, the check must fail."""
     from clead import checks
 
-    x, y = toy_data[0][:48], toy_data[1][:48]
-    res = checks.more_steps_do_not_help(trained_toy, x, y, 0.2, "linf", 128, 0)
+    x, y = torch.full((64, 1, 1, 1), 0.5), torch.zeros(64, dtype=torch.long)
+    res = checks.more_steps_do_not_help(NarrowBand(), x, y, 0.1, "linf", 32, 0)
     assert res["passed"] is False
-    assert res["numbers"]["pgd20"] - res["numbers"]["pgd100x2"] > 0.03 + 1 / 48
-    assert checks.more_steps_do_not_help(trained_toy, x, y, 0.15, "linf", 128, 0)["passed"] is True
+    assert res["numbers"]["pgd20"] - res["numbers"]["pgd100x2"] > 0.5
+    sound = MeanThreshold()
+    xs, ys = mean_threshold_data()
+    assert checks.more_steps_do_not_help(sound, xs, ys, 0.1, "linf", 32, 0)["passed"] is True
 
 
 def test_threat_matrix_has_every_cell_and_refuses_unknown_threats(idx_dir, tmp_path, capsys):
@@ -256,3 +295,126 @@ def test_pgd_refuses_l1_and_training_refuses_it_too():
         PGD(10.0, norm="l1")
     with pytest.raises(CleadError, match="training attacks are linf or l2"):
         from_dict({"norm": "l1", "eps": 10})
+
+
+def _record_starts(monkeypatch):
+    """Wrap PGD.init_delta (PGD, PGD-50 and CW all start there) to record every random start drawn."""
+    from clead.attacks import PGD
+
+    starts, real = [], PGD.init_delta
+
+    def recording(self, x, generator=None):
+        delta = real(self, x, generator)
+        starts.append((repr(self), delta.clone()))
+        return delta
+
+    monkeypatch.setattr(PGD, "init_delta", recording)
+    return starts
+
+
+def test_no_two_attacks_or_restarts_share_a_random_start(trained_toy, toy_data, monkeypatch):
+    """Catches attacks seeded once per chunk from one shared state (PGD-20, PGD-50's first restart and CW
+    then start from the same point, and the worst case has fewer independent starts than it claims)."""
+    x, y = toy_data[0][:40], toy_data[1][:40]
+    starts = _record_starts(monkeypatch)
+    clead.evaluate(trained_toy, x, y, attacks=["pgd20", "pgd50", "cw"], eps=0.1, batch_size=20, progress=False,
+                   checks=False)  # fmt: skip
+    assert {name.split("(")[0] for name, _ in starts} == {"PGD", "CW"}
+    assert len(starts) == 2 * (1 + 3 + 1)  # two chunks; PGD-50 has three restarts
+    for i, (name_a, a) in enumerate(starts):
+        for name_b, b in starts[i + 1 :]:
+            assert a.shape != b.shape or not torch.equal(a, b), f"{name_a} and {name_b} share a start"
+
+
+def test_the_order_of_attacks_changes_no_outcome(trained_toy, toy_data):
+    """Catches starts drawn from a generator that earlier attacks have advanced (a result that depends on
+    which attacks ran before)."""
+    x, y = toy_data[0][:64], toy_data[1][:64]
+    kw = dict(eps=0.18, batch_size=32, progress=False, checks=False)
+    a = clead.evaluate(trained_toy, x, y, attacks=["fgsm", "pgd20", "cw", "pgd50"], **kw)
+    b = clead.evaluate(trained_toy, x, y, attacks=["pgd50", "cw", "pgd20", "fgsm"], **kw)
+    assert 0 < a["robust_accuracy"] < a["clean_accuracy"], "eps must leave some samples robust, some not"
+    assert a["per_attack"] == b["per_attack"]
+    assert torch.equal(a["per_sample"]["robust"], b["per_sample"]["robust"])
+
+
+def _interrupt_pgd_after(monkeypatch, calls: int):
+    from clead.attacks import PGD
+
+    real, seen = PGD.perturb, {"n": 0}
+
+    def flaky(self, *a):
+        seen["n"] += 1
+        if seen["n"] > calls:
+            raise KeyboardInterrupt
+        return real(self, *a)
+
+    monkeypatch.setattr(PGD, "perturb", flaky)
+    return lambda: monkeypatch.setattr(PGD, "perturb", real)
+
+
+def test_a_state_made_with_other_weights_is_not_reused(trained_toy, toy_data, tmp_path, monkeypatch, caplog):
+    """Catches an evaluation state keyed without the weights: a paused evaluation of one model resumed on
+    another would report the first model's chunks as the second's."""
+    import copy
+
+    x, y = toy_data[0][:64], toy_data[1][:64]
+    other = copy.deepcopy(trained_toy)
+    with torch.no_grad():
+        other.head.weight.mul_(0.2)  # the same predictions, far less robust-looking margins
+    kw = dict(attacks=["pgd20"], eps=0.18, batch_size=16, progress=False, checks=False)
+    fresh = clead.evaluate(other, x, y, **kw)
+    state = tmp_path / "state.pt"
+    restore = _interrupt_pgd_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        clead.evaluate(trained_toy, x, y, state_path=state, **kw)
+    restore()
+    assert clead.evaluate(trained_toy, x, y, **kw)["per_attack"] != fresh["per_attack"], "reuse must be visible"
+    resumed = clead.evaluate(other, x, y, state_path=state, **kw)
+    assert resumed["per_attack"] == fresh["per_attack"]
+    assert torch.equal(resumed["per_sample"]["robust"], fresh["per_sample"]["robust"])
+    assert "belongs to another evaluation" in caplog.text and "weights" in caplog.text
+
+
+def test_a_paused_evaluation_of_best_is_not_resumed_on_last(idx_dir, tmp_path, monkeypatch, caplog):
+    """Catches the state of an interrupted `clead eval RUN` (best.pt) being reused by `--checkpoint last`,
+    or by the same command after best.pt changed under it (a resumed training run)."""
+    import shutil
+
+    from test_trainer import tiny
+
+    from clead.evaluate import evaluate_run
+    from clead.trainer import train
+
+    from clead.io import load_torch, save_torch
+
+    run = train(tiny(idx_dir, method="standard", optimizer="adam", lr=3e-3, train_size=500, epochs=2), tmp_path / "r",
+                progress=False)  # fmt: skip
+    best = load_torch(run / "best.pt")  # make best and last clearly different models
+    g = torch.Generator().manual_seed(0)
+    best["model"] = {k: v + 0.05 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+                     for k, v in best["model"].items()}  # fmt: skip
+    save_torch(run / "best.pt", best)
+    kw = dict(attacks=["fgsm"], n=32, batch_size=8, progress=False, checks=False, eps=0.2)
+    fresh_last = evaluate_run(run, checkpoint="last", **kw)
+    fresh_best = evaluate_run(run, checkpoint="best", **kw)
+    assert (fresh_best["clean_accuracy"], fresh_best["per_attack"]) != (fresh_last["clean_accuracy"], fresh_last["per_attack"])
+    restore = _interrupt_pgd_after(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_run(run, checkpoint="best", **kw)
+    restore()
+    assert (run / "eval_state.pt").is_file()
+    resumed = evaluate_run(run, checkpoint="last", **kw)
+    assert "belongs to another evaluation" in caplog.text and "checkpoint" in caplog.text
+    assert (resumed["clean_accuracy"], resumed["per_attack"]) == (fresh_last["clean_accuracy"], fresh_last["per_attack"])
+    assert resumed["checkpoint_sha256"] == fresh_last["checkpoint_sha256"]
+    # best.pt replaced while an evaluation of it was paused: the old chunks are not the new weights'
+    caplog.clear()
+    restore = _interrupt_pgd_after(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_run(run, checkpoint="best", **kw)
+    restore()
+    shutil.copyfile(run / "last.pt", run / "best.pt.new")
+    (run / "best.pt.new").replace(run / "best.pt")
+    evaluate_run(run, checkpoint="best", **kw)
+    assert "belongs to another evaluation" in caplog.text and "checkpoint_sha256" in caplog.text

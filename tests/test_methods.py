@@ -67,14 +67,45 @@ def test_clead_variants_lower_their_loss(params):
     assert loss_at(method, model, x, y)[0].item() < before.item()
 
 
-def test_clead_loss_is_the_stated_sum():
+def _hand_infonce(z, positive, anchor, tau):
+    """The multi-positive InfoNCE written out pair by pair: mean over counted anchors i of
+    -1/|P(i)| sum_p log(exp(z_i.z_p/tau) / sum_{a != i} exp(z_i.z_a/tau))."""
+    total, count = 0.0, 0
+    for i in range(len(z)):
+        pos = [j for j in range(len(z)) if j != i and positive(i, j)]
+        if not anchor(i) or not pos:
+            continue
+        denom = sum(torch.exp(z[i] @ z[a] / tau) for a in range(len(z)) if a != i)
+        total = total - sum(torch.log(torch.exp(z[i] @ z[p] / tau) / denom) for p in pos) / len(pos)
+        count += 1
+    return total / count
+
+
+@pytest.mark.parametrize("mode", ["supervised", "instance"])
+def test_clead_loss_is_the_stated_formula_written_out_by_hand(mode):
+    """Catches a wrong L_con (e.g. the positive mask shifted by one row, views paired with the wrong clean
+    image, anchors counted wrongly) and wrong weights of the three terms: the expected loss is recomputed
+    from the model's own outputs on the views the method made, with SupCon / NT-Xent written as loops."""
+    import torch.nn.functional as F
+
     torch.manual_seed(0)
-    model, method = ToyNet(), make("clead", w_adv=0.7, w_clean=0.2, lam=1.5)
-    model.eval()  # no dropout in ToyNet anyway; deterministic parts
-    x, y = batch()
-    loss, parts = loss_at(method, model, x, y)
-    expected = 0.7 * parts["ce_adv"] + 0.2 * parts["ce_clean"] + 1.5 * parts["con"]
-    assert torch.allclose(loss.detach(), expected)
+    model, method = ToyNet(), make("clead", mode=mode, w_adv=0.7, w_clean=0.2, lam=1.5, tau=0.5)
+    x, y = batch(12)
+    made = []
+    real = method.make_views
+    method.make_views = lambda *a, **k: made.extend(real(*a, **k)) or made
+    loss, _ = method.loss(model, x, y, 0)
+    (xv,) = made
+    with torch.no_grad():
+        z = F.normalize(method.projector(model.features(torch.cat([x, xv]))), dim=1).double()
+        ce_clean, ce_adv = F.cross_entropy(model(x), y), F.cross_entropy(model(xv), y)
+    n, labels = len(y), y.repeat(2)
+    if mode == "supervised":
+        con = _hand_infonce(z, lambda i, j: labels[i] == labels[j], lambda i: True, 0.5)
+    else:
+        con = _hand_infonce(z, lambda i, j: i % n == j % n, lambda i: i < n, 0.5)
+    expected = 0.7 * ce_adv + 0.2 * ce_clean + 1.5 * con
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_clead_warmup_switches_the_contrastive_term_off():
@@ -85,21 +116,49 @@ def test_clead_warmup_switches_the_contrastive_term_off():
     assert "con" not in parts0 and "con" in parts2
 
 
-def test_clead_attack_increases_its_objective():
+@pytest.mark.parametrize("anchors", ["train", "eval"])
+def test_clead_attack_beats_random_noise_on_its_objective(anchors):
+    """Catches an inner attack that does not follow its objective's gradient (e.g. replaced by uniform noise
+    in the ball, or stepping down the loss): per sample, the view must score higher than noise does."""
     torch.manual_seed(0)
-    model, method = ToyNet(), make("clead")
-    x, y = batch()
+    model, method = ToyNet(), make("clead", anchors=anchors)
+    x, y = batch(64)
+    anchors_seen = []
+    real = method.attack_objective
+    method.attack_objective = lambda z, *a: anchors_seen.append(z) or real(z, *a)
+    (view,) = method.perturb(model, x, y, epoch=0)["views"]
+    objective = real(anchors_seen[0], y, 0)
+    noise = (x + torch.empty_like(x).uniform_(-0.1, 0.1)).clamp(0, 1)
     with torch.no_grad():
-        z_clean = method.embed(model.features(x))
-    objective = method.attack_objective(z_clean, y, epoch=0)
-    adv = method.budget.pgd(objective)(model, x, y)
-    assert objective(model, adv, y)[0].sum() > objective(model, x, y)[0].sum()
+        attacked, noisy = objective(model, view, y)[0], objective(model, noise, y)[0]
+    assert (attacked > noisy).float().mean() > 0.9
+
+
+def test_clead_eval_anchors_are_the_eval_mode_embeddings():
+    """Catches anchors = eval taken from the training-mode forward (dropout on): with dropout active the two
+    embeddings differ, and the attack's anchors must equal the deterministic eval-mode ones."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model, method = ToyNet(), make("clead", anchors="eval")
+    model.body.append(torch.nn.Dropout(0.5))
+    model.train()
+    x, y = batch(16)
+    seen = []
+    real = method.attack_objective
+    method.attack_objective = lambda z, *a: seen.append(z) or real(z, *a)
+    method.perturb(model, x, y, epoch=0)
+    assert model.training, "perturb must restore training mode"
+    model.eval()
+    with torch.no_grad():
+        expected = F.normalize(method.projector(model.features(x)), dim=1)
+    assert torch.allclose(seen[0], expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("attack_loss", ["ce", "contrastive", "joint"])
 def test_clead_costs_one_clean_forward_more_than_pgd_at(attack_loss):
     """The attack reuses the training forward's clean embeddings: K attack forwards + (1 + views) training ones."""
-    model, method = ToyNet(), make("clead", attack_loss=attack_loss, views=2)
+    model, method = ToyNet(), make("clead", attack_loss=attack_loss, views=2, anchors="train")
     calls = []
     model.features = (lambda f: lambda inp: calls.append(len(inp)) or f(inp))(model.features)
     x, y = batch()

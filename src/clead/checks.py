@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attacks import PGD
+from .attacks.base import Attack, derive_seed
 
 #: slack for comparisons of accuracies measured on the same points with different attacks
 def _slack(n: int) -> float:
@@ -30,12 +31,21 @@ def _acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((model(x).argmax(1) == y).float().mean())
 
 
-def _batched_attack_acc(model, attack, x, y, batch_size: int, seed: int) -> float:
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        torch.manual_seed(seed + i)
-        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-        correct += _acc(model, attack(model, xb, yb), yb) * len(yb)
+def attack_accuracy(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                    seed: int, device: torch.device | str | None = None) -> float:  # fmt: skip
+    """Accuracy under ``attack`` in batches of ``batch_size``; batch ``b`` draws its random starts from
+    ``derive_seed(seed, b, repr(attack))``, so two attacks never share a start and the number depends only
+    on the samples, the attack and ``seed``. ``attack.seed`` is restored afterwards."""
+    correct, own = 0, attack.seed
+    try:
+        for b, i in enumerate(range(0, len(x), batch_size)):
+            attack.seed = derive_seed(seed, b, repr(attack))
+            xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+            if device is not None:
+                xb, yb = xb.to(device), yb.to(device)
+            correct += _acc(model, attack(model, xb, yb) if attack.eps > 0 else xb, yb) * len(yb)
+    finally:
+        attack.seed = own
     return correct / len(x)
 
 
@@ -58,8 +68,8 @@ def more_steps_do_not_help(model, x, y, eps, norm, batch_size, seed, restarts: i
     """PGD-100 x ``restarts`` against PGD-20: higher accuracy means a broken attack; more than ``max_drop``
     lower means PGD-20 has not converged, so PGD-20 numbers overstate robustness (MART at eps 0.3 went from
     52.5% to 24.5%)."""
-    a20 = _batched_attack_acc(model, PGD(eps, steps=20, norm=norm), x, y, batch_size, seed)
-    a100 = _batched_attack_acc(model, PGD(eps, steps=100, norm=norm, restarts=restarts), x, y, batch_size, seed)
+    a20 = attack_accuracy(model, PGD(eps, steps=20, norm=norm), x, y, batch_size, seed)
+    a100 = attack_accuracy(model, PGD(eps, steps=100, norm=norm, restarts=restarts), x, y, batch_size, seed)
     ok = a20 - max_drop - _slack(len(x)) <= a100 <= a20 + _slack(len(x))
     return _check("more_steps_and_restarts", ok,
                   {"pgd20": a20, f"pgd100x{restarts}": a100, "max_drop": max_drop, "n": len(x)},
@@ -68,7 +78,7 @@ def more_steps_do_not_help(model, x, y, eps, norm, batch_size, seed, restarts: i
 
 
 def large_eps_breaks_model(model, x, y, batch_size, seed, eps: float = 0.5, limit: float = 0.05) -> dict[str, Any]:
-    acc = _batched_attack_acc(model, PGD(eps, steps=20, norm="linf"), x, y, batch_size, seed)
+    acc = attack_accuracy(model, PGD(eps, steps=20, norm="linf"), x, y, batch_size, seed)
     return _check("large_eps", acc <= limit, {"eps": eps, "pgd20": acc, "limit": limit, "n": len(x)},
                   f"At Linf eps={eps} any image can be turned into grey, so accuracy must fall to (near) zero; "
                   "if it does not, gradients do not lead the attack.")  # fmt: skip

@@ -9,6 +9,7 @@ and ends with the same numbers.
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,22 +21,26 @@ from tqdm.auto import tqdm
 from . import checks as chk
 from .attacks import PGD, create_attack
 from .attacks.autoattack import AutoAttackPreset
-from .attacks.base import check_threat_model
+from .attacks.base import check_threat_model, derive_seed
 from .config import parse_eps
 from .data import to_float
 from .distributed import device_name
 from .errors import CleadError
-from .io import load_torch, save_torch
+from .io import digest_tensors, load_torch, save_torch, sha256_file
 from .precision import fp32, to_channels_last
 
 DEFAULT_ATTACKS = ("fgsm", "pgd20", "pgd50", "cw")
 N_EXAMPLES = 8
+# Version of the evaluation state and of how attacks are seeded; 2: each (chunk, attack, restart) its own seed.
+STATE_FORMAT = 2
 
 
 # Samples per AutoAttack chunk (the attack's own batch size). 250 rather than pyautoattack's usual 500 so
 # that 500 or 1,000 test images make 2 or 4 chunks, which per-core processes (``--procs``) share out; each
-# chunk's random starts come from ``seed + chunk index``, so the number of processes never changes a result.
+# chunk is seeded alike (pyautoattack re-seeds every sub-attack with ``--seed``), so the number of processes
+# never changes a result.
 AA_CHUNK = 250
+log = logging.getLogger("clead")
 
 
 def _logits(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
@@ -76,12 +81,13 @@ def _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, state, sa
             continue
         j = chunks[c]
         t0 = time.perf_counter()
-        torch.manual_seed(seed + c)
+        torch.manual_seed(derive_seed(seed, c, name))
         xb, yb = x[j].to(device), y[j].to(device)
-        if isinstance(attack, AutoAttackPreset):
+        if isinstance(attack, AutoAttackPreset):  # seeded with --seed, as pyautoattack seeds every sub-attack
             x_adv, sub = attack.cascade(model, xb, yb)
             state["sub"][j] = sub.cpu()
         else:
+            attack.seed = derive_seed(seed, c, name)  # own starts per (seed, chunk, attack, restart)
             x_adv = attack(model, xb, yb)
         with torch.no_grad():
             pred = model(x_adv).argmax(1).cpu()
@@ -155,6 +161,7 @@ def evaluate(
     state_path: str | Path | None = None,
     dist: Any = None,
     autoattack_chunk: int | None = None,
+    identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate any classifier (input [0, 1] NCHW, output logits) on tensors ``x``, ``y``.
 
@@ -164,7 +171,15 @@ def evaluate(
     ``sweep_n`` samples. ``checks``: run the sanity checks (extra attacks on the first ``check_n`` samples).
     ``dist`` (a `clead.distributed.Dist`, under torchrun): the attacks are split across ranks; the sweep and
     the checks run on rank 0; no resume state is kept. ``autoattack_chunk``: samples per AutoAttack call
-    (default ``AA_CHUNK``); chunks are what processes share out, and each has its own random seed.
+    (default ``AA_CHUNK``); chunks are what processes share out.
+
+    Random starts: chunk ``c`` of attack ``name`` draws restart ``r``'s start from
+    ``derive_seed(seed, c, name, r)``, so no two attacks share a start and the order of ``attacks`` changes
+    nothing; AutoAttack presets are seeded with ``seed`` itself, as pyautoattack does for every sub-attack.
+
+    ``state_path``: finished chunks are saved there and reused only by an evaluation of the same weights
+    (a digest of the model's tensors), images, labels and settings, plus ``identity`` (e.g. the checkpoint
+    file's SHA-256); a state that differs in any of these is reported in one log line and replaced.
     """
     from .distributed import Dist
 
@@ -186,16 +201,13 @@ def evaluate(
             if isinstance(a, AutoAttackPreset):
                 a.seed, a.num_classes, a.batch_size = seed, num_classes, autoattack_chunk or AA_CHUNK
         n = len(y)
-        key = {"attacks": list(attacks), "eps": eps, "norm": norm, "n": n, "seed": seed, "restarts": restarts,
-               "batch_size": batch_size, "autoattack_chunk": autoattack_chunk or AA_CHUNK}  # fmt: skip
+        key = {"format": STATE_FORMAT, "attacks": list(attacks), "eps": eps, "norm": norm, "n": n, "seed": seed,
+               "restarts": restarts, "batch_size": batch_size, "autoattack_chunk": autoattack_chunk or AA_CHUNK,
+               "weights": digest_tensors(model.state_dict().values()), "images": digest_tensors((x, y)),
+               **(identity or {})}  # fmt: skip
         state: dict[str, Any] = {"key": key, "attacks": {}}
         if state_path is not None and Path(state_path).is_file():
-            try:
-                saved = load_torch(state_path)
-            except Exception:
-                saved = None
-            if saved and saved.get("key") == key:
-                state = saved
+            state = _resumable(state_path, key) or state
         save = (lambda: save_torch(state_path, state)) if state_path is not None else (lambda: None)
 
         pred_clean = _logits(model, x, batch_size, device).argmax(1)
@@ -223,6 +235,23 @@ def evaluate(
     if state_path is not None:
         Path(state_path).unlink(missing_ok=True)
     return result
+
+
+def _resumable(state_path: str | Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved state if it was made with exactly ``key``; otherwise None, and one log line saying why."""
+    try:
+        saved = load_torch(state_path)
+    except Exception as e:  # a truncated or foreign file: start afresh
+        log.warning("%s: unreadable (%s); starting the evaluation afresh", state_path, type(e).__name__)
+        return None
+    old = saved.get("key", {}) if isinstance(saved, dict) else {}
+    if old == key:
+        return saved
+    differ = [k for k in key if old.get(k) != key[k]] + [k for k in old if k not in key]
+    why = "made by an older clead (shared random starts)" if old.get("format") != key["format"] else \
+        "it differs in " + ", ".join(differ)  # fmt: skip
+    log.warning("%s belongs to another evaluation (%s); not reusing it, starting afresh", state_path, why)
+    return None
 
 
 def _summarise(built, states, correct, pred_clean, x, y, eps, norm, seed) -> dict[str, Any]:
@@ -281,14 +310,7 @@ def eps_sweep(model, x, y, eps_list, norm, batch_size, seed, device, num_classes
     for e in tqdm(eps_list, desc="eps sweep", disable=None if progress else True, leave=False):
         for name, attack in (("pgd20", PGD(e, steps=20, norm=norm)),
                              ("apgd-ce", AutoAttackPreset(e, norm, "apgd-ce", seed, num_classes))):  # fmt: skip
-            correct = 0
-            for i in range(0, len(x), batch_size):
-                torch.manual_seed(seed + i)
-                xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
-                x_adv = attack(model, xb, yb) if e > 0 else xb
-                with torch.no_grad():
-                    correct += int((model(x_adv).argmax(1) == yb).sum())
-            out[name].append(correct / len(y))
+            out[name].append(chk.attack_accuracy(model, attack, x, y, batch_size, seed, device))
     return out
 
 
@@ -310,7 +332,7 @@ def run_checks(model, x, y, result, eps, norm, batch_size, seed, device, check_n
         out.append(chk.monotone_in_eps(sw["eps"], sw["pgd20"], sw["n"], "pgd20"))
     else:
         eps_list = [eps * f for f in (0.5, 1.0, 1.5, 2.0) if eps * f <= 1 or norm == "l2"]
-        accs = [chk._batched_attack_acc(model, PGD(e, steps=20, norm=norm), xc, yc, batch_size, seed) for e in eps_list]
+        accs = [chk.attack_accuracy(model, PGD(e, steps=20, norm=norm), xc, yc, batch_size, seed) for e in eps_list]
         out.append(chk.monotone_in_eps(eps_list, accs, len(keep), "pgd20"))
     seq = next((s for s in result["sequence"].values() if "square" in s), None)
     out.append(chk.black_box_not_stronger(seq))
@@ -373,6 +395,7 @@ def _evaluate_run(run_dir, cfg, dev, dist, attacks, n, checkpoint, eps, norm, ba
 
     sfx = f"-{tag}" if tag else ""
     model = runmod.load_model(run_dir, checkpoint).to(dev)
+    identity = {"checkpoint": checkpoint, "checkpoint_sha256": sha256_file(run_dir / f"{checkpoint}.pt")}
     if channels_last:
         to_channels_last(model)
     data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.data_options())
@@ -383,7 +406,7 @@ def _evaluate_run(run_dir, cfg, dev, dist, attacks, n, checkpoint, eps, norm, ba
                       batch_size=batch_size, seed=seed, restarts=restarts, progress=progress, checks=checks,
                       check_n=check_n, sweep=sweep, sweep_n=sweep_n, num_classes=data.num_classes,
                       state_path=run_dir / f"eval_state{sfx}.pt", dist=dist,
-                      autoattack_chunk=autoattack_chunk)  # fmt: skip
+                      autoattack_chunk=autoattack_chunk, identity=identity)  # fmt: skip
     if not dist.main:
         return {}
     audit.write_per_sample(run_dir / f"per_sample{sfx}.csv", result)
@@ -399,6 +422,7 @@ def _evaluate_run(run_dir, cfg, dev, dist, attacks, n, checkpoint, eps, norm, ba
         files.append("robustbench.json")
     out = {k: v for k, v in result.items() if k not in ("per_sample", "examples")}
     out = {"run": run_dir.name, "method": cfg.method, "model": cfg.model, "dataset": cfg.dataset,
-           "checkpoint": checkpoint, "tag": tag, **out, "files": files}  # fmt: skip
+           "checkpoint": checkpoint, "checkpoint_sha256": identity["checkpoint_sha256"], "tag": tag, **out,
+           "files": files}  # fmt: skip
     write_json(run_dir / f"eval{sfx}.json", out)
     return out

@@ -1,11 +1,12 @@
-"""Atomic file writes: a temporary file in the same directory, then os.replace."""
+"""Atomic file writes (a temporary file in the same directory, then os.replace) and content digests."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 import yaml
@@ -46,3 +47,22 @@ def save_torch(path: str | Path, obj: Any) -> None:
 def load_torch(path: str | Path) -> Any:
     """Load a checkpoint with ``weights_only=True``: tensors and plain containers, never arbitrary objects."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def digest_tensors(tensors: Iterable[torch.Tensor]) -> str:
+    """Hex SHA-256 of the tensors' dtypes, shapes and values (independent of device and memory layout)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

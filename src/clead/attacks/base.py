@@ -6,9 +6,14 @@ returns points inside the eps-ball around ``x`` (Linf or L2) and inside [0, 1].
 
 An *objective* is what the attack maximises: ``objective(model, x_adv, y) -> (loss_per_sample, logits)``.
 Returning per-sample losses lets PGD keep the best iterate of each sample.
+
+Random starts: an attack whose ``seed`` is set draws each restart's start from its own generator, seeded
+with ``derive_seed(seed, restart)``, so its result depends on nothing else drawn before it (evaluation
+sets it per attack and chunk); with ``seed = None`` (training) starts come from torch's global generator.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Callable
 
 import torch
@@ -31,6 +36,15 @@ def ce_objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[to
     return F.cross_entropy(logits, y, reduction="none"), logits
 
 
+def derive_seed(*parts: object) -> int:
+    """A seed in [0, 2**63) fixed by ``parts`` (ints and strings), on every machine and Python version.
+
+    ``derive_seed(seed, chunk, "pgd20")`` and ``derive_seed(seed, chunk, "cw")`` are unrelated numbers, so
+    attacks seeded this way never share a random start, whatever order they run in."""
+    text = "\x1f".join(f"{type(p).__name__}:{p}" for p in parts)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
+
+
 def check_threat_model(eps: float, norm: str) -> None:
     if norm not in NORMS:
         raise CleadError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
@@ -47,6 +61,13 @@ class Attack:
         check_threat_model(eps, norm)
         self.eps = float(eps)
         self.norm = norm
+        self.seed: int | None = None  # see the module docstring: own random starts when set
+
+    def generator(self, restart: int = 0) -> torch.Generator | None:
+        """The CPU generator of restart ``restart``'s random start, or None (global RNG) without a seed."""
+        if self.seed is None:
+            return None
+        return torch.Generator().manual_seed(derive_seed(self.seed, restart))
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         was_training = model.training

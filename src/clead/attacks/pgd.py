@@ -12,6 +12,24 @@ def _view(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return t.view(-1, *([1] * (like.ndim - 1)))
 
 
+# Noise shaped like ``x``: from the global generator on x's device (training), or from ``g`` on the CPU.
+def _randn(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+    return torch.randn_like(x) if g is None else torch.randn(x.shape, generator=g).to(x)
+
+
+def _uniform(x: torch.Tensor, low: float, high: float, g: torch.Generator | None) -> torch.Tensor:
+    if g is None:
+        return torch.empty_like(x).uniform_(low, high)
+    return torch.empty(x.shape).uniform_(low, high, generator=g).to(x)
+
+
+def _radius(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+    """One uniform number in [0, 1) per sample."""
+    if g is None:
+        return torch.rand(x.shape[0], device=x.device, dtype=x.dtype)
+    return torch.rand(x.shape[0], generator=g).to(x)
+
+
 class PGD(Attack):
     """PGD maximising ``objective`` inside the eps-ball.
 
@@ -53,18 +71,19 @@ class PGD(Attack):
         self.objective = objective
         self.keep_best = keep_best
 
-    def init_delta(self, x: torch.Tensor) -> torch.Tensor:
+    def init_delta(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The random start: from ``generator`` when given (drawn on the CPU in float32, so the same start
+        on every device), else from the global generator on ``x``'s device, as in training."""
         if self.init == "zero" or self.eps == 0:
             return torch.zeros_like(x)
         if self.init == "normal":
-            delta = 0.001 * torch.randn_like(x)
+            delta = 0.001 * _randn(x, generator)
         elif self.norm == "linf":
-            delta = torch.empty_like(x).uniform_(-self.eps, self.eps)
+            delta = _uniform(x, -self.eps, self.eps, generator)
         else:
-            d = torch.randn_like(x)
+            d = _randn(x, generator)
             d = d / _view(d.flatten(1).norm(dim=1).clamp_min(1e-12), x)
-            r = torch.rand(x.shape[0], device=x.device, dtype=x.dtype)
-            delta = d * _view(r, x) * self.eps
+            delta = d * _view(_radius(x, generator), x) * self.eps
         return project(x, delta, self.eps, self.norm)
 
     def step(self, delta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -85,8 +104,8 @@ class PGD(Attack):
             best_loss[better] = loss[better]
             best_fooled[better] = fooled[better]
 
-        for _ in range(self.restarts):
-            delta = self.init_delta(x)
+        for r in range(self.restarts):
+            delta = self.init_delta(x, self.generator(r))
             for _ in range(self.steps):
                 delta.requires_grad_(True)
                 loss, logits = self.objective(model, x + delta, y)

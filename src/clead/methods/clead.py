@@ -6,8 +6,11 @@ owned by this method, not part of the exported classifier) and z = normalize(g(h
 1. ``views`` adversarial copies of x, each by PGD (own random start) inside the eps-ball maximising
    ``attack_loss``: ``ce`` = CE(f(x_adv), y); ``contrastive`` = L_con over [clean; this view];
    ``joint`` = the training loss below (its w_clean term does not depend on x_adv). The attack runs in
-   eval mode; the clean embeddings it contrasts with are those of the training loss (the clean batch's
-   training forward, run before the attack and held constant during it), so they cost no extra forward.
+   eval mode, like every attack. The clean embeddings it contrasts with (held constant during it) are,
+   with ``anchors = train``, those of the training loss (the clean batch's training-mode forward, run before
+   the attack: no extra forward, but dropout and batch statistics make them differ from what an eval-mode
+   forward gives), or with ``anchors = eval`` those of an extra eval-mode forward without gradient, scored
+   as the views are. Either way the update then minimises the loss on training-mode embeddings.
 2. L_con over the clean and all adversarial embeddings: ``supervised`` = SupCon (positives: same label),
    ``instance`` = NT-Xent with clean anchors and their own views as positives.
 3. L = w_adv * CE(f(x_adv), y) + w_clean * CE(f(x), y) + lam * L_con; during the first
@@ -28,9 +31,11 @@ from ..attacks import PGD
 from ..attacks.cw import cw_margin_objective
 from ..errors import CleadError
 from ..losses import Positives, instance_ids, multi_positive_infonce
+from ..models.base import eval_mode
 from .base import METHODS, Budget, Method, projection_head
 
 MODES = ("supervised", "instance")
+ANCHORS = ("train", "eval")
 ATTACK_LOSSES = ("ce", "contrastive", "joint")
 VIEW_ATTACKS = ("pgd", "fgsm", "cw")
 
@@ -48,6 +53,9 @@ class CLEADParams:
     warmup_epochs: int = field(default=0, metadata={"help": "C-LEAD: epochs of plain CE before the contrastive term"})
     proj_dim: int = field(default=128, metadata={"help": "C-LEAD: projection head output size"})
     proj_hidden: int = field(default=0, metadata={"help": "C-LEAD: projection head hidden size (0 = feature size)"})
+    anchors: str = field(default="train", metadata={"help": "C-LEAD: the inner attack's clean anchors: train (the "
+                         "training forward's embeddings, no extra cost) or eval (an eval-mode forward, as the attack "
+                         "scores its views; one more forward per step)"})
     view_attacks: str = field(default="", metadata={"help": "C-LEAD: comma-separated attacks making the views, one "
                               "view each: pgd (PGD on attack_loss), fgsm (one signed step of 1.25*eps from a random "
                               "start, on attack_loss), cw (PGD on the CW margin); empty: `views` PGD views"})
@@ -55,6 +63,8 @@ class CLEADParams:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise CleadError(f"unknown C-LEAD mode {self.mode!r}; valid: {', '.join(MODES)}")
+        if self.anchors not in ANCHORS:
+            raise CleadError(f"unknown C-LEAD anchors {self.anchors!r}; valid: {', '.join(ANCHORS)}")
         if self.attack_loss not in ATTACK_LOSSES:
             raise CleadError(f"unknown attack_loss {self.attack_loss!r}; valid: {', '.join(ATTACK_LOSSES)}")
         if self.views < 1:
@@ -143,11 +153,15 @@ class CLEAD(Method):
         return [self.view_attack(kind, objective)(model, x, y) for kind in self.params.view_kinds()]
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
-        # the clean training forward first: its embeddings, detached, are the attack's anchors, so the
-        # attack maximises the very loss the update then minimises and costs no extra clean forward (the
-        # features, with their graph, are cached for the objective)
+        # the clean training forward first (its features, with their graph, are cached for the objective);
+        # the attack's anchors are its embeddings, detached, or those of an eval-mode forward (``anchors``)
         feats_clean = model.features(x)
-        z_clean = self.embed(feats_clean).detach() if self.contrastive_on(epoch) else None
+        z_clean = None
+        if self.contrastive_on(epoch) and self.params.anchors == "eval":
+            with torch.no_grad(), eval_mode(model):
+                z_clean = self.embed(model.features(x))
+        elif self.contrastive_on(epoch):
+            z_clean = self.embed(feats_clean).detach()
         return {"views": self.make_views(model, x, y, z_clean, epoch), "cache": {"feats_clean": feats_clean}}
 
     def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv, epoch: int):
