@@ -35,3 +35,89 @@ def test_batches_cover_every_sample_once_in_a_seeded_order():
     assert torch.equal(order(0), order(0)) and not torch.equal(order(0), order(1))
     xb, yb = next(batches(x, y, 4))
     assert xb.dtype == torch.float32 and xb.max() <= 1 and torch.equal(xb.view(-1) * 255, yb.float())
+
+
+def _class_sorted_folder(root, classes=("cat", "dog", "eel", "fox"), per_class=(12, 5), size=(8, 8)):
+    """A toy image folder written class after class (the way CIFAR-10's JPEG copy and ImageNet subsets
+    come): class k's images are a flat colour of value 40 + 50 k, so every image shows its label."""
+    from PIL import Image
+
+    for split, n in zip(("train", "test"), per_class):
+        for k, c in enumerate(classes):
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.new("RGB", size, (40 + 50 * k,) * 3).save(root / split / c / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture
+def folder_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLEAD_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_image_folder_order_makes_every_first_n_class_balanced(tmp_path, folder_cache):
+    """Catches a loader that keeps the folder's class order: the validation split (the last images), the
+    first --train-size images and the first --n test images would then hold only one or two classes."""
+    root = _class_sorted_folder(tmp_path / "data")
+    data = load_dataset("folder", str(root))
+    assert data.classes == ["cat", "dog", "eel", "fox"] and data.train_x.shape == (48, 3, 8, 8)
+    # the labels still belong to their images
+    assert torch.equal(data.train_x[:, 0, 0, 0].long(), 40 + 50 * data.train_y)
+    assert torch.equal(data.test_x[:, 0, 0, 0].long(), 40 + 50 * data.test_y)
+    s = split(data, val_size=16, train_size=16)
+    for labels in (s.val_y, s.train_y, data.test_y[:12]):
+        assert set(labels.tolist()) == {0, 1, 2, 3}, labels.tolist()
+
+
+def test_image_folder_cache_is_used_and_rebuilt_when_a_file_changes(tmp_path, folder_cache, monkeypatch):
+    """Catches a stale cache being trusted: a changed image must change what loads."""
+    from PIL import Image
+
+    from clead.data import image_folder
+
+    root = _class_sorted_folder(tmp_path / "data")
+    first = load_dataset("folder", str(root))
+    assert len(list(folder_cache.glob("*.npz"))) == 1
+    decodes = []
+    real = image_folder._decode
+    monkeypatch.setattr(image_folder, "_decode", lambda *a: decodes.append(a) or real(*a))
+    assert torch.equal(load_dataset("folder", str(root)).train_x, first.train_x) and not decodes  # from the cache
+    Image.new("RGB", (8, 8), (255, 255, 255)).save(root / "train" / "cat" / "0003.png")  # same name, new bytes
+    changed = load_dataset("folder", str(root))
+    assert decodes and (changed.train_x == 255).any() and not (first.train_x == 255).any()
+    assert len(list(folder_cache.glob("*.npz"))) == 1, "the stale cache must be replaced, not kept"
+    assert not torch.equal(load_dataset("folder", str(root), image_size=4).train_x[:, :, :4, :4], changed.train_x)
+
+
+def test_image_folder_from_an_archive_equals_the_unpacked_folder(tmp_path, folder_cache):
+    """Catches an archive read in another order or with other labels than the same tree on disk."""
+    import tarfile
+
+    root = _class_sorted_folder(tmp_path / "toy-jpeg")
+    with tarfile.open(tmp_path / "toy.tar.gz", "w:gz") as tar:
+        tar.add(root, arcname="toy-jpeg")
+    a, b = load_dataset("folder", str(root)), load_dataset("folder", str(tmp_path / "toy.tar.gz"))
+    for k in ("train_x", "train_y", "test_x", "test_y"):
+        assert torch.equal(getattr(a, k), getattr(b, k)), k
+    assert a.classes == b.classes and a.mean == pytest.approx(b.mean)
+
+
+def test_image_folder_size_mean_std_and_bad_files(tmp_path, folder_cache):
+    """Catches silent upsampling (own size kept when uniform), a wrong channel mean/std, unreadable files."""
+    from PIL import Image
+
+    root = _class_sorted_folder(tmp_path / "data", size=(6, 6))
+    data = load_dataset("folder", str(root))
+    assert data.image_shape == (3, 6, 6)
+    x = data.train_x.double() / 255
+    assert data.mean == pytest.approx(tuple(x.mean((0, 2, 3)).tolist()))
+    assert data.std == pytest.approx(tuple(x.std((0, 2, 3)).tolist()))
+    assert load_dataset("folder", str(root), image_size=12).image_shape == (3, 12, 12)
+    Image.new("RGB", (9, 6), (0, 0, 0)).save(root / "train" / "cat" / "wide.png")
+    assert load_dataset("folder", str(root)).image_shape == (3, 64, 64)  # mixed sizes: the 64 default
+    (root / "train" / "cat" / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(CleadError, match="cannot read image .*bad.png"):
+        load_dataset("folder", str(root))
+    with pytest.raises(CleadError, match="train/ and test/"):
+        load_dataset("folder", str(root / "train"))

@@ -101,24 +101,6 @@ def test_download_verifies_md5_and_unpacks(served, tmp_path, monkeypatch):
     assert not list((tmp_path / "dl2").glob("*.tar.gz*"))
 
 
-def test_image_folder(tmp_path):
-    from PIL import Image
-
-    for split, n in (("train", 3), ("val", 2)):
-        for c, color in (("cat", (250, 10, 10)), ("dog", (10, 10, 250))):
-            (tmp_path / split / c).mkdir(parents=True)
-            for i in range(n):
-                Image.new("RGB", (40 + 8 * i, 30), color).save(tmp_path / split / c / f"{i}.png")
-    data = load_dataset("folder", str(tmp_path), image_size=24)
-    assert data.classes == ["cat", "dog"] and data.train_x.shape == (6, 3, 24, 24) and data.test_x.shape == (4, 3, 24, 24)
-    assert data.train_x[0, 0].float().mean() > 200 and data.train_x[-1, 2].float().mean() > 200
-    (tmp_path / "train" / "cat" / "bad.png").write_bytes(b"not an image")
-    with pytest.raises(CleadError, match="cannot read image .*bad.png"):
-        load_dataset("folder", str(tmp_path), image_size=24)
-    with pytest.raises(CleadError, match="train/ and test/"):
-        load_dataset("folder", str(tmp_path / "train"))
-
-
 def test_random_crop_flip_is_a_shifted_and_flipped_copy():
     x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6) + 1
     g = torch.Generator().manual_seed(0)

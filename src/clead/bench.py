@@ -166,6 +166,47 @@ SUITES.register("fmnist-amp")(Suite(
 ))  # fmt: skip
 
 
+# C-LEAD's inner-attack anchors (training-mode or eval-mode clean embeddings), on the fmnist-linf-0.1 budget with
+# small-cnn (dropout) and on a batch-norm network at a budget this CPU allows
+_SMALL = {**FMNIST, **FP32, "eps": 0.1, "epochs": 3, "train_size": 20000, "method": "clead"}
+_BN = {"model": "preact-resnet18", "model_args": {"width": 16}, "train_size": 10000, "amp": "auto", "channels_last": True}
+SUITES.register("fmnist-anchors")(Suite(
+    name="fmnist-anchors",
+    title="C-LEAD's attack anchors: training-mode against eval-mode clean embeddings",
+    description=("C-LEAD (default settings) with anchors = train and anchors = eval: small-cnn on the fmnist-linf-0.1 "
+                 "budget (first 20,000 training images, 3 epochs, PGD-5, Linf 0.1), seeds 0 and 1; and PreAct "
+                 "ResNet-18 at width 16 (batch norm) on the first 10,000 training images, 3 epochs, seed 0; FGSM, "
+                 "PGD-20 and APGD-CE + APGD-T on the first 1,000 test images"),
+    base=_SMALL,
+    runs={"train": {"method_args": {"anchors": "train"}}, "eval": {"method_args": {"anchors": "eval"}},
+          "bn-train": {**_BN, "method_args": {"anchors": "train"}}, "bn-eval": {**_BN, "method_args": {"anchors": "eval"}}},
+    evals=[EvalSpec("", ["fgsm", "pgd20", "apgd"], 1000)],
+    seeds=(1,),
+    seed_runs=("train", "eval"),
+))  # fmt: skip
+
+
+# CIFAR-10 (the JPEG q75 copy in ../shared/data, read straight from its archive) at Linf 8/255, sized for this
+# 2-core CPU: PreAct ResNet-18 at width 8 (batch norm, residual), 45,000 training images (5,000 held out),
+# 15 epochs of PGD-5, SGD 0.1 cosine. Width 8 rather than 16: standard AutoAttack on 1,000 images of a robust
+# model costs about 2.5x less, which is what lets the whole suite fit in about 6 hours (docs/cifar10.md).
+CIFAR10_JPEG = "../shared/data/cifar10-jpeg.tar.gz"
+SUITES.register("cifar10-cpu")(Suite(
+    name="cifar10-cpu",
+    title="CIFAR-10 (JPEG q75 copy), PreAct ResNet-18 width 8, Linf 8/255",
+    description=("standard, PGD-AT, TRADES, ASCL and C-LEAD on CIFAR-10 (the JPEG q75 copy, " + CIFAR10_JPEG + "): "
+                 "PreAct ResNet-18 at width 8, all 50,000 training images less 5,000 held out, 15 epochs, PGD-5 "
+                 "(step 2.5*eps/5) in training, SGD 0.1 momentum 0.9, weight decay 5e-4, cosine, batch 128, random "
+                 "crop and flip; validation PGD-10 on 500 held-out images; standard AutoAttack, PGD-50x3 and CW on "
+                 "the first 1,000 (class-balanced) test images, FGSM and PGD-20 on all 10,000"),
+    base={"dataset": "folder", "data_dir": CIFAR10_JPEG, "model": "preact-resnet18", "model_args": {"width": 8},
+          "eps": 8 / 255, "attack_steps": 5, "epochs": 15, "batch_size": 128, "optimizer": "sgd", "lr": 0.1,
+          "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine", "val_n": 500, "seed": 0},
+    runs={m: {"method": m} for m in ("standard", "pgd-at", "clead", "trades", "ascl")},
+    evals=MAIN_EVALS,
+))  # fmt: skip
+
+
 def _clead_and_close_baselines(suite: Suite, out: Path) -> list[str]:
     """C-LEAD and the best baseline by seed-0 AutoAttack accuracy, or, with ``seed_margin``, every baseline
     within that margin of C-LEAD or ahead of it."""

@@ -47,7 +47,7 @@ class TrainConfig:
     dataset: str = _f("fashion-mnist", "dataset")
     data_dir: str | None = _f(None, "dataset directory (default: the dataset's standard location)")
     download: bool = _f(False, "fetch the dataset archive if it is missing (CIFAR), checking its MD5")
-    image_size: int | None = _f(None, "folder dataset: resize and centre-crop images to this size (default 64)")
+    image_size: int | None = _f(None, "folder dataset: resize and centre-crop images to this size (default: their own size when all share one square size, else 64)")
     augment: bool | None = _f(None, "random crop (pad 4) + horizontal flip in training (default: on for CIFAR and folders)")
     norm: str = _f("linf", "threat model of the training attack: linf or l2")
     eps: float = _f(0.1, "training attack radius, a number or a fraction like 8/255")

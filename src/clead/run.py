@@ -64,8 +64,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def dataset_meta(data: ImageData) -> dict[str, Any]:
     """What a model needs to know of its dataset; stored in every checkpoint."""
-    return {"num_classes": data.num_classes, "image_shape": list(data.image_shape),
+    meta = {"num_classes": data.num_classes, "image_shape": list(data.image_shape),
             "mean": list(data.mean), "std": list(data.std)}  # fmt: skip
+    if data.order:
+        meta["order"] = data.order
+    return meta
 
 
 def build(cfg: cfgmod.TrainConfig, meta: dict[str, Any]) -> tuple[Classifier, Method]:

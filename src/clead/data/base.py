@@ -26,6 +26,7 @@ class ImageData:
     mean: tuple[float, ...]  # per-channel, used by the model's internal normalisation
     std: tuple[float, ...]
     augment: bool = False  # whether training uses random crop + flip by default
+    order: str = ""  # how the images were put in order, when not the files' own (image folders: a seeded hash)
 
     @property
     def num_classes(self) -> int:

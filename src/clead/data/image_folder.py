@@ -1,63 +1,252 @@
-"""Image folders (ImageNet subsets and the like): ``DIR/train/<class>/*.png|jpg`` and ``DIR/test/<class>/...``
-(``val/`` is accepted for ``test/``). Images are read with Pillow, converted to RGB, resized so the shorter
-side is ``image_size`` and centre-cropped to ``image_size`` x ``image_size``, then held in memory as uint8."""
+"""Image folders (CIFAR-10 as JPEG files, ImageNet subsets and the like): ``DIR/train/<class>/*.jpg|png`` and
+``DIR/test/<class>/...`` (``val/`` is accepted for ``test/``), or the same tree inside a ``.tar.gz`` / ``.tar``
+archive (one top-level folder above ``train/`` is allowed), read without unpacking.
+
+* **Labels** are the class folders of ``train/`` in sorted order (as torchvision's ImageFolder).
+* **Order**: the images of each split are put in a fixed pseudo-random order, sorted by a hash of
+  ``ORDER_SEED`` and their ``class/file`` path, so the same on every machine and independent of the order
+  the files are listed in. Every "first N" (``--train-size``, the validation split, ``clead eval --n``, the
+  sweep and the checks) is therefore a class-balanced sample, never "airplanes only". The order's name is
+  recorded in every checkpoint's ``meta`` (``order``).
+* **Size**: images are converted to RGB; with ``image_size`` they are resized so the shorter side is
+  ``image_size`` and centre-cropped to a square; without it they keep their own size when all share one
+  square size (CIFAR-10: 32), else they become 64 x 64.
+* **Cache**: the decoded uint8 arrays are cached in ``$CLEAD_CACHE`` (default ``~/.cache/clead``), keyed by
+  the source's file list with sizes and mtimes (for an archive: its path, size and mtime) and the size
+  option. A cache whose key differs is rebuilt, never used; writes are atomic; older caches of the same
+  source are removed. The first load decodes in parallel threads.
+"""
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import os
+import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from ..errors import CleadError
+from ..io import atomic_write
 from .base import DATASETS, ImageData
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+ORDER_SEED = "clead-folder-order-v1"
+CACHE_FORMAT = 1
+DEFAULT_SIZE = 64
+SPLITS = ("train", "test")
 
 
-def _read(path: Path, size: int) -> np.ndarray:
+def _decode(data: bytes | Path, name: str) -> "np.ndarray":
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            s = size / min(w, h)
-            im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-            w, h = im.size
-            left, top = (w - size) // 2, (h - size) // 2
-            return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as e:
-        raise CleadError(f"cannot read image {path}: {e}") from None
+        raise CleadError(f"cannot read image {name}: {e}") from None
 
 
-def _split(folder: Path, classes: list[str], size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = [], []
-    for k, c in enumerate(classes):
-        files = sorted(p for p in (folder / c).iterdir() if p.suffix.lower() in EXTENSIONS) if (folder / c).is_dir() else []
-        images += [_read(p, size) for p in files]
-        labels += [k] * len(files)
-    if not images:
-        raise CleadError(f"{folder} holds no images in class folders ({', '.join(EXTENSIONS)})")
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-    return x, torch.tensor(labels, dtype=torch.long)
+def _resize(a: "np.ndarray", size: int) -> "np.ndarray":
+    """Shorter side to ``size`` (bilinear), then the centre ``size`` x ``size`` square."""
+    from PIL import Image
+
+    h, w = a.shape[:2]
+    if (h, w) == (size, size):
+        return a
+    im = Image.fromarray(a)
+    s = size / min(w, h)
+    im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+    w, h = im.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+class _Source:
+    """The images of a folder tree or an archive: ``entries[split]`` = sorted (class, file, stamp) and a reader."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._entries: dict[str, list[tuple[str, str, str]]] = {}
+        if not root.is_file():
+            self._list_folder(root)  # the listing is part of a folder's cache key
+
+    @property
+    def entries(self) -> dict[str, list[tuple[str, str, str]]]:
+        if not self._entries:  # an archive is listed only when it has to be decoded
+            self._list_archive(self.root)
+        return self._entries
+
+    def _keep(self, name: str) -> bool:
+        return Path(name).suffix.lower() in EXTENSIONS
+
+    def _list_folder(self, root: Path) -> None:
+        test = next((d for d in ("test", "val") if (root / d).is_dir()), None)
+        if not (root / "train").is_dir() or test is None:
+            raise CleadError(f"{root} must hold train/ and test/ (or val/) folders with one sub-folder per class "
+                             "(or be a .tar.gz / .tar archive of such a tree)")  # fmt: skip
+        self.dirs = {"train": root / "train", "test": root / test}
+        for split, d in self.dirs.items():
+            rows = []
+            for c in sorted(p.name for p in d.iterdir() if p.is_dir()):
+                for f in sorted(os.scandir(d / c), key=lambda e: e.name):
+                    if f.is_file() and self._keep(f.name):
+                        st = f.stat()
+                        rows.append((c, f.name, f"{st.st_size}:{st.st_mtime_ns}"))
+            self._entries[split] = rows
+
+    def _list_archive(self, path: Path) -> None:
+        try:
+            with tarfile.open(path, "r:*") as tar:
+                members = [m for m in tar.getmembers() if m.isfile() and self._keep(m.name)]
+        except (tarfile.TarError, OSError) as e:
+            raise CleadError(f"cannot read archive {path}: {e}") from None
+        parts = [Path(m.name).parts for m in members]
+        # train/<class>/<file> at depth 0 or under one top-level folder
+        depth = next((d for d in (0, 1) if any(len(p) == d + 3 and p[d] == "train" for p in parts)), None)
+        if depth is None:
+            raise CleadError(f"{path} holds no train/<class>/<image> tree (at the top or under one folder)")
+        test = "test" if any(len(p) == depth + 3 and p[depth] == "test" for p in parts) else "val"
+        self.members: dict[tuple[str, str, str], str] = {}
+        for m, p in zip(members, parts):
+            if len(p) == depth + 3 and p[depth] in ("train", test):
+                split = "train" if p[depth] == "train" else "test"
+                self.members[(split, p[depth + 1], p[depth + 2])] = m.name
+        for split in SPLITS:
+            self._entries[split] = sorted((c, f, "") for (s, c, f) in self.members if s == split)
+        if not self._entries["test"]:
+            raise CleadError(f"{path} holds no test/ (or val/) images")
+
+    def key(self, image_size: int | None) -> dict[str, object]:
+        """What the decoded arrays depend on."""
+        if self.root.is_file():
+            st = self.root.stat()
+            listing = f"archive:{self.root.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        else:
+            listing = hashlib.sha256(json.dumps(self.entries).encode()).hexdigest()
+        return {"format": CACHE_FORMAT, "source": str(self.root.resolve()), "listing": listing,
+                "image_size": image_size, "order": ORDER_SEED}  # fmt: skip
+
+    def read_all(self, split: str, threads: int) -> list["np.ndarray"]:
+        rows = self.entries[split]
+        if self.root.is_file():
+            wanted = {self.members[(split, c, f)]: i for i, (c, f, _) in enumerate(rows)}
+            blobs: list[bytes] = [b""] * len(rows)
+            with tarfile.open(self.root, "r:*") as tar:  # one pass through the stream
+                for m in tar:
+                    i = wanted.get(m.name)
+                    if i is not None:
+                        blobs[i] = tar.extractfile(m).read()  # type: ignore[union-attr]
+            jobs: list[Callable[[], np.ndarray]] = [
+                (lambda b=b, n=f"{self.root}:{c}/{f}": _decode(b, n)) for b, (c, f, _) in zip(blobs, rows)]
+        else:
+            d = self.dirs[split]
+            jobs = [(lambda p=d / c / f: _decode(p, str(p))) for c, f, _ in rows]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return list(pool.map(lambda job: job(), jobs, chunksize=256))
+
+
+def order(rows: list[tuple[str, str, str]]) -> "np.ndarray":
+    """The fixed shuffle: indices of ``rows`` sorted by blake2b(ORDER_SEED, class/file)."""
+    h = [hashlib.blake2b(f"{ORDER_SEED}/{c}/{f}".encode(), digest_size=8).digest() for c, f, _ in rows]
+    return np.array(sorted(range(len(rows)), key=h.__getitem__), dtype=np.int64)
+
+
+def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 NCHW images in [0, 1] units, in chunks (no full float copy)."""
+    c = x.shape[1]
+    s, s2, count = torch.zeros(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64), 0
+    for i in range(0, len(x), chunk):
+        part = x[i : i + chunk].to(torch.float64).div_(255).transpose(0, 1).reshape(c, -1)
+        s += part.sum(1)
+        s2 += (part * part).sum(1)
+        count += part.shape[1]
+    mean = s / count
+    var = (s2 - count * mean * mean) / max(count - 1, 1)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in var.clamp_min(0).sqrt().clamp_min(1e-3))
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CLEAD_CACHE") or Path.home() / ".cache" / "clead")
+
+
+def _build(src: _Source, image_size: int | None, classes: list[str]) -> dict[str, "np.ndarray"]:
+    threads = max(1, min(8, os.cpu_count() or 1))
+    out: dict[str, np.ndarray] = {}
+    decoded = {s: src.read_all(s, threads) for s in SPLITS}
+    if image_size is None:
+        shapes = {a.shape for s in SPLITS for a in decoded[s]}
+        own = next(iter(shapes))[:2] if len(shapes) == 1 else None
+        size = own[0] if own is not None and own[0] == own[1] else DEFAULT_SIZE
+    else:
+        size = image_size
+    label = {c: k for k, c in enumerate(classes)}
+    for s in SPLITS:
+        rows = src.entries[s]
+        unknown = sorted({c for c, _, _ in rows} - set(label))
+        if unknown:
+            raise CleadError(f"{src.root}: {s}/ has classes that train/ lacks: {', '.join(unknown)}")
+        perm = order(rows)
+        x = np.stack([_resize(decoded[s][i], size) for i in perm]).transpose(0, 3, 1, 2)
+        out[f"{s}_x"] = np.ascontiguousarray(x)
+        out[f"{s}_y"] = np.array([label[rows[i][0]] for i in perm], dtype=np.int64)
+    return out
 
 
 @DATASETS.register("folder")
 def load_folder(data_dir: str | None = None, image_size: int | None = None, **_: object) -> ImageData:
     if not data_dir:
-        raise CleadError("dataset 'folder' needs --data-dir DIR with train/ and test/ class folders")
+        raise CleadError("dataset 'folder' needs --data-dir DIR (train/ and test/ class folders) or an archive of it")
     root = Path(data_dir)
-    test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
-    if not (root / "train").is_dir() or test_dir is None:
-        raise CleadError(f"{root} must hold train/ and test/ (or val/) folders with one sub-folder per class")
-    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    if not root.exists():
+        raise CleadError(f"--data-dir {root} does not exist")
+    src = _Source(root)
+    key = src.key(image_size)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    stem = "folder-" + hashlib.sha256(str(key["source"]).encode()).hexdigest()[:12]
+    path = cache_dir() / f"{stem}-{digest}.npz"
+    arrays = _load_cache(path, key)
+    if arrays is None:
+        arrays = _decode_source(src, image_size)
+        arrays["key"] = np.array(json.dumps(key, sort_keys=True))
+        try:
+            atomic_write(path, lambda f: np.savez(f, **arrays), mode="wb")
+            for old in path.parent.glob(f"{stem}-*.npz"):
+                if old != path:
+                    old.unlink(missing_ok=True)
+        except OSError:  # a read-only home: work without a cache
+            pass
+    t = {k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in ("train_x", "train_y", "test_x", "test_y")}
+    return ImageData(name="folder", train_x=t["train_x"], train_y=t["train_y"], test_x=t["test_x"], test_y=t["test_y"],
+                     classes=[str(c) for c in arrays["classes"]], mean=tuple(arrays["mean"].tolist()),
+                     std=tuple(arrays["std"].tolist()), augment=True, order=ORDER_SEED)  # fmt: skip
+
+
+def _decode_source(src: _Source, image_size: int | None) -> dict[str, "np.ndarray"]:
+    """Decode, order and measure every image of ``src``: the arrays the cache holds."""
+    classes = sorted({c for c, _, _ in src.entries["train"]})
     if len(classes) < 2:
-        raise CleadError(f"{root / 'train'} must hold at least two class folders")
-    size = image_size or 64
-    train_x, train_y = _split(root / "train", classes, size)
-    test_x, test_y = _split(test_dir, classes, size)
-    xf = train_x.float() / 255
-    mean = tuple(float(v) for v in xf.mean((0, 2, 3)))
-    std = tuple(float(v) for v in xf.std((0, 2, 3)).clamp_min(1e-3))
-    return ImageData(name="folder", train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
-                     classes=classes, mean=mean, std=std, augment=True)  # fmt: skip
+        raise CleadError(f"{src.root}: train/ must hold at least two class folders with images "
+                         f"({', '.join(sorted(EXTENSIONS))})")  # fmt: skip
+    if not src.entries["test"]:
+        raise CleadError(f"{src.root}: the test/ (or val/) folder holds no images")
+    arrays = _build(src, image_size, classes)
+    mean, std = channel_stats(torch.from_numpy(arrays["train_x"]))
+    return {**arrays, "classes": np.array(classes), "mean": np.array(mean), "std": np.array(std)}
+
+
+def _load_cache(path: Path, key: dict[str, object]) -> dict[str, "np.ndarray"] | None:
+    """The cached arrays if the file exists and was made from exactly ``key``; otherwise None."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if json.loads(str(z["key"])) != json.loads(json.dumps(key, sort_keys=True)):
+                return None
+            return {k: z[k] for k in ("train_x", "train_y", "test_x", "test_y", "classes", "mean", "std")}
+    except (OSError, ValueError, KeyError):
+        return None
