@@ -4,8 +4,11 @@
 #
 #   bash benchmarks/device_suite.sh SUITE JOBS SECONDS
 #
-# What the machine lacks travels in .devkit/ (ignored by git): the Fashion-MNIST archives and pyautoattack
-# (copied from .venv without its 40 MB of examples). PY picks the interpreter (default python3).
+# What the machine lacks travels in .devkit/ (ignored by git; `bash benchmarks/devkit.sh` fills it): the
+# Fashion-MNIST archives, pyautoattack (copied from .venv without its 44 MB of examples) and the CIFAR-10 JPEG
+# tarball, which goes to ../shared/data/ there as here. PY picks the interpreter (default python3).
+# NO_WEIGHTS=1 leaves the .pt files out of what comes back (full-width ResNets: at most 16 MiB a file returns),
+# so such runs must finish inside the call.
 set -u
 suite=$1 jobs=$2 secs=$3
 out=${OUT:-/tmp/clead-device-out}
@@ -15,6 +18,9 @@ export PYTHONPATH=$PWD/src:$PWD/.devkit/site PYTHONUNBUFFERED=1
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   mkdir -p /usr/share/datasets/fashion-mnist && cp .devkit/*.gz /usr/share/datasets/fashion-mnist/
 fi
+if [ -f .devkit/cifar10-jpeg.tar.gz ] && [ ! -f ../shared/data/cifar10-jpeg.tar.gz ]; then
+  mkdir -p ../shared/data && cp .devkit/cifar10-jpeg.tar.gz ../shared/data/
+fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$py" -c "import torch, clead, pyautoattack; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || exit 1
 
@@ -22,7 +28,8 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 timeout -k 20 -s INT "$secs" "$py" -m clead bench "$suite" --jobs "$jobs" --quiet 2>&1 | tee "$out/bench.log"
 
 cd "results/$suite" || exit 1
-for d in */; do tar czf "$out/${d%/}.tgz" --exclude '*.tmp' "${d%/}"; done
+skip=(--exclude '*.tmp'); [ "${NO_WEIGHTS:-0}" = 1 ] && skip+=(--exclude '*.pt')
+for d in */; do tar czf "$out/${d%/}.tgz" "${skip[@]}" "${d%/}"; done
 files=$(find . -maxdepth 1 -type f)
 [ -n "$files" ] && tar czf "$out/suite-files.tgz" $files
 ls -la "$out"

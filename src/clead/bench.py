@@ -207,6 +207,24 @@ SUITES.register("cifar10-cpu")(Suite(
 ))  # fmt: skip
 
 
+# The GPU lane (benchmarks/device_suite.sh cifar10-gpu 2 SECONDS with NO_WEIGHTS=1): full-width PreAct ResNet-18,
+# PGD-AT and C-LEAD side by side, PGD-10, sized so that training and evaluation end inside one 10-minute call
+# (the weights, 45 MB each, cannot come back from the lent machine, so a run cannot resume across calls).
+SUITES.register("cifar10-gpu")(Suite(
+    name="cifar10-gpu",
+    title="CIFAR-10 (JPEG q75 copy), PreAct ResNet-18 full width, Linf 8/255, on a lent GPU",
+    description=("PGD-AT and C-LEAD on CIFAR-10 (the JPEG q75 copy): PreAct ResNet-18 at full width (64), 45,000 "
+                 "training images (5,000 held out), 5 epochs of PGD-10 (step 2/255), SGD 0.1 momentum 0.9, weight "
+                 "decay 5e-4, cosine, batch 128, crop and flip; standard AutoAttack, PGD-50x3 and CW on the first "
+                 "1,000 test images, FGSM and PGD-20 on all 10,000; sized for one call of a lent GPU"),
+    base={"dataset": "folder", "data_dir": CIFAR10_JPEG, "model": "preact-resnet18", "eps": 8 / 255,
+          "attack_steps": 10, "attack_alpha": 2 / 255, "epochs": 5, "batch_size": 128, "optimizer": "sgd",
+          "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine", "val_n": 500, "seed": 0},
+    runs={m: {"method": m} for m in ("pgd-at", "clead")},
+    evals=MAIN_EVALS,
+))  # fmt: skip
+
+
 def _clead_and_close_baselines(suite: Suite, out: Path) -> list[str]:
     """C-LEAD and the best baseline by seed-0 AutoAttack accuracy, or, with ``seed_margin``, every baseline
     within that margin of C-LEAD or ahead of it."""
