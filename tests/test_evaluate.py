@@ -245,7 +245,7 @@ def test_more_steps_check_fails_where_pgd20_has_not_converged():
     assert checks.more_steps_do_not_help(sound, xs, ys, 0.1, "linf", 32, 0)["passed"] is True
 
 
-def test_threat_matrix_has_every_cell_and_refuses_unknown_threats(idx_dir, tmp_path, capsys):
+def test_threat_matrix_has_every_cell_and_refuses_unknown_threats(idx_dir, tmp_path, capsys, monkeypatch):
     import json
 
     from clead.cli import main
@@ -278,8 +278,18 @@ def test_threat_matrix_has_every_cell_and_refuses_unknown_threats(idx_dir, tmp_p
     assert "| linf (eps 0.1) % | linf-2x (eps 0.2) % | l2 (eps 0.667) % | l1 (eps 3.33) % | transfer (PGD-50) % |" in table
     assert main(["eval", str(a), "--threats", "linf,l7"]) == 2
     assert main(["eval", str(a), "--threats", "transfer"]) == 2  # needs --transfer-from
+    assert main(["eval", str(a), "--threats", "transfer-pgd3"]) == 2
     assert main(["eval", str(a), "--threats", "--threat-eps", "l3=2"]) == 2
     assert main(["report", str(a)]) == 0 and "transfer (PGD-50)" in capsys.readouterr().out
+    # the C-LEAD authors' transfer attack: PGD-3 with step 3/8 eps, on the other model
+    from clead.attacks import PGD
+
+    made, real_init = [], PGD.__init__
+    monkeypatch.setattr(PGD, "__init__", lambda self, *a, **k: made.append(k) or real_init(self, *a, **k))
+    assert main(["eval", str(a), "--threats", "transfer-pgd3", "-n", "24", "--transfer-from", str(b), "--quiet"]) == 0
+    row = json.loads((a / "eval-threats.json").read_text())["threats"][0]
+    assert row["threat"] == "transfer-pgd3" and row["attack"].startswith("PGD-3 on")
+    assert made[0]["steps"] == 3 and made[0]["alpha"] == pytest.approx(0.375 * 0.1)
     # the suite report reads eval*.json for its accuracy table: the threat matrix is not one of them
     assert main(["report", str(a), "--full", str(tmp_path / "rep")]) == 0
     assert "## Threat matrix" in (tmp_path / "rep" / "report.md").read_text()

@@ -4,7 +4,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from clead.losses import instance_nt_xent, multi_positive_infonce, supcon_loss
+from clead.losses import instance_nt_xent, multi_positive_infonce, paired_nt_xent, supcon_loss
 
 
 def supcon_loop(z: torch.Tensor, labels: list[int], tau: float) -> float:
@@ -61,6 +61,19 @@ def test_instance_ntxent_matches_loop_for_one_and_two_views():
         z = F.normalize(torch.randn(n * (views + 1), 6), dim=1)
         got = instance_nt_xent(z, n, tau=0.2).item()
         assert abs(got - ntxent_loop(z, n, 0.2)) < 1e-4
+
+
+def test_paired_ntxent_is_the_mean_of_one_loop_per_view():
+    """The authors' SimCLRLoss: per view k, NT-Xent over [clean; view k] only; catches pooling both views
+    into one contrast (clead's instance mode), which differs as soon as there are two views."""
+    torch.manual_seed(2)
+    n = 5
+    z = F.normalize(torch.randn(3 * n, 6), dim=1)
+    per_view = [ntxent_loop(torch.cat([z[:n], z[n * k : n * (k + 1)]]), n, 0.3) for k in (1, 2)]
+    assert abs(paired_nt_xent(z, n, tau=0.3).item() - sum(per_view) / 2) < 1e-4
+    assert abs(paired_nt_xent(z, n, tau=0.3).item() - ntxent_loop(z, n, 0.3)) > 1e-3
+    z1 = z[: 2 * n]
+    assert abs(paired_nt_xent(z1, n, 0.3).item() - instance_nt_xent(z1, n, 0.3).item()) < 1e-6
 
 
 def test_losses_prefer_aligned_views_and_have_finite_gradients():

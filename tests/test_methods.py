@@ -81,29 +81,34 @@ def _hand_infonce(z, positive, anchor, tau):
     return total / count
 
 
-@pytest.mark.parametrize("mode", ["supervised", "instance"])
+@pytest.mark.parametrize("mode", ["supervised", "instance", "pairs"])
 def test_clead_loss_is_the_stated_formula_written_out_by_hand(mode):
     """Catches a wrong L_con (e.g. the positive mask shifted by one row, views paired with the wrong clean
-    image, anchors counted wrongly) and wrong weights of the three terms: the expected loss is recomputed
-    from the model's own outputs on the views the method made, with SupCon / NT-Xent written as loops."""
+    image, anchors counted wrongly, the authors' per-view pairs pooled into one contrast) and wrong weights
+    of the three terms: the expected loss is recomputed from the model's own outputs on the two views the
+    method made, with SupCon / NT-Xent written as loops."""
     import torch.nn.functional as F
 
     torch.manual_seed(0)
-    model, method = ToyNet(), make("clead", mode=mode, w_adv=0.7, w_clean=0.2, lam=1.5, tau=0.5)
+    model, method = ToyNet(), make("clead", mode=mode, views=2, w_adv=0.7, w_clean=0.2, lam=1.5, tau=0.5)
     x, y = batch(12)
     made = []
     real = method.make_views
     method.make_views = lambda *a, **k: made.extend(real(*a, **k)) or made
     loss, _ = method.loss(model, x, y, 0)
-    (xv,) = made
+    assert len(made) == 2
     with torch.no_grad():
-        z = F.normalize(method.projector(model.features(torch.cat([x, xv]))), dim=1).double()
-        ce_clean, ce_adv = F.cross_entropy(model(x), y), F.cross_entropy(model(xv), y)
-    n, labels = len(y), y.repeat(2)
+        z = F.normalize(method.projector(model.features(torch.cat([x, *made]))), dim=1).double()
+        ce_clean = F.cross_entropy(model(x), y)
+        ce_adv = F.cross_entropy(model(torch.cat(made)), y.repeat(2))
+    n, labels = len(y), y.repeat(3)
     if mode == "supervised":
         con = _hand_infonce(z, lambda i, j: labels[i] == labels[j], lambda i: True, 0.5)
-    else:
+    elif mode == "instance":
         con = _hand_infonce(z, lambda i, j: i % n == j % n, lambda i: i < n, 0.5)
+    else:  # one contrast per view over [clean; that view], averaged
+        pair = [torch.cat([z[:n], z[n * k : n * (k + 1)]]) for k in (1, 2)]
+        con = sum(_hand_infonce(zk, lambda i, j: i % n == j % n, lambda i: i < n, 0.5) for zk in pair) / 2
     expected = 0.7 * ce_adv + 0.2 * ce_clean + 1.5 * con
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
@@ -173,7 +178,7 @@ def test_projection_head_is_not_part_of_the_classifier():
 
 
 def test_bad_clead_params_are_errors():
-    for bad in ({"mode": "cluster"}, {"attack_loss": "kl"}, {"views": 0}, {"tau": 0}):
+    for bad in ({"mode": "cluster"}, {"attack_loss": "kl"}, {"views": 0}, {"tau": 0}, {"anchors": "test"}):
         with pytest.raises(CleadError):
             CLEADParams(**bad)
     assert {f.name for f in dataclasses.fields(CLEADParams)} >= {"mode", "attack_loss", "views", "lam", "tau"}

@@ -171,3 +171,22 @@ def test_init_refuses_another_architecture(idx_dir, tmp_path):
               progress=False)  # fmt: skip
     with pytest.raises(CleadError, match="unknown init_checkpoint"):
         tiny(idx_dir, init=str(src), init_checkpoint="final")
+
+
+def test_linear_probe_trains_the_head_only_and_keeps_batch_norm_statistics(idx_dir, tmp_path):
+    """Catches a linear probe whose frozen features still move: weights given to the optimizer, or batch
+    norm running statistics updated by training-mode forwards (a network with batch norm is used)."""
+    arch = dict(model="preact-resnet18", model_args={"width": 4})
+    src = train(tiny(idx_dir, method="standard", epochs=1, **arch), tmp_path / "pre", progress=False)
+    cfg = tiny(idx_dir, method="standard", epochs=2, init=str(src), init_checkpoint="last", freeze_features=True,
+               **arch)  # fmt: skip
+    out = train(cfg, tmp_path / "probe", progress=False)
+    before, after = load_torch(src / "last.pt")["model"], load_torch(out / "last.pt")["model"]
+    assert any("running_mean" in k for k in before), "the test needs batch norm"
+    for k, v in after.items():
+        if k.startswith("head."):
+            assert not torch.equal(v, before[k]), f"{k} did not learn"
+        else:
+            assert torch.equal(v, before[k]), f"{k} moved in a linear probe"
+    with pytest.raises(CleadError, match="--init"):
+        tiny(idx_dir, freeze_features=True)

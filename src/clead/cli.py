@@ -162,7 +162,7 @@ def _eval_threats(args: argparse.Namespace) -> int:
     from . import threats as th
 
     names = [t.strip() for t in (args.threats or ",".join(th.DEFAULT_THREATS)).split(",") if t.strip()]
-    th.check_threats([*names, *(["transfer"] if args.transfer_from else [])], args.transfer_from)
+    th.check_threats(names, args.transfer_from)
     eps = th.parse_threat_eps(args.threat_eps)
     for run_dir in args.runs:
         th.evaluate_threats(run_dir, names, n=args.n, preset=args.threat_attack, transfer_from=args.transfer_from,
@@ -300,14 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto", help="auto, cpu or cuda[:i] [default: %(default)s]")
     e.add_argument("--threats", nargs="?", const="", default=None, metavar="T,...",
                    help="threat matrix instead of the usual evaluation: robust accuracy under each of linf (training "
-                        "eps), linf-2x, l2, l1 (AutoAttack's own L2/L1 versions) [default list: all four]; writes "
-                        "eval-threats.json")  # fmt: skip
+                        "eps), linf-2x, l2, l1 (AutoAttack's own L2/L1 versions), transfer, transfer-pgd3 (the C-LEAD "
+                        "authors' PGD-3, step 3/8 eps; both need --transfer-from) [default list: the first four]; "
+                        "writes eval-threats.json")  # fmt: skip
     e.add_argument("--threat-attack", default="autoattack", choices=["autoattack", "apgd"],
                    help="the preset run under each threat [default: %(default)s]")
     e.add_argument("--threat-eps", default=None, metavar="NAME=EPS,...",
                    help="radii instead of the defaults, e.g. l2=1.5,l1=8 (default: see the README)")
     e.add_argument("--transfer-from", default=None, metavar="RUN",
-                   help="add the transfer threat: PGD-50 examples made on RUN's model, classified by this one")
+                   help="the model the transfer threats attack: PGD-50 (transfer, added when no transfer threat is "
+                        "listed) or PGD-3 (transfer-pgd3) examples made on RUN's model, classified by this one")
     e.add_argument("--autoattack-chunk", type=int, default=None, metavar="N",
                    help="samples per AutoAttack call; the chunks are what --procs shares out (raise it on a GPU) "
                         "[default: 250]")  # fmt: skip

@@ -84,6 +84,9 @@ class TrainConfig:
     init: str | None = _f(None, "start from the weights of another run directory (two-stage training, e.g. a standard "
                                 "run as cross-entropy pretraining); same architecture required")
     init_checkpoint: str = _f("best", "which checkpoint of --init: best or last")
+    freeze_features: bool = _f(False, "linear probe: train only the model's final layer (its head) on the features "
+                                      "--init loaded, which stay frozen and in eval mode (batch norm statistics and "
+                                      "dropout fixed); e.g. --method standard --optimizer sgd --lr 0.1 (the C-LEAD authors)")
     method_args: dict = _f({}, "method knobs (see the method flags)")
 
     def validate(self) -> "TrainConfig":
@@ -114,6 +117,8 @@ class TrainConfig:
             raise CleadError(f"awp_gamma and awp_warmup must be >= 0, got {self.awp_gamma} and {self.awp_warmup}")
         if self.lr <= 0:
             raise CleadError(f"lr must be > 0, got {self.lr}")
+        if self.freeze_features and not self.init:
+            raise CleadError("--freeze-features trains a linear probe on another run's features: give --init RUN")
         if self.train_size is not None and self.train_size < 1:
             raise CleadError(f"train_size must be >= 1, got {self.train_size}")
         if self.val_size < 1 or self.val_n < 1:

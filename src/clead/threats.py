@@ -7,7 +7,8 @@ Threats (each on the same first ``n`` test images, in fp32, robust = correct cle
   (standard AutoAttack supports all three norms; for L1 it uses its L1-APGD with 5 restarts);
 * ``transfer`` (with ``--transfer-from RUN``): PGD-50 adversarial examples made on *another* run's model at
   this run's Linf eps, classified by this model (a black-box check: transfer accuracy far below white-box
-  accuracy would point at gradient masking).
+  accuracy would point at gradient masking); ``transfer-pgd3``: the same with the C-LEAD authors' attack,
+  PGD-3 with step 3/8 of eps (their 3/255 at 8/255), made on a separate standard model.
 
 Default L2 and L1 radii keep the proportions of the union-of-threats benchmark for MNIST, Linf 0.3 / L2 2.0
 / L1 10 (Maini, Wong & Kolter, "Adversarial Robustness Against the Union of Multiple Perturbation Models",
@@ -24,7 +25,9 @@ import torch
 
 from .errors import CleadError
 
-THREATS = ("linf", "linf-2x", "l2", "l1", "transfer")
+THREATS = ("linf", "linf-2x", "l2", "l1", "transfer", "transfer-pgd3")
+# transfer threats: PGD steps and step size as a fraction of eps (None: PGD's default 2.5 / steps)
+TRANSFER = {"transfer": (50, None), "transfer-pgd3": (3, 3 / 8)}
 DEFAULT_THREATS = ("linf", "linf-2x", "l2", "l1")
 PRESETS = ("autoattack", "apgd")
 MNIST_UNION = {"linf": 0.3, "l2": 2.0, "l1": 10.0}
@@ -61,8 +64,8 @@ def check_threats(threats: Sequence[str], transfer_from: str | None) -> None:
     unknown = [t for t in threats if t not in THREATS]
     if unknown:
         raise CleadError(f"unknown threat(s) {', '.join(unknown)}; valid: {', '.join(THREATS)}")
-    if "transfer" in threats and not transfer_from:
-        raise CleadError("the transfer threat needs --transfer-from RUN (the model the attack is made on)")
+    if any(t in TRANSFER for t in threats) and not transfer_from:
+        raise CleadError("the transfer threats need --transfer-from RUN (the model the attack is made on)")
 
 
 def evaluate_threats(
@@ -86,7 +89,7 @@ def evaluate_threats(
     from .precision import to_channels_last
 
     threats = list(threats)
-    if transfer_from and "transfer" not in threats:
+    if transfer_from and not any(t in TRANSFER for t in threats):
         threats.append("transfer")
     check_threats(threats, str(transfer_from) if transfer_from else None)
     if preset not in PRESETS:
@@ -104,17 +107,19 @@ def evaluate_threats(
     per_sample: dict[str, torch.Tensor] = {}  # threat -> robust per image (correct clean and under the attack)
     clean_ok = None
     for threat in threats:
-        if threat == "transfer":
+        if threat in TRANSFER:
             source = to_channels_last(runmod.load_model(transfer_from).to(dev))
             xf = to_float(x) if x.dtype == torch.uint8 else x
             torch.manual_seed(seed)
-            attack = PGD(cfg.eps, steps=50, norm="linf", keep_best=False)
+            steps, step = TRANSFER[threat]
+            attack = PGD(cfg.eps, steps=steps, alpha=None if step is None else step * cfg.eps, norm="linf",
+                         keep_best=False)  # fmt: skip
             x_adv = torch.cat([attack(source, xf[i : i + batch_size].to(dev), y[i : i + batch_size].to(dev)).cpu()
                                for i in range(0, len(y), batch_size)])  # fmt: skip
             clean = _logits(model, xf, batch_size, dev).argmax(1) == y
             robust = clean & (_logits(model, x_adv, batch_size, dev).argmax(1) == y)
-            per_sample["transfer"], clean_ok = robust, clean
-            rows.append({"threat": "transfer", "norm": "linf", "eps": cfg.eps, "attack": f"PGD-50 on {transfer_from}",
+            per_sample[threat], clean_ok = robust, clean
+            rows.append({"threat": threat, "norm": "linf", "eps": cfg.eps, "attack": f"PGD-{steps} on {transfer_from}",
                          "clean": float(clean.float().mean()), "robust": float(robust.float().mean()), "n": len(y)})  # fmt: skip
             continue
         norm = "linf" if threat.startswith("linf") else threat
@@ -157,7 +162,7 @@ def threat_table(run_dirs: Sequence[str | Path]) -> str:
 
     def head(t: str) -> str:
         eps = {f"{r[t]['eps']:.3g}" for r in found.values() if t in r}
-        return f"{t} (eps {', '.join(sorted(eps))})" if t != "transfer" else "transfer (PGD-50)"
+        return f"{t} (PGD-{TRANSFER[t][0]})" if t in TRANSFER else f"{t} (eps {', '.join(sorted(eps))})"
 
     lines = ["| run | clean % | " + " | ".join(f"{head(t)} %" for t in names) + " |", "|" + "---|" * (len(names) + 2)]
     for run, rows in found.items():

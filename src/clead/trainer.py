@@ -136,7 +136,10 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
     method.to(device)
     if cfg.channels_last:
         precision.to_channels_last(model)
-    optimizer = make_optimizer(cfg, [*model.parameters(), *method.parameters()])
+    if cfg.freeze_features:  # a linear probe: only the final layer learns
+        model.requires_grad_(False)
+        model.head.requires_grad_(True)
+    optimizer = make_optimizer(cfg, [*(p for p in model.parameters() if p.requires_grad), *method.parameters()])
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and device.type == "cuda")
     start_epoch, best_score = 0, -1.0
 
@@ -173,7 +176,7 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
     for epoch in range(start_epoch, cfg.epochs):
         if stop_after is not None and epoch - start_epoch >= stop_after:
             break
-        model.train()
+        model.train(not cfg.freeze_features)  # frozen features: batch norm statistics and dropout fixed too
         method.train()
         torch.manual_seed((cfg.seed * 1_000_003 + epoch) * 1009 + dist.rank)
         order = torch.randperm(n_train, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))

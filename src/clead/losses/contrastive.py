@@ -10,6 +10,9 @@ Both losses are instances of one multi-positive InfoNCE: for an anchor ``i``, wi
   extra factor ``tau / base_tau`` is not applied (it only rescales the loss, i.e. ``lam``).
 * **Instance NT-Xent** (Chen et al., SimCLR, 2020, generalised to several views): only the clean
   embeddings are anchors and ``P(i)`` = the adversarial views of the same image; labels are unused.
+* **Paired NT-Xent** (the C-LEAD authors' code, ``SimCLRLoss`` of Van Gansbeke et al.'s SCAN code base): one
+  instance NT-Xent per view over ``[clean; that view]`` (clean anchors, the other view's rows are not
+  candidates), averaged over the views. With one view it equals the instance NT-Xent.
 
 Anchors without any positive are skipped (they contribute 0 and are not counted in the mean).
 """
@@ -90,3 +93,11 @@ def instance_nt_xent(z: torch.Tensor, n: int, tau: float = 0.1) -> torch.Tensor:
     """NT-Xent with clean anchors: ``z`` is ``[clean (n rows); view_1; ...; view_V]``."""
     ids, anchors = instance_ids(n, z.shape[0] // n - 1, z.device)
     return _mean(*multi_positive_infonce(z, ids, tau, anchors))
+
+
+def paired_nt_xent(z: torch.Tensor, n: int, tau: float = 0.1) -> torch.Tensor:
+    """The authors' loss: ``z`` is ``[clean (n rows); view_1; ...; view_V]``; the mean over views ``k`` of
+    the instance NT-Xent over ``[clean; view_k]``."""
+    views = z.shape[0] // n - 1
+    return torch.stack([instance_nt_xent(torch.cat([z[:n], z[n * k : n * (k + 1)]]), n, tau)
+                        for k in range(1, views + 1)]).mean()  # fmt: skip

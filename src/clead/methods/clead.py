@@ -12,7 +12,8 @@ owned by this method, not part of the exported classifier) and z = normalize(g(h
    forward gives), or with ``anchors = eval`` those of an extra eval-mode forward without gradient, scored
    as the views are. Either way the update then minimises the loss on training-mode embeddings.
 2. L_con over the clean and all adversarial embeddings: ``supervised`` = SupCon (positives: same label),
-   ``instance`` = NT-Xent with clean anchors and their own views as positives.
+   ``instance`` = NT-Xent with clean anchors and their own views as positives; ``pairs`` = the authors'
+   code's loss: one instance NT-Xent per view over [clean; that view], averaged over the views.
 3. L = w_adv * CE(f(x_adv), y) + w_clean * CE(f(x), y) + lam * L_con; during the first
    ``warmup_epochs`` the contrastive term is off (and the attack maximises CE).
 
@@ -34,7 +35,7 @@ from ..losses import Positives, instance_ids, multi_positive_infonce
 from ..models.base import eval_mode
 from .base import METHODS, Budget, Method, projection_head
 
-MODES = ("supervised", "instance")
+MODES = ("supervised", "instance", "pairs")
 ANCHORS = ("train", "eval")
 ATTACK_LOSSES = ("ce", "contrastive", "joint")
 VIEW_ATTACKS = ("pgd", "fgsm", "cw")
@@ -43,7 +44,7 @@ VIEW_ATTACKS = ("pgd", "fgsm", "cw")
 @dataclass
 class CLEADParams:
     # The defaults ranked first of the ten settings of `clead bench fmnist-ablation` (docs/results.md).
-    mode: str = field(default="supervised", metadata={"help": "C-LEAD: contrastive term, supervised (SupCon) or instance (NT-Xent)"})
+    mode: str = field(default="supervised", metadata={"help": "C-LEAD: contrastive term, supervised (SupCon), instance (NT-Xent, clean anchors) or pairs (the authors' code: one NT-Xent per view over [clean; view], averaged)"})
     attack_loss: str = field(default="joint", metadata={"help": "C-LEAD: what the inner attack maximises: ce, contrastive or joint"})
     views: int = field(default=1, metadata={"help": "C-LEAD: adversarial views per image"})
     lam: float = field(default=1.0, metadata={"help": "C-LEAD: weight of the contrastive term"})
@@ -110,6 +111,15 @@ class CLEAD(Method):
         divided by the number of counted anchors, so that ``.sum()`` is the mean loss."""
         per, counted = multi_positive_infonce(z, None, self.params.tau, positives=positives)
         return per / counted.sum().clamp_min(1)
+
+    def contrastive_loss(self, z: torch.Tensor, y: torch.Tensor, views: int) -> torch.Tensor:
+        """L_con of ``z = [clean; view_1; ...; view_views]``; in ``pairs`` mode the mean over views of the
+        loss of ``[clean; view_k]``."""
+        if self.params.mode != "pairs":
+            return self.contrastive_terms(z, self.positives(y, views)).sum()
+        n, pos = len(y), self.positives(y, 1)
+        return torch.stack([self.contrastive_terms(torch.cat([z[:n], z[n * k : n * (k + 1)]]), pos).sum()
+                            for k in range(1, views + 1)]).mean()  # fmt: skip
 
     def contrastive_on(self, epoch: int) -> bool:
         return epoch >= self.params.warmup_epochs and self.params.lam > 0
@@ -180,7 +190,7 @@ class CLEAD(Method):
         loss = p.w_adv * ce_adv + p.w_clean * ce_clean
         parts = {"ce_adv": ce_adv.detach(), "ce_clean": ce_clean.detach()}
         if self.contrastive_on(epoch):
-            con = self.contrastive_terms(self.embed(feats), self.positives(y, len(x_advs))).sum()
+            con = self.contrastive_loss(self.embed(feats), y, len(x_advs))
             loss = loss + p.lam * con
             parts["con"] = con.detach()
         return loss, parts

@@ -3,7 +3,8 @@
 * input: images in [0, 1], NCHW; normalisation happens inside the model (attacks never see it);
 * ``forward(x)`` returns logits;
 * ``features(x)`` returns the penultimate embedding and ``classify(features)`` maps it to logits,
-  so a method can get both from one forward pass: ``forward(x) == classify(features(x))``.
+  so a method can get both from one forward pass: ``forward(x) == classify(features(x))``;
+* ``classify`` is the module ``head`` (a linear layer): what a linear probe (``--freeze-features``) trains.
 """
 from __future__ import annotations
 
