@@ -27,6 +27,7 @@ from .data import to_float
 from .distributed import device_name
 from .errors import CleadError
 from .io import digest_tensors, load_torch, save_torch, sha256_file
+from .models.base import eval_mode
 from .precision import fp32, to_channels_last
 
 DEFAULT_ATTACKS = ("fgsm", "pgd20", "pgd50", "cw")
@@ -192,9 +193,7 @@ def evaluate(
         x = to_float(x)
     x, y = x.cpu(), y.cpu().long()
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         check_inputs(model, x, y, num_classes, device)
         built = {name: create_attack(name, eps, norm, restarts) for name in attacks}  # unknown names fail early
         for a in built.values():
@@ -230,8 +229,6 @@ def evaluate(
             result["checks"] = run_checks(model, x, y, result, eps, norm, batch_size, seed, device, check_n)
         else:
             result["checks"] = []
-    finally:
-        model.train(was_training)
     if state_path is not None:
         Path(state_path).unlink(missing_ok=True)
     return result

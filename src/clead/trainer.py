@@ -29,6 +29,7 @@ from .data.augment import random_crop_flip
 from .errors import CleadError, TrainingDiverged
 from .io import save_torch, write_text, write_yaml
 from .methods import Method
+from .models.base import eval_mode
 
 log = logging.getLogger("clead")
 
@@ -72,18 +73,16 @@ def validate(model: nn.Module, cfg: TrainConfig, x: torch.Tensor, y: torch.Tenso
         attack = AutoAttackPreset(cfg.eps, cfg.norm, "apgd-ce", seed=cfg.seed, batch_size=batch_size)
     else:
         attack = PGD(cfg.eps, steps=cfg.val_attack_steps, norm=cfg.norm)
-    was_training = model.training
-    model.eval()
     xs, ys = dist.shard(x), dist.shard(y)
     clean = robust = 0.0
-    for i in range(0, len(ys), batch_size):
-        xb, yb = to_float(xs[i : i + batch_size]).to(device), ys[i : i + batch_size].to(device)
-        with torch.no_grad():
-            clean += float((model(xb).argmax(1) == yb).sum())
-        x_adv = attack(model, xb, yb)
-        with torch.no_grad():
-            robust += float((model(x_adv).argmax(1) == yb).sum())
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(ys), batch_size):
+            xb, yb = to_float(xs[i : i + batch_size]).to(device), ys[i : i + batch_size].to(device)
+            with torch.no_grad():
+                clean += float((model(xb).argmax(1) == yb).sum())
+            x_adv = attack(model, xb, yb)
+            with torch.no_grad():
+                robust += float((model(x_adv).argmax(1) == yb).sum())
     return dist.sum(clean) / len(y), dist.sum(robust) / len(y)
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CleadError
+from ..models.base import eval_mode
 from ..registry import Registry
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -70,13 +71,8 @@ class Attack:
         return torch.Generator().manual_seed(derive_seed(self.seed, restart))
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.enable_grad():
-                return self.perturb(model, x.detach(), y).detach()
-        finally:
-            model.train(was_training)
+        with eval_mode(model), torch.enable_grad():
+            return self.perturb(model, x.detach(), y).detach()
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError

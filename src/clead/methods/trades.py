@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.base import eval_mode
 from ..precision import fp32_loss
 from .base import METHODS, Method
 
@@ -33,11 +34,8 @@ class TRADES(Method):
     Params = TradesParams
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
-        with torch.no_grad():
-            was_training = model.training
-            model.eval()
+        with torch.no_grad(), eval_mode(model):
             clean_logits = model(x)
-            model.train(was_training)
 
         def objective(m: nn.Module, xa: torch.Tensor, ya: torch.Tensor):
             logits = m(xa)
