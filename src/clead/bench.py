@@ -343,7 +343,7 @@ def _bring_up(suite: Suite, out: Path, run: str, deadline: float | None, progres
             if not dry_run:
                 log.info("bench %s: evaluating %s (%s)", suite.name, run, spec.tag or "main")
                 sweep = [round(cfg.eps * f, 6) for f in (0, 0.5, 1, 1.5, 2)] if spec.sweep else None
-                evaluate_run(d, spec.attacks, n=spec.n, sweep=sweep, sweep_n=200, progress=progress,
+                evaluate_run(d, attacks=spec.attacks, n=spec.n, sweep=sweep, sweep_n=200, progress=progress,
                              tag=spec.tag)  # fmt: skip
     return True
 

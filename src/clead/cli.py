@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 from . import __version__, allocator
 from . import config as cfgmod
+from . import eval_config
+from .eval_config import EvalConfig
 from .errors import CleadError
 
 log = logging.getLogger("clead")
@@ -125,31 +127,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
+    """Defaults < ``--config FILE`` < the flags given."""
+    options = eval_config.load(args.config) if args.config else {}
+    given = {k: getattr(args, k) for k in eval_config.field_names() if getattr(args, k, None) is not None}
+    if given.get("progress") is False or args.quiet:
+        given["progress"] = False
+    given.pop("sweep", None)  # resolved per run (its default list depends on the run's eps)
+    return eval_config.from_dict({**options, **given}, source=args.config or "flags")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_run
     from .report import markdown_table
 
+    ec = eval_config_from_args(args)
     if args.threats is not None or args.transfer_from:
-        return _eval_threats(args)
-    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
-    sweep = None
-    if args.sweep is not None:
-        sweep = [v for v in args.sweep.split(",") if v.strip()] if args.sweep else None
+        return _eval_threats(args, ec)
     for run_dir in args.runs:
-        if args.sweep is not None and sweep is None:
-            from .run import read_config
+        sweep = ec.sweep
+        if args.sweep is not None:
+            sweep = [v for v in args.sweep.split(",") if v.strip()] or None
+            if sweep is None:
+                from .run import read_config
 
-            e = read_config(run_dir).eps if args.eps is None else cfgmod.parse_eps(args.eps)
-            sweep = [round(e * f, 6) for f in (0, 0.25, 0.5, 0.75, 1, 1.5, 2, 3)]
-        res = evaluate_run(run_dir, attacks, n=args.n, checkpoint=args.checkpoint, eps=args.eps, norm=args.norm,
-                           batch_size=args.batch_size, seed=args.seed, restarts=args.restarts, device=args.device,
-                           progress=not args.quiet, checks=not args.no_checks, check_n=args.check_n, sweep=sweep,
-                           sweep_n=args.sweep_n, tag=args.tag, channels_last=args.channels_last,
-                           autoattack_chunk=args.autoattack_chunk)  # fmt: skip
+                e = read_config(run_dir).eps if ec.eps is None else ec.eps
+                sweep = [round(e * f, 6) for f in (0, 0.25, 0.5, 0.75, 1, 1.5, 2, 3)]
+        res = evaluate_run(run_dir, ec, sweep=sweep)
         if not res:  # a torchrun rank other than 0
             continue
         log.info("%s: clean %.2f%%, robust %.2f%% (n=%d) -> %s/eval%s.json", run_dir, 100 * res["clean_accuracy"],
-                 100 * res["robust_accuracy"], res["n"], run_dir, f"-{args.tag}" if args.tag else "")  # fmt: skip
+                 100 * res["robust_accuracy"], res["n"], run_dir, f"-{ec.tag}" if ec.tag else "")  # fmt: skip
         for c in res["checks"]:
             if c["passed"] is False:
                 log.warning("WARNING %s: check %s FAILED: %s %s", run_dir, c["name"], c["explanation"], c["numbers"])
@@ -158,16 +166,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_threats(args: argparse.Namespace) -> int:
+def _eval_threats(args: argparse.Namespace, ec: EvalConfig) -> int:
     from . import threats as th
 
     names = [t.strip() for t in (args.threats or ",".join(th.DEFAULT_THREATS)).split(",") if t.strip()]
     th.check_threats(names, args.transfer_from)
     eps = th.parse_threat_eps(args.threat_eps)
     for run_dir in args.runs:
-        th.evaluate_threats(run_dir, names, n=args.n, preset=args.threat_attack, transfer_from=args.transfer_from,
-                            eps_overrides=eps, batch_size=args.batch_size, seed=args.seed, device=args.device,
-                            progress=not args.quiet)  # fmt: skip
+        th.evaluate_threats(run_dir, names, n=ec.n, preset=args.threat_attack, transfer_from=args.transfer_from,
+                            eps_overrides=eps, batch_size=ec.batch_size, seed=ec.seed, device=ec.device,
+                            progress=ec.progress)  # fmt: skip
         log.info("%s: threat matrix -> %s/eval-threats.json", run_dir, run_dir)
     print(th.threat_table(args.runs), end="")
     return 0
@@ -258,8 +266,6 @@ def _add_procs(p: argparse.ArgumentParser, how: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .attacks import ATTACKS
-    from .evaluate import DEFAULT_ATTACKS
-
     p = _Parser(prog="clead", description="C-LEAD and baseline adversarial training, evaluation and reports.")
     p.add_argument("--version", action="version", version=f"clead {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -278,26 +284,30 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate runs under attack; writes RUN/eval.json",
                        description="Evaluate runs on the test set; robust accuracy is the worst case per sample.")  # fmt: skip
     e.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
-    e.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS),
-                   help=f"comma-separated attacks from: {', '.join(ATTACKS.names())} [default: %(default)s]")  # fmt: skip
+    d = EvalConfig()  # the one source of the defaults shown here
+    e.add_argument("--config", default=None, metavar="FILE",
+                   help=f"YAML file of evaluation options ({', '.join(eval_config.field_names())}); flags override it")
+    e.add_argument("--attacks", default=None,
+                   help=f"comma-separated attacks from: {', '.join(ATTACKS.names())} [default: {','.join(d.attacks)}]")
     e.add_argument("-n", "--n", type=int, default=None,
                    help="evaluate on the first N test images; write -n N under torchrun [default: all]")
     e.add_argument("--eps", default=None, help="attack radius, e.g. 0.1 or 8/255 [default: the run's training eps]")
     e.add_argument("--norm", default=None, choices=["linf", "l2"], help="threat model [default: the run's]")
-    e.add_argument("--checkpoint", default="best", choices=["best", "last"], help="[default: %(default)s]")
+    e.add_argument("--checkpoint", default=None, choices=["best", "last"], help=f"[default: {d.checkpoint}]")
     e.add_argument("--restarts", type=int, default=None, help="restarts of pgd50 [default: 3]")
-    e.add_argument("--batch-size", type=int, default=128,
-                   help="attack batch size; 128 is fastest on CPU, raise it on a GPU [default: %(default)s]")
-    e.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts [default: %(default)s]")
+    e.add_argument("--batch-size", type=int, default=None,
+                   help=f"attack batch size; {d.batch_size} is fastest on CPU, raise it on a GPU [default: {d.batch_size}]")
+    e.add_argument("--seed", type=int, default=None, help=f"seed of the attacks' random starts [default: {d.seed}]")
     e.add_argument("--sweep", nargs="?", const="", default=None, metavar="EPS,...",
                    help="also measure PGD-20 and APGD-CE accuracy over eps values (default list: 0 to 3x eps); "
                         "writes eps_sweep.png")  # fmt: skip
-    e.add_argument("--sweep-n", type=int, default=500, help="samples used by the sweep [default: %(default)s]")
-    e.add_argument("--no-checks", action="store_true", help="skip the sanity checks")
-    e.add_argument("--tag", default="", help="write eval-TAG.json (and per_sample-TAG.csv, ...) instead of eval.json")
-    e.add_argument("--check-n", type=int, default=200,
-                   help="correctly classified samples attacked by the sanity checks [default: %(default)s]")
-    e.add_argument("--device", default="auto", help="auto, cpu or cuda[:i] [default: %(default)s]")
+    e.add_argument("--sweep-n", type=int, default=None, help=f"samples used by the sweep [default: {d.sweep_n}]")
+    e.add_argument("--no-checks", dest="checks", action="store_const", const=False, default=None,
+                   help="skip the sanity checks")
+    e.add_argument("--tag", default=None, help="write eval-TAG.json (and per_sample-TAG.csv, ...) instead of eval.json")
+    e.add_argument("--check-n", type=int, default=None,
+                   help=f"correctly classified samples attacked by the sanity checks [default: {d.check_n}]")
+    e.add_argument("--device", default=None, help=f"auto, cpu or cuda[:i] [default: {d.device}]")
     e.add_argument("--threats", nargs="?", const="", default=None, metavar="T,...",
                    help="threat matrix instead of the usual evaluation: robust accuracy under each of linf (training "
                         "eps), linf-2x, l2, l1 (AutoAttack's own L2/L1 versions), transfer, transfer-pgd3 (the C-LEAD "
@@ -313,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--autoattack-chunk", type=int, default=None, metavar="N",
                    help="samples per AutoAttack call; the chunks are what --procs shares out (raise it on a GPU) "
                         "[default: 250]")  # fmt: skip
-    e.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+    e.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="run the model with channels_last weights (fp32 either way; faster on CPU) [default: on]")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_procs(e, "the attack chunks are split across them; same numbers as one process")

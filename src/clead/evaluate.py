@@ -9,6 +9,7 @@ and ends with the same numbers.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -26,11 +27,11 @@ from .config import parse_eps
 from .data import to_float
 from .distributed import device_name
 from .errors import CleadError
+from .eval_config import DEFAULT_ATTACKS, EvalConfig
 from .io import digest_tensors, load_torch, save_torch, sha256_file
 from .models.base import eval_mode
 from .precision import fp32, to_channels_last
 
-DEFAULT_ATTACKS = ("fgsm", "pgd20", "pgd50", "cw")
 N_EXAMPLES = 8
 # Version of the evaluation state and of how attacks are seeded; 2: each (chunk, attack, restart) its own seed.
 STATE_FORMAT = 2
@@ -149,15 +150,15 @@ def evaluate(
     attacks: Sequence[str] = DEFAULT_ATTACKS,
     eps: float | str = 0.1,
     norm: str = "linf",
-    batch_size: int = 128,
-    seed: int = 0,
+    batch_size: int = EvalConfig.batch_size,
+    seed: int = EvalConfig.seed,
     restarts: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
     checks: bool = True,
-    check_n: int = 200,
+    check_n: int = EvalConfig.check_n,
     sweep: Sequence[float | str] | None = None,
-    sweep_n: int = 500,
+    sweep_n: int = EvalConfig.sweep_n,
     num_classes: int | None = None,
     state_path: str | Path | None = None,
     dist: Any = None,
@@ -336,30 +337,13 @@ def run_checks(model, x, y, result, eps, norm, batch_size, seed, device, check_n
     return out
 
 
-def evaluate_run(
-    run_dir: str | Path,
-    attacks: Sequence[str] = DEFAULT_ATTACKS,
-    n: int | None = None,
-    checkpoint: str = "best",
-    eps: float | str | None = None,
-    norm: str | None = None,
-    batch_size: int = 128,
-    seed: int = 0,
-    restarts: int | None = None,
-    device: str = "auto",
-    progress: bool = True,
-    checks: bool = True,
-    check_n: int = 200,
-    sweep: Sequence[float | str] | None = None,
-    sweep_n: int = 500,
-    tag: str = "",
-    channels_last: bool = True,
-    autoattack_chunk: int | None = None,
-) -> dict[str, Any]:
-    """Evaluate a run on the first ``n`` test images (all by default); write ``eval.json`` and the audit files.
+def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, **options: Any) -> dict[str, Any]:
+    """Evaluate a run; write ``eval.json`` (or ``eval-TAG.json``) and the audit files.
 
-    With a ``tag`` the files are ``eval-TAG.json``, ``per_sample-TAG.csv``, ... so that several evaluations
-    of one run (e.g. all 10,000 images with PGD, 1,000 with AutoAttack) live side by side.
+    ``config`` (an `EvalConfig`, default all defaults) with any of its fields overridden by ``options``, e.g.
+    ``evaluate_run("runs/c", attacks=["pgd20", "autoattack"], n=1000)``. With a ``tag`` the files are
+    ``eval-TAG.json``, ``per_sample-TAG.csv``, ... so that several evaluations of one run (e.g. all 10,000
+    images with PGD, 1,000 with AutoAttack) live side by side.
 
     The model, dataset and default threat model come from the run's own config. An interrupted
     evaluation resumes from ``RUN/eval_state.pt`` when called again with the same options. The model runs
@@ -368,42 +352,37 @@ def evaluate_run(
     from . import distributed
     from . import run as runmod
 
+    ec = dataclasses.replace(config or EvalConfig(), **options).validate()
     run_dir = Path(run_dir)
     cfg = runmod.read_config(run_dir)
-    dev = runmod.resolve_device(device)
+    dev = runmod.resolve_device(ec.device)
     dist = distributed.setup(dev)
     if dist.enabled and dev.type == "cuda":
         dev = torch.device("cuda", dist.local_rank)
     try:
-        return _evaluate_run(run_dir, cfg, dev, dist, attacks, n, checkpoint, eps, norm, batch_size, seed, restarts,
-                             progress and dist.main, checks, check_n, sweep, sweep_n, tag, channels_last,
-                             autoattack_chunk)  # fmt: skip
+        return _evaluate_run(run_dir, cfg, dev, dist, dataclasses.replace(ec, progress=ec.progress and dist.main))
     finally:
         distributed.teardown(dist)
 
 
-def _evaluate_run(run_dir, cfg, dev, dist, attacks, n, checkpoint, eps, norm, batch_size, seed, restarts,
-                  progress, checks, check_n, sweep, sweep_n, tag, channels_last,
-                  autoattack_chunk) -> dict[str, Any]:  # fmt: skip
+def _evaluate_run(run_dir: Path, cfg, dev: torch.device, dist, ec: EvalConfig) -> dict[str, Any]:
     from . import audit
     from . import run as runmod
     from .data import load_dataset
     from .io import write_json
 
-    sfx = f"-{tag}" if tag else ""
-    model = runmod.load_model(run_dir, checkpoint).to(dev)
-    identity = {"checkpoint": checkpoint, "checkpoint_sha256": sha256_file(run_dir / f"{checkpoint}.pt")}
-    if channels_last:
+    sfx = f"-{ec.tag}" if ec.tag else ""
+    model = runmod.load_model(run_dir, ec.checkpoint).to(dev)
+    identity = {"checkpoint": ec.checkpoint, "checkpoint_sha256": sha256_file(run_dir / f"{ec.checkpoint}.pt")}
+    if ec.channels_last:
         to_channels_last(model)
     data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.data_options())
-    if n is not None and n < 1:
-        raise CleadError(f"--n must be >= 1, got {n}")
-    x, y = data.test_x[:n], data.test_y[:n]
-    result = evaluate(model, x, y, attacks, eps=cfg.eps if eps is None else eps, norm=norm or cfg.norm,
-                      batch_size=batch_size, seed=seed, restarts=restarts, progress=progress, checks=checks,
-                      check_n=check_n, sweep=sweep, sweep_n=sweep_n, num_classes=data.num_classes,
-                      state_path=run_dir / f"eval_state{sfx}.pt", dist=dist,
-                      autoattack_chunk=autoattack_chunk, identity=identity)  # fmt: skip
+    x, y = data.test_x[: ec.n], data.test_y[: ec.n]
+    result = evaluate(model, x, y, ec.attacks, eps=cfg.eps if ec.eps is None else ec.eps, norm=ec.norm or cfg.norm,
+                      batch_size=ec.batch_size, seed=ec.seed, restarts=ec.restarts, progress=ec.progress,
+                      checks=ec.checks, check_n=ec.check_n, sweep=ec.sweep, sweep_n=ec.sweep_n,
+                      num_classes=data.num_classes, state_path=run_dir / f"eval_state{sfx}.pt", dist=dist,
+                      autoattack_chunk=ec.autoattack_chunk, identity=identity)  # fmt: skip
     if not dist.main:
         return {}
     audit.write_per_sample(run_dir / f"per_sample{sfx}.csv", result)
@@ -419,7 +398,7 @@ def _evaluate_run(run_dir, cfg, dev, dist, attacks, n, checkpoint, eps, norm, ba
         files.append("robustbench.json")
     out = {k: v for k, v in result.items() if k not in ("per_sample", "examples")}
     out = {"run": run_dir.name, "method": cfg.method, "model": cfg.model, "dataset": cfg.dataset,
-           "checkpoint": checkpoint, "checkpoint_sha256": identity["checkpoint_sha256"], "tag": tag, **out,
-           "files": files}  # fmt: skip
+           "checkpoint": ec.checkpoint, "checkpoint_sha256": identity["checkpoint_sha256"], "tag": ec.tag, **out,
+           "files": files, "eval_config": ec.to_dict()}  # fmt: skip
     write_json(run_dir / f"eval{sfx}.json", out)
     return out
