@@ -6,7 +6,7 @@ CLEAD  := $(VENV)/bin/clead
 TORCH  ?= torch==2.13.0
 DATA   ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data demo test bench clean
+.PHONY: setup data demo test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,11 @@ demo: setup data
 
 test: setup
 	$(PY) -m pytest
+
+# ruff: lint (pyflakes, pycodestyle, import order, bugbear) and formatting, as configured in pyproject.toml
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 
 bench: setup data
 	$(PY) benchmarks/throughput.py

@@ -4,6 +4,7 @@ process-wide). Prints wall, user and system seconds and minor page faults of the
 
     python benchmarks/allocator.py
 """
+
 from __future__ import annotations
 
 import json
@@ -40,13 +41,16 @@ def main() -> None:
     for label, arg in (("default malloc", "0"), ("clead.allocator.tune()", "1")):
         out = subprocess.run([sys.executable, "-c", CHILD, arg], env=env, capture_output=True, text=True, check=True)
         rows[label] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"# PGD-5, small-cnn, batch 500, torch threads from the environment; fastest of 3 runs per setting")
+    print("# PGD-5, small-cnn, batch 500, torch threads from the environment; fastest of 3 runs per setting")
     print("| malloc | wall s | user s | system s | minor page faults |")
     print("|---|---|---|---|---|")
     for label, r in rows.items():
         print(f"| {label} | {r['wall']:.2f} | {r['user']:.2f} | {r['sys']:.2f} | {r['faults']} |")
     a, b = rows["default malloc"], rows["clead.allocator.tune()"]
-    print(f"\ntuned / default wall time: {b['wall'] / a['wall']:.2f}" + ("" if b["tuned"] else " (tuning not applied here)"))
+    print(
+        f"\ntuned / default wall time: {b['wall'] / a['wall']:.2f}"
+        + ("" if b["tuned"] else " (tuning not applied here)")
+    )
 
 
 if __name__ == "__main__":

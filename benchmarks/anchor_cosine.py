@@ -5,6 +5,7 @@ weights and projection head (`last.pt`), in training batches of the run's batch 
 
     python benchmarks/anchor_cosine.py results/fmnist-anchors/train results/fmnist-anchors/bn-train
 """
+
 from __future__ import annotations
 
 import sys

@@ -8,6 +8,7 @@ is printed with the robust accuracies, which must agree.
 
     python benchmarks/eval_overhead.py RUN [--n 100] [--version standard|apgd] [--repeats 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,17 @@ def main() -> None:
             return float((model(x_adv).argmax(1) == y).float().mean())
 
     def ours() -> float:
-        res = clead.evaluate(model, x, y, attacks=[preset], eps=cfg.eps, batch_size=args.batch_size,
-                             checks=False, progress=False, num_classes=data.num_classes)  # fmt: skip
+        res = clead.evaluate(
+            model,
+            x,
+            y,
+            attacks=[preset],
+            eps=cfg.eps,
+            batch_size=args.batch_size,
+            checks=False,
+            progress=False,
+            num_classes=data.num_classes,
+        )
         return res["robust_accuracy"]
 
     times = {"direct": 0.0, "clead": 0.0}
@@ -57,7 +67,9 @@ def main() -> None:
             t0 = time.perf_counter()
             accs[name] = fn()
             times[name] += time.perf_counter() - t0
-    print(f"# AutoAttack ({args.version}) on {args.run}, n={args.n}, batch {args.batch_size}, {args.repeats} alternating repeats")
+    print(
+        f"# AutoAttack ({args.version}) on {args.run}, n={args.n}, batch {args.batch_size}, {args.repeats} alternating repeats"
+    )
     print("| path | seconds (total) | robust accuracy |")
     print("|---|---|---|")
     for name in times:

@@ -14,6 +14,7 @@ It prints the seconds, the clean and robust accuracy of each, and the speed-up.
 
     python benchmarks/eval_speed.py results/quick/clead [--n 500] [--same-chunks]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,6 @@ import time
 from pathlib import Path
 
 
-
 def run(label: str, src: Path, tmp: Path, n: int, cmd_head: list[str], extra: list[str], threads: int) -> dict:
     d = tmp / label.replace(" ", "-").replace(",", "")
     d.mkdir()
@@ -35,12 +35,21 @@ def run(label: str, src: Path, tmp: Path, n: int, cmd_head: list[str], extra: li
         shutil.copy(src / f, d / f)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
-    subprocess.run([*cmd_head, "eval", str(d), "--attacks", "autoattack", "-n", str(n), "--no-checks", "--quiet",
-                    *extra], check=True, env=env, stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [*cmd_head, "eval", str(d), "--attacks", "autoattack", "-n", str(n), "--no-checks", "--quiet", *extra],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     seconds = time.perf_counter() - t0
     ev = json.loads((d / "eval.json").read_text())
-    return {"label": label, "seconds": seconds, "clean": ev["clean_accuracy"], "robust": ev["robust_accuracy"],
-            "sequence": ev["sequence"].get("autoattack", {})}  # fmt: skip
+    return {
+        "label": label,
+        "seconds": seconds,
+        "clean": ev["clean_accuracy"],
+        "robust": ev["robust_accuracy"],
+        "sequence": ev["sequence"].get("autoattack", {}),
+    }
 
 
 def main() -> None:
@@ -55,8 +64,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         results = [
-            run("before", src, tmp, args.n, [py, "-m", "clead"], ["--no-channels-last", "--autoattack-chunk", "500"],
-                cores),
+            run(
+                "before",
+                src,
+                tmp,
+                args.n,
+                [py, "-m", "clead"],
+                ["--no-channels-last", "--autoattack-chunk", "500"],
+                cores,
+            ),
             run("after", src, tmp, args.n, [py, "-m", "clead"], ["--procs", "2"], max(1, cores // 2)),
         ]
         if args.same_chunks:
@@ -69,9 +85,11 @@ def main() -> None:
         print(f"| {r['label']} | {r['seconds']:.0f} | {100 * r['clean']:.1f} | {100 * r['robust']:.1f} | {seq} |")
     before, after = results[0], results[1]
     speed = before["seconds"] / after["seconds"]
-    print(f"\nafter / before speed-up: {speed:.2f}x (target >= 1.3x: {'met' if speed >= 1.3 else 'NOT met'}); "
-          f"robust accuracy {'identical' if before['robust'] == after['robust'] else 'DIFFERS'} "
-          f"({100 * before['robust']:.1f}% / {100 * after['robust']:.1f}%)")
+    print(
+        f"\nafter / before speed-up: {speed:.2f}x (target >= 1.3x: {'met' if speed >= 1.3 else 'NOT met'}); "
+        f"robust accuracy {'identical' if before['robust'] == after['robust'] else 'DIFFERS'} "
+        f"({100 * before['robust']:.1f}% / {100 * after['robust']:.1f}%)"
+    )
 
 
 if __name__ == "__main__":

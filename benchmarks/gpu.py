@@ -7,6 +7,7 @@ Markdown table with images/s and the implied seconds per 50,000-image epoch. Mea
     python benchmarks/gpu.py            # on a CUDA machine
     python benchmarks/gpu.py --tiny     # smoke test anywhere
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,9 @@ def main() -> None:
         ctx = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if prec == "bf16" else contextlib.nullcontext
         for method_name in ("pgd-at", "clead"):
             torch.manual_seed(0)
-            model = create_model("preact-resnet18", 10, (3, 32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), width=width)
+            model = create_model(
+                "preact-resnet18", 10, (3, 32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), width=width
+            )
             model.to(device).to(memory_format=torch.channels_last)
             cls = METHODS.get(method_name)
             method = cls(cls.Params(), Budget(eps=8 / 255, steps=k, alpha=2 / 255), model.feature_dim, 10).to(device)
@@ -85,8 +88,10 @@ def main() -> None:
         ips = steps * bs / (time.perf_counter() - t0)
         rows.append(("PGD-10 attack", prec, ips, 50_000 / ips))
 
-    print(f"# clead GPU benchmark: {name}, torch {torch.__version__}, preact-resnet18 (width {width}), batch {bs}, "
-          f"PGD-{k} in training, {steps} timed steps per row")  # fmt: skip
+    print(
+        f"# clead GPU benchmark: {name}, torch {torch.__version__}, preact-resnet18 (width {width}), batch {bs}, "
+        f"PGD-{k} in training, {steps} timed steps per row"
+    )
     print("| what | precision | images/s | s per 50k images |")
     print("|---|---|---|---|")
     for what, prec, ips, sec in rows:

@@ -12,6 +12,7 @@ checks that premise and stops if it does not hold.
 
     python benchmarks/independent_starts.py [results/fmnist-full-0.1]
 """
+
 from __future__ import annotations
 
 import csv
@@ -28,8 +29,10 @@ def robust(path: Path) -> list[bool]:
 
 
 def main(root: Path) -> None:
-    print("| run | old white-box attacks (shared starts) | their worst case % | new: FGSM, PGD-20, PGD-50x3, CW (own "
-          "starts) % | headline robust before % | headline robust now % | images whose outcome changed |")
+    print(
+        "| run | old white-box attacks (shared starts) | their worst case % | new: FGSM, PGD-20, PGD-50x3, CW (own "
+        "starts) % | headline robust before % | headline robust now % | images whose outcome changed |"
+    )
     print("|---|---|---|---|---|---|---|")
     for run in RUNS:
         d = root / run
@@ -41,13 +44,17 @@ def main(root: Path) -> None:
         old, new = robust(d / "per_sample.csv"), robust(d / "per_sample-whitebox.csv")
         assert len(old) == len(new) == old_ev["n"] == new_ev["n"]
         with open(d / "per_sample.csv") as f:
-            old_wb = [r["correct_clean"] == "1" and (r["broken_by"] == "" or r["broken_by"].startswith(aa))
-                      for r in csv.DictReader(f)]  # fmt: skip
+            old_wb = [
+                r["correct_clean"] == "1" and (r["broken_by"] == "" or r["broken_by"].startswith(aa))
+                for r in csv.DictReader(f)
+            ]
         combined = [a and b for a, b in zip(old, new)]
         n = len(old)
         wb = ", ".join(a for a in old_ev["per_attack"] if a != aa).replace("pgd50", "pgd50x3")
-        print(f"| {run} | {wb} | {100 * sum(old_wb) / n:.1f} | {100 * sum(new) / n:.1f} | {100 * sum(old) / n:.1f} | "
-              f"{100 * sum(combined) / n:.1f} | {sum(a != b for a, b in zip(old, combined))} |")
+        print(
+            f"| {run} | {wb} | {100 * sum(old_wb) / n:.1f} | {100 * sum(new) / n:.1f} | {100 * sum(old) / n:.1f} | "
+            f"{100 * sum(combined) / n:.1f} | {sum(a != b for a, b in zip(old, combined))} |"
+        )
 
 
 if __name__ == "__main__":

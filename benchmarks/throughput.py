@@ -19,6 +19,7 @@ lands on every setting alike; images/s is the median over rounds, ratios are tak
 
     python benchmarks/throughput.py [--steps 10] [--batch-size 128] [--rounds 8] [--run RUN]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -215,13 +216,19 @@ def main() -> None:
         per = {k: [t / (SETTINGS[k[1]][2] if not SETTINGS[k[1]][3] else 1) for t in times[k]] for k in (a, b)}
         return statistics.median(ta / tb for ta, tb in zip(per[a], per[b]))
 
-    print(f"# Training throughput: small-cnn, {source}, global batch {bs}, PGD-{k}, torch {torch.__version__}, "
-          f"{cores} cores, {args.rounds} interleaved rounds")  # fmt: skip
-    print(f"\nmatmul peak (2048 x 2048): fp32 {peak['none']:.0f} GFLOPS, bf16 {peak['bf16']:.0f} GFLOPS with "
-          f"{cores} threads" + (f"; two 1-thread processes: fp32 {peak2['none']:.0f}, bf16 {peak2['bf16']:.0f}"
-                                if peak2 else ""))  # fmt: skip
-    print("\n| method | setting | images/s (median) | speed-up over fp32 (median of per-round ratios) | MFLOP / image "
-          "| achieved GFLOPS | fraction of matmul peak |")
+    print(
+        f"# Training throughput: small-cnn, {source}, global batch {bs}, PGD-{k}, torch {torch.__version__}, "
+        f"{cores} cores, {args.rounds} interleaved rounds"
+    )
+    print(
+        f"\nmatmul peak (2048 x 2048): fp32 {peak['none']:.0f} GFLOPS, bf16 {peak['bf16']:.0f} GFLOPS with "
+        f"{cores} threads"
+        + (f"; two 1-thread processes: fp32 {peak2['none']:.0f}, bf16 {peak2['bf16']:.0f}" if peak2 else "")
+    )
+    print(
+        "\n| method | setting | images/s (median) | speed-up over fp32 (median of per-round ratios) | MFLOP / image "
+        "| achieved GFLOPS | fraction of matmul peak |"
+    )
     print("|---|---|---|---|---|---|---|")
     for m in methods:
         for s in settings:
@@ -236,14 +243,18 @@ def main() -> None:
     if "pgd-at" in methods and REFERENCE in settings:
         best = max(settings, key=lambda s: ratio(("pgd-at", REFERENCE), ("pgd-at", s)))
         r = ratio(("pgd-at", REFERENCE), ("pgd-at", best))
-        print(f"PGD-AT at K={k}: fastest setting {best}, {r:.2f}x the fp32 single-process path; target >= 3.5x: "
-              f"{'met' if r >= 3.5 else 'NOT met'}")  # fmt: skip
+        print(
+            f"PGD-AT at K={k}: fastest setting {best}, {r:.2f}x the fp32 single-process path; target >= 3.5x: "
+            f"{'met' if r >= 3.5 else 'NOT met'}"
+        )
     if "clead" in methods and "pgd-at" in methods:
         target = 1.05 * (k + 2) / (k + 1)
         for s in settings:
             r = ratio(("clead", s), ("pgd-at", s))
-            line = f"C-LEAD / PGD-AT time per step, {s}: {r:.3f} (target <= 1.05 * (K+2)/(K+1) = {target:.3f}: " \
-                   f"{'met' if r <= target else 'NOT met'})"
+            line = (
+                f"C-LEAD / PGD-AT time per step, {s}: {r:.3f} (target <= 1.05 * (K+2)/(K+1) = {target:.3f}: "
+                f"{'met' if r <= target else 'NOT met'})"
+            )
             if "pgd-at+clean" in methods:
                 line += f"; / (PGD-AT + one clean forward/backward): {ratio(('clead', s), ('pgd-at+clean', s)):.3f}"
             print(line)
@@ -268,8 +279,10 @@ def main() -> None:
             attack(model, xa, ya)
             runs.append(time.perf_counter() - t0)
         speeds[label] = len(ya) / min(runs)
-    print(f"\nPGD-20 (Linf, batch 128, fp32, {cores} threads) on the {what}: "
-          + ", ".join(f"{k_} {v:.0f} images/s" for k_, v in speeds.items()))
+    print(
+        f"\nPGD-20 (Linf, batch 128, fp32, {cores} threads) on the {what}: "
+        + ", ".join(f"{k_} {v:.0f} images/s" for k_, v in speeds.items())
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny synthetic data written in the real formats, and a small trained toy model."""
+
 from __future__ import annotations
 
 import gzip

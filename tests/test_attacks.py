@@ -1,5 +1,6 @@
 """Attack invariants: inside the ball and [0, 1], mode restored, no parameter gradients, stronger than
 no attack, monotone in steps, best-so-far per sample."""
+
 import pytest
 import torch
 

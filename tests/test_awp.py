@@ -1,12 +1,12 @@
 """Adversarial weight perturbation: the formula, the restore, and a training run with it for every method."""
+
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ToyNet, synthetic_images
 
 from clead import awp
 from clead.methods import METHODS, Budget
-
-from conftest import ToyNet, synthetic_images
 
 
 def batch(n=32):
@@ -68,9 +68,22 @@ def test_training_with_awp_runs_and_records_it(idx_dir, tmp_path, method):
     from clead.config import from_dict
     from clead.trainer import train
 
-    cfg = from_dict({"data_dir": str(idx_dir), "train_size": 64, "val_size": 100, "val_n": 16, "epochs": 2,
-                     "batch_size": 32, "attack_steps": 1, "val_attack_steps": 1, "device": "cpu", "method": method,
-                     "awp_gamma": 0.01, "awp_warmup": 1})  # fmt: skip
+    cfg = from_dict(
+        {
+            "data_dir": str(idx_dir),
+            "train_size": 64,
+            "val_size": 100,
+            "val_n": 16,
+            "epochs": 2,
+            "batch_size": 32,
+            "attack_steps": 1,
+            "val_attack_steps": 1,
+            "device": "cpu",
+            "method": method,
+            "awp_gamma": 0.01,
+            "awp_warmup": 1,
+        }
+    )
     out = train(cfg, tmp_path / method, progress=False)
     assert "awp_gamma: 0.01" in (out / "config.yaml").read_text()
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2

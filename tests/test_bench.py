@@ -1,5 +1,6 @@
 """Benchmark suites (resumable, skipping finished work), full reports with confidence intervals, and the
 representation analysis, on tiny synthetic data."""
+
 import json
 import math
 
@@ -13,23 +14,44 @@ from clead.report import wilson
 @pytest.fixture
 def tiny_suite(idx_dir, monkeypatch):
     suite = bench.Suite(
-        name="tiny", title="tiny suite", description="test",
-        base={"data_dir": str(idx_dir), "train_size": 64, "val_size": 100, "val_n": 20, "epochs": 1,
-              "batch_size": 32, "attack_steps": 1, "val_attack_steps": 1, "device": "cpu", "eps": 0.1},
+        name="tiny",
+        title="tiny suite",
+        description="test",
+        base={
+            "data_dir": str(idx_dir),
+            "train_size": 64,
+            "val_size": 100,
+            "val_n": 20,
+            "epochs": 1,
+            "batch_size": 32,
+            "attack_steps": 1,
+            "val_attack_steps": 1,
+            "device": "cpu",
+            "eps": 0.1,
+        },
         runs={"standard": {"method": "standard"}, "clead": {"method": "clead"}},
         evals=[bench.EvalSpec("", ["fgsm", "pgd20"], 24, sweep=True), bench.EvalSpec("full", ["fgsm"], None)],
-    )  # fmt: skip
+    )
     monkeypatch.setitem(bench.SUITES._items, "tiny", suite)
     return suite
 
 
 def test_suite_runs_once_then_skips_and_reports(tiny_suite, tmp_path):
     out = tmp_path / "tiny"
-    assert bench.run_suite("tiny", out, dry_run=True, progress=False)[:3] == ["train standard", "eval standard main",
-                                                                           "eval standard full"]  # fmt: skip
+    assert bench.run_suite("tiny", out, dry_run=True, progress=False)[:3] == [
+        "train standard",
+        "eval standard main",
+        "eval standard full",
+    ]
     steps = bench.run_suite("tiny", out, progress=False)
-    assert steps == ["train standard", "eval standard main", "eval standard full", "train clead", "eval clead main",
-                     "eval clead full"]  # fmt: skip
+    assert steps == [
+        "train standard",
+        "eval standard main",
+        "eval standard full",
+        "train clead",
+        "eval clead main",
+        "eval clead full",
+    ]
     assert bench.run_suite("tiny", out, progress=False) == []
     md = (out / "report.md").read_text()
     assert "| standard | standard |" in md and "[" in md and "Sanity checks" in md
@@ -76,8 +98,22 @@ def test_analyze_writes_metrics_and_tsne(idx_dir, tmp_path):
     from clead.config import from_dict
     from clead.trainer import train
 
-    run = train(from_dict({"data_dir": str(idx_dir), "train_size": 64, "val_size": 100, "val_n": 20, "epochs": 1,
-                           "batch_size": 32, "attack_steps": 1, "method": "pgd-at"}), tmp_path / "r", progress=False)  # fmt: skip
+    run = train(
+        from_dict(
+            {
+                "data_dir": str(idx_dir),
+                "train_size": 64,
+                "val_size": 100,
+                "val_n": 20,
+                "epochs": 1,
+                "batch_size": 32,
+                "attack_steps": 1,
+                "method": "pgd-at",
+            }
+        ),
+        tmp_path / "r",
+        progress=False,
+    )
     res = analyze([run], tmp_path / "an", n=40, probe_train=200)[0]
     assert -1 <= res["cosine_clean_adv"] <= 1 and res["intra_inter_clean"] > 0
     assert 0 <= res["probe_adv"] <= res["probe_clean"] + 0.05
@@ -104,8 +140,12 @@ def test_seed_table_is_mean_and_sample_std_per_group():
         main = {"per_attack": per, "sequence": {"autoattack": {"apgd-t": seq}} if seq is not None else {}}
         return {"run": run, "seed": seed, "cells": {"clean": (clean, 10), "pgd20": (pgd, 10)}, "main": main}
 
-    rows = [row("clead", 0, 0.8, 0.6, seq=0.55), row("clead-seed1", 1, 0.7, 0.5, apgd=0.45),
-            row("clead-seed2", 2, 0.9, 0.7, apgd=0.65), row("pgd-at", 0, 0.5, 0.4, seq=0.3)]  # fmt: skip
+    rows = [
+        row("clead", 0, 0.8, 0.6, seq=0.55),
+        row("clead-seed1", 1, 0.7, 0.5, apgd=0.45),
+        row("clead-seed2", 2, 0.9, 0.7, apgd=0.65),
+        row("pgd-at", 0, 0.5, 0.4, seq=0.3),
+    ]
     lines = seed_table(rows)
     clead = next(line for line in lines if line.startswith("| clead |"))
     std = math.sqrt(((0.8 - 0.8) ** 2 + (0.7 - 0.8) ** 2 + (0.9 - 0.8) ** 2) / 2)  # sample std of clean
@@ -120,7 +160,10 @@ def test_only_accepts_seed_runs_and_rejects_unknown_names(tiny_suite, tmp_path):
 
     tiny_suite.seeds = (1,)
     assert bench.run_suite("tiny", tmp_path / "t", only=["clead-seed1"], dry_run=True, progress=False) == [
-        "train clead-seed1", "eval clead-seed1 main", "eval clead-seed1 full"]  # fmt: skip
+        "train clead-seed1",
+        "eval clead-seed1 main",
+        "eval clead-seed1 full",
+    ]
     with pytest.raises(CleadError, match="no run cleed.*clead-seed1"):
         bench.run_suite("tiny", tmp_path / "t", only=["cleed"], dry_run=True, progress=False)
 
@@ -135,14 +178,23 @@ def test_dry_run_says_what_resumes_and_who_gets_seeds(tiny_suite, tmp_path):
     steps = bench.run_suite("tiny", out, dry_run=True, progress=False)
     assert "train clead (resumes after epoch 2 of 3)" in steps and "train standard" in steps
     assert "eval clead full (resumes)" in steps and "eval clead main" in steps
-    assert steps[-1] == "then seeds 1, 2 of clead and every baseline within 2 points of it (or ahead) by seed-0 AutoAttack"
+    assert (
+        steps[-1] == "then seeds 1, 2 of clead and every baseline within 2 points of it (or ahead) by seed-0 AutoAttack"
+    )
 
 
 def test_suite_table_adds_a_column_for_attacks_beyond_the_standard_set():
     from clead.report import suite_markdown
 
-    row = {"run": "a", "method": "clead", "cells": {"clean": (0.5, 100), "apgd-ce": (0.25, 100)}, "worst": (0.25, 100),
-           "checks": "-", "epoch_s": None, "peak_mb": None}  # fmt: skip
+    row = {
+        "run": "a",
+        "method": "clead",
+        "cells": {"clean": (0.5, 100), "apgd-ce": (0.25, 100)},
+        "worst": (0.25, 100),
+        "checks": "-",
+        "epoch_s": None,
+        "peak_mb": None,
+    }
     md = suite_markdown([row], "t")
     assert "| clean | fgsm | pgd20 | pgd50 | cw | apgd-ce | autoattack |" in md
     lo, hi = wilson(0.25, 100)
@@ -159,8 +211,12 @@ def test_suite_table_says_where_each_run_trained_and_when_it_changed_machines():
     assert trained_on(moved) == "GPU (epochs 1-2, 42 s/epoch), cpu (epoch 3, 250 s/epoch)"
     assert trained_on([m(1, "cpu", 9)]) == "cpu" and trained_on([{"epoch": 1}]) is None
     base = {"method": "clead", "cells": {}, "worst": None, "checks": "-", "epoch_s": None, "peak_mb": None}
-    rows = [{**base, "run": "a", "metrics": moved}, {**base, "run": "b", "metrics": [m(1, "cpu", 9)]},
-            {**base, "run": "c", "metrics": [m(1, "cpu", 8)]}, {**base, "run": "old", "metrics": [{"epoch": 1}]}]
+    rows = [
+        {**base, "run": "a", "metrics": moved},
+        {**base, "run": "b", "metrics": [m(1, "cpu", 9)]},
+        {**base, "run": "c", "metrics": [m(1, "cpu", 8)]},
+        {**base, "run": "old", "metrics": [{"epoch": 1}]},
+    ]
     md = suite_markdown(rows, "t")
     assert "Trained on: a: GPU (epochs 1-2, 42 s/epoch), cpu (epoch 3, 250 s/epoch); b, c: cpu." in md
     assert "Main evaluation on" not in md  # no evaluation records its machine
@@ -172,8 +228,16 @@ def test_suite_table_says_where_each_run_trained_and_when_it_changed_machines():
 def test_suite_runs_side_by_side_in_worker_processes(tiny_suite, tmp_path):
     out = tmp_path / "tiny"
     steps = bench.run_suite("tiny", out, progress=False, jobs=2)
-    assert sorted(steps) == sorted(["train standard", "eval standard main", "eval standard full", "train clead",
-                                    "eval clead main", "eval clead full"])  # fmt: skip
+    assert sorted(steps) == sorted(
+        [
+            "train standard",
+            "eval standard main",
+            "eval standard full",
+            "train clead",
+            "eval clead main",
+            "eval clead full",
+        ]
+    )
     for run in ("standard", "clead"):
         assert (out / run / "eval.json").is_file() and (out / run / "eval-full.json").is_file()
     assert (out / "report.md").is_file()
@@ -196,23 +260,49 @@ def test_seeded_runs_are_clead_and_the_close_baselines(monkeypatch, tmp_path, ma
     from clead import report
 
     aa = {"standard": 0.0, "pgd-at": 0.595, "trades": 0.63, "mart": 0.57, "clead": 0.61}
-    monkeypatch.setattr(report, "suite_rows", lambda dirs: [{"run": d.name, "cells": {"autoattack": (aa[d.name], 1000)}}
-                                                            for d in dirs])  # fmt: skip
-    suite = bench.Suite(name="s", description="", base={}, runs={r: {"method": r} for r in aa}, evals=[],
-                        seeds=(1, 2), seed_margin=margin)  # fmt: skip
+    monkeypatch.setattr(
+        report, "suite_rows", lambda dirs: [{"run": d.name, "cells": {"autoattack": (aa[d.name], 1000)}} for d in dirs]
+    )
+    suite = bench.Suite(
+        name="s",
+        description="",
+        base={},
+        runs={r: {"method": r} for r in aa},
+        evals=[],
+        seeds=(1, 2),
+        seed_margin=margin,
+    )
     # margin 0.02: pgd-at (1.5 points behind) and trades (ahead) qualify, mart (4 behind) does not
     assert bench._clead_and_close_baselines(suite, tmp_path) == expected
 
 
 def test_a_suite_run_can_start_from_another_runs_weights(idx_dir, tmp_path, monkeypatch):
     suite = bench.Suite(
-        name="two", title="two-stage", description="test",
-        base={"data_dir": str(idx_dir), "train_size": 64, "val_size": 100, "val_n": 20, "epochs": 1,
-              "batch_size": 32, "attack_steps": 1, "val_attack_steps": 1, "device": "cpu", "eps": 0.1},
-        runs={"pre": {"method": "standard"},
-              "stage2": {"method": "clead", "init": "pre", "method_args": {"mode": "instance", "view_attacks": "pgd,fgsm"}}},
+        name="two",
+        title="two-stage",
+        description="test",
+        base={
+            "data_dir": str(idx_dir),
+            "train_size": 64,
+            "val_size": 100,
+            "val_n": 20,
+            "epochs": 1,
+            "batch_size": 32,
+            "attack_steps": 1,
+            "val_attack_steps": 1,
+            "device": "cpu",
+            "eps": 0.1,
+        },
+        runs={
+            "pre": {"method": "standard"},
+            "stage2": {
+                "method": "clead",
+                "init": "pre",
+                "method_args": {"mode": "instance", "view_attacks": "pgd,fgsm"},
+            },
+        },
         evals=[bench.EvalSpec("", ["fgsm"], 24)],
-    )  # fmt: skip
+    )
     monkeypatch.setitem(bench.SUITES._items, "two", suite)
     out = tmp_path / "two"
     assert suite.config("stage2", out).init == str(out / "pre")

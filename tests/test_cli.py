@@ -1,16 +1,33 @@
 """The command line: train -> eval -> report end to end, and every bad input as one line with exit code 2."""
+
 import json
 import subprocess
 import sys
 
 import pytest
+from conftest import synthetic_images, write_idx
 
 from clead.cli import main
 
-from conftest import write_idx, synthetic_images
-
-TINY = ["--train-size", "64", "--val-size", "100", "--val-n", "32", "--epochs", "1", "--batch-size", "32",
-        "--attack-steps", "2", "--val-attack-steps", "2", "--device", "cpu", "--quiet"]  # fmt: skip
+TINY = [
+    "--train-size",
+    "64",
+    "--val-size",
+    "100",
+    "--val-n",
+    "32",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "32",
+    "--attack-steps",
+    "2",
+    "--val-attack-steps",
+    "2",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def run_cli(capsys, *argv):
@@ -21,13 +38,40 @@ def run_cli(capsys, *argv):
 
 def test_train_eval_report_end_to_end(idx_dir, tmp_path, capsys, caplog):
     run = tmp_path / "runs" / "c"
-    code, _, err = run_cli(capsys, "train", "--method", "clead", "--data-dir", str(idx_dir), "--eps", "8/255",
-                           "--lam", "0.5", "--out", str(run), *TINY)  # fmt: skip
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--method",
+        "clead",
+        "--data-dir",
+        str(idx_dir),
+        "--eps",
+        "8/255",
+        "--lam",
+        "0.5",
+        "--out",
+        str(run),
+        *TINY,
+    )
     assert code == 0, err
     assert {"config.yaml", "last.pt", "best.pt", "metrics.jsonl"} <= {p.name for p in run.iterdir()}
     assert "lam: 0.5" in (run / "config.yaml").read_text()
-    code, out, err = run_cli(capsys, "eval", str(run), "--attacks", "fgsm,pgd20,apgd", "--n", "40", "--quiet",
-                             "--sweep", "0,0.05,0.1", "--sweep-n", "20", "--check-n", "16")  # fmt: skip
+    code, out, err = run_cli(
+        capsys,
+        "eval",
+        str(run),
+        "--attacks",
+        "fgsm,pgd20,apgd",
+        "--n",
+        "40",
+        "--quiet",
+        "--sweep",
+        "0,0.05,0.1",
+        "--sweep-n",
+        "20",
+        "--check-n",
+        "16",
+    )
     assert code == 0, err
     ev = json.loads((run / "eval.json").read_text())
     assert ev["n"] == 40 and ev["eps"] == pytest.approx(8 / 255) and set(ev["per_attack"]) == {"fgsm", "pgd20", "apgd"}
@@ -53,8 +97,9 @@ def test_config_file_and_flags(idx_dir, tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("method: trades\nepochs: 5\nmethod_args:\n  beta: 2.0\n")
     run = tmp_path / "r"
-    code, _, err = run_cli(capsys, "train", "--config", str(cfg), "--data-dir", str(idx_dir), "--beta", "3",
-                           "--out", str(run), *TINY)  # fmt: skip
+    code, _, err = run_cli(
+        capsys, "train", "--config", str(cfg), "--data-dir", str(idx_dir), "--beta", "3", "--out", str(run), *TINY
+    )
     assert code == 0, err
     text = (run / "config.yaml").read_text()
     assert "method: trades" in text and "beta: 3.0" in text and "epochs: 1" in text
@@ -70,11 +115,16 @@ def one_line_error(capsys, argv, match):
 
 def test_bad_inputs_give_one_clear_line(idx_dir, tmp_path, capsys):
     out = str(tmp_path / "r")
-    one_line_error(capsys, ["train", "--data-dir", str(tmp_path / "nowhere"), "--out", out, *TINY],
-                   "apt-get install -y dataset-fashion-mnist")  # fmt: skip
+    one_line_error(
+        capsys,
+        ["train", "--data-dir", str(tmp_path / "nowhere"), "--out", out, *TINY],
+        "apt-get install -y dataset-fashion-mnist",
+    )
     one_line_error(capsys, ["train", "--eps", "1.5", "--out", out], "outside [0, 1]")
     one_line_error(capsys, ["train", "--eps", "-0.1", "--out", out], "eps")
-    one_line_error(capsys, ["train", "--method", "magic", "--out", out], "valid: ascl, clead, mart, pgd-at, standard, trades")
+    one_line_error(
+        capsys, ["train", "--method", "magic", "--out", out], "valid: ascl, clead, mart, pgd-at, standard, trades"
+    )
     one_line_error(capsys, ["train", "--model", "vgg", "--out", out], "valid: preact-resnet18, small-cnn, wrn-28-10")
     one_line_error(capsys, ["train", "--method", "pgd-at", "--lam", "2", "--out", out], "has no option lam")
     one_line_error(capsys, ["train", "--method", "ascl", "--tau", "0.5", "--out", out], "has no option tau")
@@ -106,19 +156,42 @@ def test_existing_run_and_unknown_attack(idx_dir, tmp_path, capsys):
     run = str(tmp_path / "r")
     assert run_cli(capsys, "train", "--data-dir", str(idx_dir), "--out", run, *TINY)[0] == 0
     one_line_error(capsys, ["train", "--data-dir", str(idx_dir), "--out", run, *TINY], "--overwrite")
-    one_line_error(capsys, ["eval", run, "--attacks", "pgd20,deepfool", "--quiet"], "valid: apgd, apgd-ce, autoattack, autoattack-plus, cw, fgsm, pgd20, pgd50")
+    one_line_error(
+        capsys,
+        ["eval", run, "--attacks", "pgd20,deepfool", "--quiet"],
+        "valid: apgd, apgd-ce, autoattack, autoattack-plus, cw, fgsm, pgd20, pgd50",
+    )
     one_line_error(capsys, ["eval", run, "--n", "0", "--quiet"], "--n must be >= 1")
     (tmp_path / "r" / "best.pt").write_bytes(b"junk")
     one_line_error(capsys, ["eval", run, "--quiet"], "corrupt")
 
 
 def test_module_entry_point_exit_code(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "clead", "train", "--eps", "2", "--out", str(tmp_path / "r")],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "clead", "train", "--eps", "2", "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "eps=2.0" in proc.stderr
     help_ = subprocess.run([sys.executable, "-m", "clead", "train", "--help"], capture_output=True, text=True)
-    for flag in ("--method", "--model", "--dataset", "--eps", "--epochs", "--batch-size", "--lr", "--seed",
-                 "--config", "--out", "--resume", "--train-size", "--lam", "--tau", "--beta", "--attack-loss"):
+    for flag in (
+        "--method",
+        "--model",
+        "--dataset",
+        "--eps",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--seed",
+        "--config",
+        "--out",
+        "--resume",
+        "--train-size",
+        "--lam",
+        "--tau",
+        "--beta",
+        "--attack-loss",
+    ):
         assert flag in help_.stdout, flag
 
 

@@ -1,4 +1,5 @@
 """Paired comparison (clead compare) against McNemar cases worked out by hand."""
+
 import json
 import math
 
@@ -18,8 +19,14 @@ def write_eval(d, clean, robust, labels=None, eps=0.1, attacks=("pgd20",), tag="
     rows = ["index,label,pred_clean,correct_clean,robust,broken_by,pred_adv,linf,l2"]
     rows += [f"{i},{labels[i]},0,{int(c)},{int(r)},,0,0,0" for i, (c, r) in enumerate(zip(clean, robust))]
     (d / f"per_sample{sfx}.csv").write_text("\n".join(rows) + "\n")
-    ev = {"n": n, "eps": eps, "threat_model": "linf", "per_attack": {a: 0.0 for a in attacks},
-          "clean_accuracy": sum(clean) / n, "robust_accuracy": sum(robust) / n}  # fmt: skip
+    ev = {
+        "n": n,
+        "eps": eps,
+        "threat_model": "linf",
+        "per_attack": {a: 0.0 for a in attacks},
+        "clean_accuracy": sum(clean) / n,
+        "robust_accuracy": sum(robust) / n,
+    }
     (d / f"eval{sfx}.json").write_text(json.dumps(ev))
     return d
 
@@ -58,11 +65,14 @@ def test_compare_counts_discordant_images_per_outcome(tmp_path):
     assert "seeds" not in res
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"eps": 0.2}, "different eps"),
-    ({"attacks": ("pgd20", "cw")}, "different attacks"),
-    ({"labels": [1] * 10}, "different images"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"eps": 0.2}, "different eps"),
+        ({"attacks": ("pgd20", "cw")}, "different attacks"),
+        ({"labels": [1] * 10}, "different images"),
+    ],
+)
 def test_compare_refuses_runs_evaluated_differently(tmp_path, change, message):
     a = write_eval(tmp_path / "a", [1] * 10, [1] * 10)
     b = write_eval(tmp_path / "b", [1] * 10, [0] * 10, **change)
@@ -136,11 +146,23 @@ def write_threats(d, clean, robust_by_threat, eps=None):
     n = len(clean)
     names = list(robust_by_threat)
     rows = ["index,label,correct_clean," + ",".join(names)]
-    rows += [f"{i},{i % 10},{int(clean[i])}," + ",".join(str(int(robust_by_threat[t][i])) for t in names) for i in range(n)]
+    rows += [
+        f"{i},{i % 10},{int(clean[i])}," + ",".join(str(int(robust_by_threat[t][i])) for t in names) for i in range(n)
+    ]
     (d / "per_sample-threats.csv").write_text("\n".join(rows) + "\n")
     eps = eps or {"l2": 0.667, "l1": 3.33}
-    threats = [{"threat": t, "norm": t, "eps": eps[t], "attack": f"apgd {t}", "clean": sum(clean) / n,
-                "robust": sum(robust_by_threat[t]) / n, "n": n} for t in names]  # fmt: skip
+    threats = [
+        {
+            "threat": t,
+            "norm": t,
+            "eps": eps[t],
+            "attack": f"apgd {t}",
+            "clean": sum(clean) / n,
+            "robust": sum(robust_by_threat[t]) / n,
+            "n": n,
+        }
+        for t in names
+    ]
     (d / "eval-threats.json").write_text(json.dumps({"run": d.name, "threats": threats}))
     return d
 
@@ -177,8 +199,19 @@ def test_cli_writes_markdown_and_json(tmp_path, capsys):
     ca, cb = outcomes(both=60, a_only=12, b_only=3, neither=25)
     a = write_eval(tmp_path / "a", ca, ca, tag="full")
     b = write_eval(tmp_path / "b", cb, cb, tag="full")
-    rc = main(["compare", str(a), str(b), "--tag", "full", "--out", str(tmp_path / "c.md"), "--json",
-               str(tmp_path / "c.json")])  # fmt: skip
+    rc = main(
+        [
+            "compare",
+            str(a),
+            str(b),
+            "--tag",
+            "full",
+            "--out",
+            str(tmp_path / "c.md"),
+            "--json",
+            str(tmp_path / "c.json"),
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "| a | b | clean | 72.0 | 63.0 | +9.0 |" in out

@@ -1,10 +1,12 @@
 """Configs: defaults, YAML round trip, unknown keys, eps fractions, method knobs."""
+
+from pathlib import Path
+
 import pytest
 import yaml
 
 from clead.config import TrainConfig, from_dict, load_yaml, merge, parse_eps
 from clead.errors import CleadError
-from pathlib import Path
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -31,7 +33,9 @@ def test_errors_name_the_bad_value():
         from_dict({"epoch_count": 3})
     with pytest.raises(CleadError, match="has no option lam.*valid: beta"):
         from_dict({"method": "trades", "method_args": {"lam": 1}})
-    with pytest.raises(CleadError, match="unknown method 'fgsm-at'; valid: ascl, clead, mart, pgd-at, standard, trades"):
+    with pytest.raises(
+        CleadError, match="unknown method 'fgsm-at'; valid: ascl, clead, mart, pgd-at, standard, trades"
+    ):
         from_dict({"method": "fgsm-at"})
     with pytest.raises(CleadError, match="outside"):
         from_dict({"eps": 1.5})

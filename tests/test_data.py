@@ -1,12 +1,12 @@
 """IDX reading, splits and batching."""
+
 import pytest
 import torch
+from conftest import write_idx
 
 from clead.data import batches, load_dataset, split
 from clead.data.idx import read_idx
 from clead.errors import CleadError
-
-from conftest import write_idx
 
 
 def test_idx_round_trip(tmp_path):
@@ -29,8 +29,9 @@ def test_fashion_mnist_loader_and_split(idx_dir):
 def test_batches_cover_every_sample_once_in_a_seeded_order():
     x = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
     y = torch.arange(10)
-    order = lambda seed: torch.cat([yb for _, yb in batches(x, y, 3, shuffle=True,
-                                                          generator=torch.Generator().manual_seed(seed))])  # noqa: E731
+    order = lambda seed: torch.cat(
+        [yb for _, yb in batches(x, y, 3, shuffle=True, generator=torch.Generator().manual_seed(seed))]
+    )  # noqa: E731
     assert sorted(order(0).tolist()) == list(range(10))
     assert torch.equal(order(0), order(0)) and not torch.equal(order(0), order(1))
     xb, yb = next(batches(x, y, 4))
@@ -42,11 +43,11 @@ def _class_sorted_folder(root, classes=("cat", "dog", "eel", "fox"), per_class=(
     come): class k's images are a flat colour of value 40 + 50 k, so every image shows its label."""
     from PIL import Image
 
-    for split, n in zip(("train", "test"), per_class):
+    for part, n in zip(("train", "test"), per_class):
         for k, c in enumerate(classes):
-            (root / split / c).mkdir(parents=True, exist_ok=True)
+            (root / part / c).mkdir(parents=True, exist_ok=True)
             for i in range(n):
-                Image.new("RGB", size, (40 + 50 * k,) * 3).save(root / split / c / f"{i:04d}.png")
+                Image.new("RGB", size, (40 + 50 * k,) * 3).save(root / part / c / f"{i:04d}.png")
     return root
 
 

@@ -1,4 +1,5 @@
 """torchrun with 2 gloo processes on CPU: trains, evaluates, and matches a 1-process run with the same global batch."""
+
 import subprocess
 import sys
 
@@ -7,9 +8,31 @@ import torch
 
 from clead.io import load_torch
 
-COMMON = ["--data-dir", None, "--train-size", "96", "--val-size", "100", "--val-n", "40", "--epochs", "2",
-          "--batch-size", "32", "--attack-steps", "2", "--val-attack-steps", "2", "--device", "cpu", "--quiet",
-          "--model-args", "{dropout: 0.0}", "--amp", "none"]  # fmt: skip
+COMMON = [
+    "--data-dir",
+    None,
+    "--train-size",
+    "96",
+    "--val-size",
+    "100",
+    "--val-n",
+    "40",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "32",
+    "--attack-steps",
+    "2",
+    "--val-attack-steps",
+    "2",
+    "--device",
+    "cpu",
+    "--quiet",
+    "--model-args",
+    "{dropout: 0.0}",
+    "--amp",
+    "none",
+]
 # fp32 (--amp none): the 1-process / 2-process comparisons below are to 1e-5, closer than bf16 rounding
 
 
@@ -20,8 +43,16 @@ def args(idx_dir, *extra):
 
 
 def torchrun(nproc, *argv):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "clead", *argv]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "clead",
+        *argv,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -32,8 +63,11 @@ def test_two_processes_match_one_with_the_same_global_batch(idx_dir, tmp_path, m
     one, two = tmp_path / "one", tmp_path / "two"
     extra = ["--method", method, "--attack-alpha", "0"] if method == "pgd-at" else ["--method", method]
     # pgd-at with step 0 keeps the random start only: the training path is exercised, randomness is not compared
-    subprocess.run([sys.executable, "-m", "clead", "train", *args(idx_dir, *extra), "--out", str(one)], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "clead", "train", *args(idx_dir, *extra), "--out", str(one)],
+        check=True,
+        capture_output=True,
+    )
     torchrun(2, "train", *args(idx_dir, *extra), "--out", str(two))
     a, b = load_torch(one / "last.pt"), load_torch(two / "last.pt")
     assert a["epoch"] == b["epoch"] == 1
@@ -51,12 +85,18 @@ def test_two_process_clead_trains_evaluates_and_resumes_with_one(idx_dir, tmp_pa
     # resume the 2-process run in 1 process for one more epoch
     cfg = (run / "config.yaml").read_text().replace("epochs: 1", "epochs: 2")
     (run / "config.yaml").write_text(cfg)
-    proc = subprocess.run([sys.executable, "-m", "clead", "train", "--resume", "--out", str(run), "--quiet"],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "clead", "train", "--resume", "--out", str(run), "--quiet"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert load_torch(run / "last.pt")["epoch"] == 1
-    proc = subprocess.run([sys.executable, "-m", "clead", "eval", str(run), "--attacks", "pgd20", "--n", "20",
-                           "--quiet", "--no-checks"], capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "clead", "eval", str(run), "--attacks", "pgd20", "--n", "20", "--quiet", "--no-checks"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (run / "eval.json").is_file()
 
@@ -65,8 +105,19 @@ def test_two_process_eval_equals_one_process(idx_dir, tmp_path):
     import json
 
     run = tmp_path / "r"
-    subprocess.run([sys.executable, "-m", "clead", "train", *args(idx_dir, "--method", "pgd-at", "--epochs", "1"),
-                    "--out", str(run)], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "clead",
+            "train",
+            *args(idx_dir, "--method", "pgd-at", "--epochs", "1"),
+            "--out",
+            str(run),
+        ],
+        check=True,
+        capture_output=True,
+    )
     ev = ["eval", str(run), "--attacks", "fgsm,pgd20", "-n", "60", "--batch-size", "16", "--quiet", "--check-n", "16"]
     subprocess.run([sys.executable, "-m", "clead", *ev], check=True, capture_output=True)
     one = json.loads((run / "eval.json").read_text())
@@ -86,18 +137,35 @@ def test_procs_flag_runs_workers_and_autoattack_chunks_give_the_one_process_resu
 
     run = tmp_path / "r"
     train = args(idx_dir, "--method", "pgd-at", "--train-size", "480", "--lr", "0.003")
-    proc = subprocess.run([sys.executable, "-m", "clead", "train", *train, "--out", str(run), "--procs", "2"],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "clead", "train", *train, "--out", str(run), "--procs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2  # rank 0 alone writes
     # eps 0.2 on this model: every image correct clean (4 chunks of 12), about half broken by APGD
-    ev = ["eval", str(run), "--attacks", "pgd20,apgd", "--n", "48", "--eps", "0.2", "--autoattack-chunk", "12",
-          "--quiet", "--no-checks"]  # fmt: skip
+    ev = [
+        "eval",
+        str(run),
+        "--attacks",
+        "pgd20,apgd",
+        "--n",
+        "48",
+        "--eps",
+        "0.2",
+        "--autoattack-chunk",
+        "12",
+        "--quiet",
+        "--no-checks",
+    ]
     subprocess.run([sys.executable, "-m", "clead", *ev], check=True, capture_output=True, timeout=300)
     one = json.loads((run / "eval.json").read_text())
     one_csv = (run / "per_sample.csv").read_text()
-    proc = subprocess.run([sys.executable, "-m", "clead", *ev, "--procs", "2"], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "clead", *ev, "--procs", "2"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = json.loads((run / "eval.json").read_text())
     assert one["autoattack_chunk"] == two["autoattack_chunk"] == 12
@@ -108,6 +176,9 @@ def test_procs_flag_runs_workers_and_autoattack_chunks_give_the_one_process_resu
 
 
 def test_procs_must_be_positive(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "clead", "train", "--out", str(tmp_path / "x"), "--procs", "0"],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "clead", "train", "--out", str(tmp_path / "x"), "--procs", "0"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "--procs must be >= 1" in proc.stderr

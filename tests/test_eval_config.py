@@ -1,4 +1,5 @@
 """EvalConfig: the one source of evaluation defaults, built from YAML, flags and keywords alike."""
+
 import json
 
 import pytest
@@ -37,8 +38,29 @@ def test_eval_json_records_the_config_it_ran_with(idx_dir, tmp_path, capsys):
     from clead.cli import main
 
     run = tmp_path / "r"
-    assert main(["train", "--data-dir", str(idx_dir), "--method", "standard", "--train-size", "64", "--val-size",
-                 "100", "--val-n", "16", "--epochs", "1", "--out", str(run), "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--data-dir",
+                str(idx_dir),
+                "--method",
+                "standard",
+                "--train-size",
+                "64",
+                "--val-size",
+                "100",
+                "--val-n",
+                "16",
+                "--epochs",
+                "1",
+                "--out",
+                str(run),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert main(["eval", str(run), "--attacks", "fgsm", "-n", "20", "--no-checks", "--seed", "4", "--quiet"]) == 0
     ec = json.loads((run / "eval.json").read_text())["eval_config"]
     assert ec["attacks"] == ["fgsm"] and ec["n"] == 20 and ec["seed"] == 4 and ec["checks"] is False

@@ -1,4 +1,5 @@
 """Evaluation: worst case per sample, and the same numbers from Python for any classifier."""
+
 import sys
 
 import pytest
@@ -39,8 +40,9 @@ def test_worst_case_is_per_sample(trained_toy, toy_data, monkeypatch):
 
 def test_evaluate_standard_model(trained_toy, toy_data):
     x, y = toy_data
-    res = clead.evaluate(trained_toy, x[:100], y[:100], attacks=["fgsm", "pgd20"], eps=0.3, progress=False,
-                         checks=False)
+    res = clead.evaluate(
+        trained_toy, x[:100], y[:100], attacks=["fgsm", "pgd20"], eps=0.3, progress=False, checks=False
+    )
     assert res["n"] == 100 and res["threat_model"] == "linf" and res["eps"] == 0.3
     assert res["per_attack"]["pgd20"] <= res["per_attack"]["fgsm"] <= res["clean_accuracy"]
     assert res["robust_accuracy"] <= res["per_attack"]["pgd20"] < 0.5
@@ -96,15 +98,32 @@ def test_sweep_and_checks_pass_for_a_model_whose_attacks_are_exact():
     model = MeanThreshold()
     x, y = mean_threshold_data()
     m = x.flatten(1).mean(1)
-    res = clead.evaluate(model, x, y, attacks=["fgsm", "pgd20"], eps=0.1, progress=False, check_n=64, num_classes=2,
-                         sweep=[0, 0.05, 0.1, 0.15], sweep_n=64)  # fmt: skip
+    res = clead.evaluate(
+        model,
+        x,
+        y,
+        attacks=["fgsm", "pgd20"],
+        eps=0.1,
+        progress=False,
+        check_n=64,
+        num_classes=2,
+        sweep=[0, 0.05, 0.1, 0.15],
+        sweep_n=64,
+    )
     exact = [float(((m - 0.5).abs() > e + 1e-6).float().mean()) for e in (0, 0.05, 0.1, 0.15)]
     sw = res["sweep"]
     assert sw["pgd20"] == pytest.approx(exact, abs=1 / 64) and sw["apgd-ce"] == pytest.approx(exact, abs=1 / 64)
     assert res["robust_accuracy"] == pytest.approx(exact[2], abs=1 / 64)
     by_name = {c["name"]: c for c in res["checks"]}
-    assert {"deterministic_eval_mode", "zero_gradients", "iterative_vs_single_step", "more_steps_and_restarts",
-            "large_eps", "monotone_in_eps", "black_box_not_stronger"} == set(by_name)
+    assert {
+        "deterministic_eval_mode",
+        "zero_gradients",
+        "iterative_vs_single_step",
+        "more_steps_and_restarts",
+        "large_eps",
+        "monotone_in_eps",
+        "black_box_not_stronger",
+    } == set(by_name)
     assert [n for n, c in by_name.items() if c["passed"] is False] == []
     assert by_name["black_box_not_stronger"]["passed"] is None  # Square was not run
     assert all(c["explanation"] for c in res["checks"])
@@ -181,19 +200,28 @@ def test_models_that_would_give_wrong_numbers_are_refused(trained_toy, toy_data)
 def test_robustbench_entry():
     from clead.audit import robustbench_entry
 
-    res = {"eps": 0.1, "clean_accuracy": 0.8123, "per_attack": {"pgd20": 0.5, "autoattack": 0.4567}, "n": 1000,
-           "threat_model": "linf", "seed": 0}
+    res = {
+        "eps": 0.1,
+        "clean_accuracy": 0.8123,
+        "per_attack": {"pgd20": 0.5, "autoattack": 0.4567},
+        "n": 1000,
+        "threat_model": "linf",
+        "seed": 0,
+    }
     e = robustbench_entry(res, "r", "small-cnn", "fashion-mnist")
     assert e["clean_acc"] == "81.23" and e["autoattack_acc"] == "45.67" and e["eps"] == "0.1"
     assert robustbench_entry({**res, "per_attack": {"pgd20": 0.5}}, "r", "m", "d") is None
 
 
-@pytest.mark.parametrize("pgd20, pgd100, passed", [
-    (0.60, 0.60, True),    # converged
-    (0.60, 0.575, True),   # 2.5 points lower: within the 3-point allowance
-    (0.60, 0.50, False),   # 10 points lower: PGD-20 had not converged
-    (0.60, 0.65, False),   # higher: the stronger attack is broken
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "pgd20, pgd100, passed",
+    [
+        (0.60, 0.60, True),  # converged
+        (0.60, 0.575, True),  # 2.5 points lower: within the 3-point allowance
+        (0.60, 0.50, False),  # 10 points lower: PGD-20 had not converged
+        (0.60, 0.65, False),  # higher: the stronger attack is broken
+    ],
+)
 def test_more_steps_check_flags_unconverged_pgd20(monkeypatch, pgd20, pgd100, passed):
     from clead import checks
 
@@ -204,13 +232,17 @@ def test_more_steps_check_flags_unconverged_pgd20(monkeypatch, pgd20, pgd100, pa
     assert res["numbers"]["max_drop"] == checks.MAX_PGD20_GAP == 0.03
 
 
-@pytest.mark.parametrize("pgd20, pgd100, passed", [
-    (0.78, 0.7449999952316284, True),         # TRADES at eps 0.3: 156 -> 149 of 200 images, as stored
-    (0.895, 0.8600000071525574, True),        # C-LEAD at eps 0.3: 179 -> 172 of 200, as stored
-    (0.78, 0.7400000095367432, False),        # one image more: 8 of 200 lower
-])  # fmt: skip
-def test_more_steps_check_judges_equal_image_counts_alike_whatever_the_float_rounding(monkeypatch, pgd20, pgd100,
-                                                                                      passed):  # fmt: skip
+@pytest.mark.parametrize(
+    "pgd20, pgd100, passed",
+    [
+        (0.78, 0.7449999952316284, True),  # TRADES at eps 0.3: 156 -> 149 of 200 images, as stored
+        (0.895, 0.8600000071525574, True),  # C-LEAD at eps 0.3: 179 -> 172 of 200, as stored
+        (0.78, 0.7400000095367432, False),  # one image more: 8 of 200 lower
+    ],
+)
+def test_more_steps_check_judges_equal_image_counts_alike_whatever_the_float_rounding(
+    monkeypatch, pgd20, pgd100, passed
+):
     # 7 of 200 images lower is 3 points plus the one-image slack; these two real evaluations had that drop and
     # got different verdicts while the slack's tolerance (1e-9) was below float32 rounding
     from clead import checks
@@ -250,13 +282,34 @@ def test_threat_matrix_has_every_cell_and_refuses_unknown_threats(idx_dir, tmp_p
 
     from clead.cli import main
 
-    common = ["--data-dir", str(idx_dir), "--train-size", "480", "--val-size", "100", "--val-n", "20", "--epochs", "1",
-              "--batch-size", "32", "--attack-steps", "2", "--val-attack-steps", "1", "--lr", "0.003", "--quiet"]  # fmt: skip
+    common = [
+        "--data-dir",
+        str(idx_dir),
+        "--train-size",
+        "480",
+        "--val-size",
+        "100",
+        "--val-n",
+        "20",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--attack-steps",
+        "2",
+        "--val-attack-steps",
+        "1",
+        "--lr",
+        "0.003",
+        "--quiet",
+    ]
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["train", *common, "--method", "pgd-at", "--out", str(a)]) == 0
     assert main(["train", *common, "--method", "standard", "--out", str(b)]) == 0
     capsys.readouterr()
-    rc = main(["eval", str(a), "--threats", "--threat-attack", "apgd", "-n", "24", "--transfer-from", str(b), "--quiet"])
+    rc = main(
+        ["eval", str(a), "--threats", "--threat-attack", "apgd", "-n", "24", "--transfer-from", str(b), "--quiet"]
+    )
     assert rc == 0
     rows = {r["threat"]: r for r in json.loads((a / "eval-threats.json").read_text())["threats"]}
     assert list(rows) == ["linf", "linf-2x", "l2", "l1", "transfer"]
@@ -275,7 +328,9 @@ def test_threat_matrix_has_every_cell_and_refuses_unknown_threats(idx_dir, tmp_p
         assert sum(p[t] == "1" for p in per) / 24 == pytest.approx(r["robust"])
     assert sum(p["correct_clean"] == "1" for p in per) / 24 == pytest.approx(rows["linf"]["clean"])
     table = capsys.readouterr().out
-    assert "| linf (eps 0.1) % | linf-2x (eps 0.2) % | l2 (eps 0.667) % | l1 (eps 3.33) % | transfer (PGD-50) % |" in table
+    assert (
+        "| linf (eps 0.1) % | linf-2x (eps 0.2) % | l2 (eps 0.667) % | l1 (eps 3.33) % | transfer (PGD-50) % |" in table
+    )
     assert main(["eval", str(a), "--threats", "linf,l7"]) == 2
     assert main(["eval", str(a), "--threats", "transfer"]) == 2  # needs --transfer-from
     assert main(["eval", str(a), "--threats", "transfer-pgd3"]) == 2
@@ -327,8 +382,9 @@ def test_no_two_attacks_or_restarts_share_a_random_start(trained_toy, toy_data, 
     then start from the same point, and the worst case has fewer independent starts than it claims)."""
     x, y = toy_data[0][:40], toy_data[1][:40]
     starts = _record_starts(monkeypatch)
-    clead.evaluate(trained_toy, x, y, attacks=["pgd20", "pgd50", "cw"], eps=0.1, batch_size=20, progress=False,
-                   checks=False)  # fmt: skip
+    clead.evaluate(
+        trained_toy, x, y, attacks=["pgd20", "pgd50", "cw"], eps=0.1, batch_size=20, progress=False, checks=False
+    )
     assert {name.split("(")[0] for name, _ in starts} == {"PGD", "CW"}
     assert len(starts) == 2 * (1 + 3 + 1)  # two chunks; PGD-50 has three restarts
     for i, (name_a, a) in enumerate(starts):
@@ -394,21 +450,28 @@ def test_a_paused_evaluation_of_best_is_not_resumed_on_last(idx_dir, tmp_path, m
     from test_trainer import tiny
 
     from clead.evaluate import evaluate_run
+    from clead.io import load_torch, save_torch
     from clead.trainer import train
 
-    from clead.io import load_torch, save_torch
-
-    run = train(tiny(idx_dir, method="standard", optimizer="adam", lr=3e-3, train_size=500, epochs=2), tmp_path / "r",
-                progress=False)  # fmt: skip
+    run = train(
+        tiny(idx_dir, method="standard", optimizer="adam", lr=3e-3, train_size=500, epochs=2),
+        tmp_path / "r",
+        progress=False,
+    )
     best = load_torch(run / "best.pt")  # make best and last clearly different models
     g = torch.Generator().manual_seed(0)
-    best["model"] = {k: v + 0.05 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
-                     for k, v in best["model"].items()}  # fmt: skip
+    best["model"] = {
+        k: v + 0.05 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+        for k, v in best["model"].items()
+    }
     save_torch(run / "best.pt", best)
     kw = dict(attacks=["fgsm"], n=32, batch_size=8, progress=False, checks=False, eps=0.2)
     fresh_last = evaluate_run(run, checkpoint="last", **kw)
     fresh_best = evaluate_run(run, checkpoint="best", **kw)
-    assert (fresh_best["clean_accuracy"], fresh_best["per_attack"]) != (fresh_last["clean_accuracy"], fresh_last["per_attack"])
+    assert (fresh_best["clean_accuracy"], fresh_best["per_attack"]) != (
+        fresh_last["clean_accuracy"],
+        fresh_last["per_attack"],
+    )
     restore = _interrupt_pgd_after(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         evaluate_run(run, checkpoint="best", **kw)
@@ -416,7 +479,10 @@ def test_a_paused_evaluation_of_best_is_not_resumed_on_last(idx_dir, tmp_path, m
     assert (run / "eval_state.pt").is_file()
     resumed = evaluate_run(run, checkpoint="last", **kw)
     assert "belongs to another evaluation" in caplog.text and "checkpoint" in caplog.text
-    assert (resumed["clean_accuracy"], resumed["per_attack"]) == (fresh_last["clean_accuracy"], fresh_last["per_attack"])
+    assert (resumed["clean_accuracy"], resumed["per_attack"]) == (
+        fresh_last["clean_accuracy"],
+        fresh_last["per_attack"],
+    )
     assert resumed["checkpoint_sha256"] == fresh_last["checkpoint_sha256"]
     # best.pt replaced while an evaluation of it was paused: the old chunks are not the new weights'
     caplog.clear()

@@ -1,4 +1,5 @@
 """Contrastive losses against the SupCon / NT-Xent formulas written out as explicit loops."""
+
 import math
 
 import torch

@@ -1,14 +1,14 @@
 """Every training method: one optimisation step lowers its own loss on a fixed batch; C-LEAD's parts."""
+
 import dataclasses
 
 import pytest
 import torch
+from conftest import ToyNet, synthetic_images
 
+from clead.errors import CleadError
 from clead.methods import METHODS, Budget
 from clead.methods.clead import CLEAD, CLEADParams
-from clead.errors import CleadError
-
-from conftest import ToyNet, synthetic_images
 
 
 def batch(n=32):
@@ -208,8 +208,10 @@ def test_mixed_view_attacks_make_one_view_each_inside_the_ball():
     assert len(calls) == 3 + 1 + 3 + 4 and torch.isfinite(loss) and "con" in parts
 
 
-@pytest.mark.parametrize("params, message", [({"view_attacks": "pgd,square"}, "unknown view attack"),
-                                             ({"view_attacks": "pgd,fgsm", "views": 3}, "views=3")])  # fmt: skip
+@pytest.mark.parametrize(
+    "params, message",
+    [({"view_attacks": "pgd,square"}, "unknown view attack"), ({"view_attacks": "pgd,fgsm", "views": 3}, "views=3")],
+)
 def test_bad_view_attacks_are_refused(params, message):
     from clead.errors import CleadError
 
@@ -219,6 +221,7 @@ def test_bad_view_attacks_are_refused(params, message):
 
 def ascl_by_hand(z, labels, preds, tau, dist, negatives="leaking"):
     """The leaking local SupCon written out anchor by anchor (Bui et al. 2021; module docstring of ascl)."""
+
     def d(a, b):
         diff = (a - b).abs()
         if dist == "linf":
@@ -269,7 +272,6 @@ def test_ascl_leaking_ignores_negatives_with_another_prediction():
 
 def test_ascl_objective_is_the_sum_of_its_terms():
     import torch.nn.functional as F
-    from clead.methods.ascl import ascl_loss
 
     torch.manual_seed(0)
     model, method = ToyNet(), make("ascl", ascl_kl=0.5, ascl_w_clean=0.3, ascl_weight=2.0)

@@ -1,5 +1,6 @@
 """Every registered model honours the contract: [0,1] input, logits out, features/classify split,
 normalisation inside, every parameter trained."""
+
 import pytest
 import torch
 
@@ -41,8 +42,10 @@ def test_normalisation_is_inside_the_model(name):
 
 def test_full_size_parameter_counts():
     # the standard sizes of the literature: PreAct ResNet-18 11.2M, WRN-34-10 46.2M, WRN-28-10 36.5M
-    counts = {n: sum(p.numel() for p in create_model(n, 10, (3, 32, 32), (0.5,) * 3, (0.25,) * 3).parameters())
-              for n in ("preact-resnet18", "wrn-34-10", "wrn-28-10")}
+    counts = {
+        n: sum(p.numel() for p in create_model(n, 10, (3, 32, 32), (0.5,) * 3, (0.25,) * 3).parameters())
+        for n in ("preact-resnet18", "wrn-34-10", "wrn-28-10")
+    }
     assert round(counts["preact-resnet18"] / 1e6, 1) == 11.2
     assert round(counts["wrn-34-10"] / 1e6, 1) == 46.2
     assert round(counts["wrn-28-10"] / 1e6, 1) == 36.5

@@ -1,14 +1,14 @@
 """Training precision: ``amp: auto`` resolution, bf16 autocast on the CPU, and fp32 for every robustness number."""
+
 import json
 
 import pytest
 import torch
+from conftest import ToyNet, synthetic_images
 
 from clead import precision
 from clead.evaluate import evaluate
 from clead.methods import METHODS, Budget
-
-from conftest import ToyNet, synthetic_images
 
 CPU = torch.device("cpu")
 
@@ -36,12 +36,21 @@ def test_fp16_on_cpu_falls_back_to_fp32_with_a_warning(caplog):
 def test_cpu_flags_are_read_from_cpuinfo(monkeypatch, tmp_path):
     from pathlib import Path
 
-    for flags, expected in (("fpu sse avx512f avx512_bf16", True), ("fpu amx_tile amx_bf16", True), ("fpu sse avx2", False)):
+    for flags, expected in (
+        ("fpu sse avx512f avx512_bf16", True),
+        ("fpu amx_tile amx_bf16", True),
+        ("fpu sse avx2", False),
+    ):
         (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
         precision.cpu_has_native_bf16.cache_clear()
         real_read = Path.read_text
-        monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: real_read(tmp_path / "cpuinfo")
-                            if str(self) == "/proc/cpuinfo" else real_read(self, *a, **k))  # fmt: skip
+        monkeypatch.setattr(
+            Path,
+            "read_text",
+            lambda self, *a, **k: (
+                real_read(tmp_path / "cpuinfo") if str(self) == "/proc/cpuinfo" else real_read(self, *a, **k)
+            ),
+        )
         assert precision.cpu_has_native_bf16() is expected
         monkeypatch.undo()
     precision.cpu_has_native_bf16.cache_clear()
@@ -97,8 +106,20 @@ def test_bf16_training_records_its_precision_and_validates_in_fp32(idx_dir, tmp_
     from clead.trainer import train
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    cfg = from_dict({"data_dir": str(idx_dir), "train_size": 32, "val_size": 100, "val_n": 16, "epochs": 1,
-                     "batch_size": 16, "attack_steps": 1, "val_attack_steps": 1, "device": "cpu", "method": "pgd-at"})  # fmt: skip
+    cfg = from_dict(
+        {
+            "data_dir": str(idx_dir),
+            "train_size": 32,
+            "val_size": 100,
+            "val_n": 16,
+            "epochs": 1,
+            "batch_size": 16,
+            "attack_steps": 1,
+            "val_attack_steps": 1,
+            "device": "cpu",
+            "method": "pgd-at",
+        }
+    )
     assert cfg.amp == "auto"
     no_grad_dtypes = []
 
@@ -109,7 +130,8 @@ def test_bf16_training_records_its_precision_and_validates_in_fp32(idx_dir, tmp_
     def build(*a, **k):
         model, method = real_build(*a, **k)
         model.head.register_forward_hook(
-            lambda mod, inp, out: no_grad_dtypes.append(out.dtype) if not torch.is_grad_enabled() else None)
+            lambda mod, inp, out: no_grad_dtypes.append(out.dtype) if not torch.is_grad_enabled() else None
+        )
         return model, method
 
     monkeypatch.setattr(runmod, "build", build)
@@ -130,7 +152,6 @@ def test_channels_last_changes_layout_not_outputs():
     precision.to_channels_last(model)
     assert model.body[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(model(x), ref, atol=1e-5)
-
 
 
 def test_loss_terms_run_in_fp32_inside_a_bf16_region():
@@ -158,7 +179,9 @@ def test_loss_terms_run_in_fp32_inside_a_bf16_region():
     # the same numbers as in fp32 from the same (bf16-valued) inputs
     ref_bce, ref_kl = mart_terms(clean.bfloat16().float(), la.detach().float(), y)
     assert bce.item() == pytest.approx(ref_bce.item(), rel=1e-6) and kl.item() == pytest.approx(ref_kl.item(), rel=1e-6)
-    assert con.sum().item() == pytest.approx(multi_positive_infonce(z.float(), torch.arange(8) % 4, 0.1)[0].sum().item(), rel=1e-6)
+    assert con.sum().item() == pytest.approx(
+        multi_positive_infonce(z.float(), torch.arange(8) % 4, 0.1)[0].sum().item(), rel=1e-6
+    )
     assert a.item() == pytest.approx(ascl_loss(z.float(), torch.arange(8) % 4, torch.arange(8) % 3).item(), rel=1e-6)
     (bce + kl).backward()
     g = la.grad.float()

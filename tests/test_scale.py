@@ -1,5 +1,6 @@
 """CIFAR and image-folder loaders on tiny data written here, the download against a server on 127.0.0.1,
 batch augmentation, and the large models' contract at a small width."""
+
 import hashlib
 import http.server
 import io
@@ -24,8 +25,10 @@ def cifar_tree(root: Path, name: str = "cifar10", per_batch: int = 6) -> Path:
     rng = np.random.default_rng(0)
     n_classes = 10 if name == "cifar10" else 100
     for f in train_files + test_files:
-        batch = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 label_key.encode(): list(rng.integers(0, n_classes, per_batch).tolist())}  # fmt: skip
+        batch = {
+            b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            label_key.encode(): list(rng.integers(0, n_classes, per_batch).tolist()),
+        }
         (d / f).write_bytes(pickle.dumps(batch))
     (d / meta_file).write_bytes(pickle.dumps({names_key.encode(): [f"c{i}".encode() for i in range(n_classes)]}))
     return d
@@ -126,8 +129,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_gpu_benchmark_script_runs_tiny_on_cpu():
     import subprocess
 
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--tiny"], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--tiny"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| train pgd-at | fp32 |" in proc.stdout and "| train clead | fp32 |" in proc.stdout
     assert "| PGD-10 attack | fp32 |" in proc.stdout
@@ -136,8 +140,19 @@ def test_gpu_benchmark_script_runs_tiny_on_cpu():
 def _tiny_cfg(idx_dir, **kw):
     from clead.config import from_dict
 
-    return from_dict({"data_dir": str(idx_dir), "train_size": 32, "val_size": 100, "val_n": 16, "epochs": 1,
-                      "batch_size": 16, "attack_steps": 1, "val_attack_steps": 1, **kw})  # fmt: skip
+    return from_dict(
+        {
+            "data_dir": str(idx_dir),
+            "train_size": 32,
+            "val_size": 100,
+            "val_n": 16,
+            "epochs": 1,
+            "batch_size": 16,
+            "attack_steps": 1,
+            "val_attack_steps": 1,
+            **kw,
+        }
+    )
 
 
 def test_fp16_on_cpu_trains_in_fp32_with_a_warning(idx_dir, tmp_path, caplog):
@@ -162,9 +177,23 @@ def test_throughput_benchmark_runs_every_setting():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--rounds", "1", "--steps", "1",
-                           "--methods", "pgd-at,clead", "--batch-size", "32"], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "throughput.py"),
+            "--rounds",
+            "1",
+            "--steps",
+            "1",
+            "--methods",
+            "pgd-at,clead",
+            "--batch-size",
+            "32",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     for setting in ("fp32", "bf16+cl", "bf16+cl x2"):
         assert f"| pgd-at | {setting} |" in proc.stdout and f"| clead | {setting} |" in proc.stdout

@@ -1,4 +1,5 @@
 """Trainer: exact resume, NaN stop keeping the last good checkpoint, run directory safety."""
+
 import json
 
 import pytest
@@ -13,8 +14,19 @@ from clead.trainer import lr_at, train
 
 
 def tiny(idx_dir, **kw):
-    base = dict(data_dir=str(idx_dir), train_size=96, val_size=100, val_n=40, epochs=3, batch_size=32,
-                attack_steps=2, val_attack_steps=2, optimizer="sgd", lr=0.05, device="cpu")  # fmt: skip
+    base = dict(
+        data_dir=str(idx_dir),
+        train_size=96,
+        val_size=100,
+        val_n=40,
+        epochs=3,
+        batch_size=32,
+        attack_steps=2,
+        val_attack_steps=2,
+        optimizer="sgd",
+        lr=0.05,
+        device="cpu",
+    )
     return from_dict({**base, **kw})
 
 
@@ -96,11 +108,19 @@ def test_lr_schedules():
     assert [lr_at(pw, p) for p in (0.4, 0.5, 0.8)] == pytest.approx([0.1, 0.01, 0.001])
 
 
-@pytest.mark.parametrize("method, select, best_epoch", [("standard", "auto", 1), ("standard", "robust", 0),
-                                                        ("pgd-at", "auto", 0), ("pgd-at", "clean", 1),
-                                                        ("standard", "last", 2)])  # fmt: skip
-def test_best_checkpoint_is_the_epoch_the_selection_rule_names(idx_dir, tmp_path, monkeypatch, method, select,
-                                                               best_epoch):  # fmt: skip
+@pytest.mark.parametrize(
+    "method, select, best_epoch",
+    [
+        ("standard", "auto", 1),
+        ("standard", "robust", 0),
+        ("pgd-at", "auto", 0),
+        ("pgd-at", "clean", 1),
+        ("standard", "last", 2),
+    ],
+)
+def test_best_checkpoint_is_the_epoch_the_selection_rule_names(
+    idx_dir, tmp_path, monkeypatch, method, select, best_epoch
+):
     # validation (clean, robust) per epoch: robust peaks at epoch 0, clean at epoch 1
     scripted = iter([(0.5, 0.3), (0.7, 0.2), (0.6, 0.25)])
     monkeypatch.setattr("clead.trainer.validate", lambda *a, **k: next(scripted))
@@ -164,11 +184,15 @@ def test_init_loads_exactly_the_source_weights(idx_dir, tmp_path):
 def test_init_refuses_another_architecture(idx_dir, tmp_path):
     src = train(tiny(idx_dir, method="standard", epochs=1), tmp_path / "pre", progress=False)
     with pytest.raises(CleadError, match="architectures must match"):
-        train(tiny(idx_dir, method="standard", epochs=1, model="preact-resnet18", model_args={"width": 8},
-                   init=str(src)), tmp_path / "b", progress=False)  # fmt: skip
+        train(
+            tiny(idx_dir, method="standard", epochs=1, model="preact-resnet18", model_args={"width": 8}, init=str(src)),
+            tmp_path / "b",
+            progress=False,
+        )
     with pytest.raises(CleadError, match="not a clead run|does not exist"):
-        train(tiny(idx_dir, method="standard", epochs=1, init=str(tmp_path / "missing")), tmp_path / "c",
-              progress=False)  # fmt: skip
+        train(
+            tiny(idx_dir, method="standard", epochs=1, init=str(tmp_path / "missing")), tmp_path / "c", progress=False
+        )
     with pytest.raises(CleadError, match="unknown init_checkpoint"):
         tiny(idx_dir, init=str(src), init_checkpoint="final")
 
@@ -178,8 +202,9 @@ def test_linear_probe_trains_the_head_only_and_keeps_batch_norm_statistics(idx_d
     norm running statistics updated by training-mode forwards (a network with batch norm is used)."""
     arch = dict(model="preact-resnet18", model_args={"width": 4})
     src = train(tiny(idx_dir, method="standard", epochs=1, **arch), tmp_path / "pre", progress=False)
-    cfg = tiny(idx_dir, method="standard", epochs=2, init=str(src), init_checkpoint="last", freeze_features=True,
-               **arch)  # fmt: skip
+    cfg = tiny(
+        idx_dir, method="standard", epochs=2, init=str(src), init_checkpoint="last", freeze_features=True, **arch
+    )
     out = train(cfg, tmp_path / "probe", progress=False)
     before, after = load_torch(src / "last.pt")["model"], load_torch(out / "last.pt")["model"]
     assert any("running_mean" in k for k in before), "the test needs batch norm"
@@ -190,3 +215,38 @@ def test_linear_probe_trains_the_head_only_and_keeps_batch_norm_statistics(idx_d
             assert torch.equal(v, before[k]), f"{k} moved in a linear probe"
     with pytest.raises(CleadError, match="--init"):
         tiny(idx_dir, freeze_features=True)
+
+
+def test_views_from_a_fixed_model_are_made_once_and_replace_the_methods_attack(idx_dir, tmp_path, monkeypatch):
+    """Catches offline views that are not the fixed model's (made on the model being trained, or not made
+    at all), a cache that is not reused, and a method attack that still runs."""
+    from clead import run as runmod
+    from clead.data import load_dataset, split
+    from clead.offline_views import make_views
+
+    monkeypatch.setenv("CLEAD_CACHE", str(tmp_path / "cache"))
+    src = train(tiny(idx_dir, method="standard", epochs=1), tmp_path / "std", progress=False)
+    cfg = tiny(idx_dir, method="clead", epochs=1, views_from=str(src), views_attacks="fgsm,pgd20")
+    monkeypatch.setattr(CLEAD, "perturb", lambda *a, **k: pytest.fail("the method's own attack ran"))
+    train(cfg, tmp_path / "c1", progress=False)
+    (cached,) = list((tmp_path / "cache").glob("views-*.npz"))
+    import numpy as np
+
+    with np.load(cached) as z:
+        stored = [torch.from_numpy(z["view0"]), torch.from_numpy(z["view1"])]
+    s = split(load_dataset("fashion-mnist", str(idx_dir)), cfg.val_size, cfg.train_size)
+    assert stored[0].dtype == torch.uint8 and stored[0].shape == s.train_x.shape
+    again = make_views(
+        runmod.load_model(src), s.train_x, s.train_y, ["fgsm", "pgd20"], cfg.eps, "linf", cfg.seed, torch.device("cpu")
+    )
+    assert all(torch.equal(a, b) for a, b in zip(stored, again)), "the views are the standard model's"
+    assert (
+        not torch.equal(stored[0], s.train_x) and (stored[0].float() - s.train_x.float()).abs().max() <= 0.1 * 255 + 0.5
+    )
+    # a second run reuses the cache: the views are not made again
+    from clead import offline_views
+
+    monkeypatch.setattr(offline_views, "make_views", lambda *a, **k: pytest.fail("views were made again"))
+    train(cfg, tmp_path / "c2", progress=False)
+    with pytest.raises(CleadError, match="methods with views: clead"):
+        tiny(idx_dir, method="pgd-at", views_from=str(src))

@@ -1,4 +1,5 @@
 """clead: C-LEAD contrastive adversarial training, the standard baselines, and honest evaluation."""
+
 __version__ = "0.1.0"
 
 from .evaluate import evaluate, evaluate_run  # noqa: E402

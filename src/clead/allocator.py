@@ -9,6 +9,7 @@ so freed memory is reused. The resident set then stays at the peak the run needs
 or evaluation process holds anyway. The CLI calls it at start-up; library users may call it themselves.
 Set ``CLEAD_MALLOC_TUNING=0`` to leave malloc alone. Other platforms and allocators: no-op.
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -12,6 +12,7 @@ For each run, on the first ``n`` test images and their PGD-20 adversarial versio
 * ``tsne.png``: a 2-D t-SNE of clean (dots) and adversarial (crosses) features, coloured by class, one
   panel per run.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -72,12 +73,19 @@ def analyze_run(run_dir: str | Path, n: int = 500, probe_train: int = 2000, seed
         probe_clean = float((probe(x).argmax(1) == y).float().mean())
         probe_adv = float((probe(x_adv_probe).argmax(1) == y).float().mean())
     return {
-        "run": run_dir.name, "method": cfg.method, "n": n, "eps": cfg.eps,
+        "run": run_dir.name,
+        "method": cfg.method,
+        "n": n,
+        "eps": cfg.eps,
         "cosine_clean_adv": float(nn.functional.cosine_similarity(fc, fa, dim=1).mean()),
-        "intra_inter_clean": intra_inter_ratio(fc, y), "intra_inter_adv": intra_inter_ratio(fa, y),
-        "probe_clean": probe_clean, "probe_adv": probe_adv, "probe_train": probe_train,
-        "_tsne": (fc, fa, y), "_classes": list(data.classes or range(int(y.max()) + 1)),
-    }  # fmt: skip
+        "intra_inter_clean": intra_inter_ratio(fc, y),
+        "intra_inter_adv": intra_inter_ratio(fa, y),
+        "probe_clean": probe_clean,
+        "probe_adv": probe_adv,
+        "probe_train": probe_train,
+        "_tsne": (fc, fa, y),
+        "_classes": list(data.classes or range(int(y.max()) + 1)),
+    }
 
 
 def plot_tsne(path: Path, results: list[dict[str, Any]], points: int = 300, seed: int = 0) -> None:
@@ -89,7 +97,8 @@ def plot_tsne(path: Path, results: list[dict[str, Any]], points: int = 300, seed
     for ax, r in zip(axes[0], results):
         fc, fa, y = (t[:points] for t in r["_tsne"])
         emb = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, len(y) - 1)).fit_transform(
-            torch.cat([fc, fa]).numpy())
+            torch.cat([fc, fa]).numpy()
+        )
         k = len(y)
         ax.scatter(emb[:k, 0], emb[:k, 1], c=y.numpy(), cmap="tab10", s=6, marker="o", vmin=0, vmax=9)
         ax.scatter(emb[k:, 0], emb[k:, 1], c=y.numpy(), cmap="tab10", s=10, marker="x", vmin=0, vmax=9)
@@ -100,14 +109,23 @@ def plot_tsne(path: Path, results: list[dict[str, Any]], points: int = 300, seed
 
     classes = results[0]["_classes"]
     cmap = plt.get_cmap("tab10")
-    handles = [Line2D([], [], marker="o", linestyle="", color=cmap(i / 9), label=str(c)) for i, c in enumerate(classes[:10])]
-    fig.legend(handles=handles, loc="lower center", ncol=min(10, len(handles)), fontsize=7, frameon=False,
-               bbox_to_anchor=(0.5, -0.03))  # fmt: skip
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=cmap(i / 9), label=str(c)) for i, c in enumerate(classes[:10])
+    ]
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=min(10, len(handles)),
+        fontsize=7,
+        frameon=False,
+        bbox_to_anchor=(0.5, -0.03),
+    )
     _save_fig(fig, path)
 
 
-def analyze(run_dirs: Sequence[str | Path], out: str | Path, n: int = 500, probe_train: int = 2000,
-            seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+def analyze(
+    run_dirs: Sequence[str | Path], out: str | Path, n: int = 500, probe_train: int = 2000, seed: int = 0
+) -> list[dict[str, Any]]:
     """Analyse runs; write ``OUT/analysis.json``, ``OUT/analysis.md`` and ``OUT/tsne.png``."""
     from .io import write_text
 
@@ -118,8 +136,14 @@ def analyze(run_dirs: Sequence[str | Path], out: str | Path, n: int = 500, probe
     write_json(out / "analysis.json", clean)
     head = "| run | method | cos(clean, adv) | intra/inter clean | intra/inter adv | probe clean % | probe adv % |"
     lines = [head, "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['run']} | {r['method']} | {r['cosine_clean_adv']:.3f} | {r['intra_inter_clean']:.3f} | "
-              f"{r['intra_inter_adv']:.3f} | {100 * r['probe_clean']:.1f} | {100 * r['probe_adv']:.1f} |" for r in clean]  # fmt: skip
-    table = "\n".join(lines) + f"\n\nn = {n} test images, PGD-20 at each run's eps; probe trained on {probe_train} training images.\n"
+    lines += [
+        f"| {r['run']} | {r['method']} | {r['cosine_clean_adv']:.3f} | {r['intra_inter_clean']:.3f} | "
+        f"{r['intra_inter_adv']:.3f} | {100 * r['probe_clean']:.1f} | {100 * r['probe_adv']:.1f} |"
+        for r in clean
+    ]
+    table = (
+        "\n".join(lines)
+        + f"\n\nn = {n} test images, PGD-20 at each run's eps; probe trained on {probe_train} training images.\n"
+    )
     write_text(out / "analysis.md", table)
     return clean

@@ -1,5 +1,6 @@
 """The audit trail of an evaluation: per-sample CSV, adversarial-example grid, eps-sweep plot, and a
 RobustBench-style JSON entry."""
+
 from __future__ import annotations
 
 import csv
@@ -22,9 +23,19 @@ def write_per_sample(path: Path, result: dict[str, Any]) -> None:
     w = csv.writer(buf)
     w.writerow(["index", "label", "pred_clean", "correct_clean", "robust", "broken_by", "pred_adv", "linf", "l2"])
     for i in range(len(ps["label"])):
-        w.writerow([i, int(ps["label"][i]), int(ps["pred_clean"][i]), int(ps["correct"][i]), int(ps["robust"][i]),
-                    ps["broken_by"][i], int(ps["pred_adv"][i]), f"{float(ps['linf'][i]):.6f}",
-                    f"{float(ps['l2'][i]):.6f}"])  # fmt: skip
+        w.writerow(
+            [
+                i,
+                int(ps["label"][i]),
+                int(ps["pred_clean"][i]),
+                int(ps["correct"][i]),
+                int(ps["robust"][i]),
+                ps["broken_by"][i],
+                int(ps["pred_adv"][i]),
+                f"{float(ps['linf'][i]):.6f}",
+                f"{float(ps['l2'][i]):.6f}",
+            ]
+        )
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
@@ -37,13 +48,16 @@ def plot_examples(path: Path, examples: list[dict[str, Any]], eps: float, classe
     """Clean image, adversarial image and the perturbation magnified to the full grey range, per column."""
     if not examples:
         return False
-    name = (lambda k: classes[k] if classes and k < len(classes) else str(k))
+    name = lambda k: classes[k] if classes and k < len(classes) else str(k)
     fig, axes = plt.subplots(3, len(examples), figsize=(1.7 * len(examples), 5.6), squeeze=False)
     for j, ex in enumerate(examples):
         delta = ex["x_adv"] - ex["x"]
         scale = float(delta.abs().max()) or 1.0
-        panels = [(ex["x"], f"{name(ex['pred'])}\n(true {name(ex['y'])})"), (ex["x_adv"], f"{name(ex['pred_adv'])}\n{ex['attack']}"),
-                  (delta / (2 * scale) + 0.5, f"x{0.5 / scale:.1f}")]  # fmt: skip
+        panels = [
+            (ex["x"], f"{name(ex['pred'])}\n(true {name(ex['y'])})"),
+            (ex["x_adv"], f"{name(ex['pred_adv'])}\n{ex['attack']}"),
+            (delta / (2 * scale) + 0.5, f"x{0.5 / scale:.1f}"),
+        ]
         for r, (img, title) in enumerate(panels):
             ax = axes[r][j]
             img = img.detach().cpu()
@@ -51,7 +65,9 @@ def plot_examples(path: Path, examples: list[dict[str, Any]], eps: float, classe
             ax.set_title(title, fontsize=7)
             ax.axis("off")
     for r, label in enumerate(["clean", f"adversarial (eps={eps:g})", "perturbation (magnified)"]):
-        axes[r][0].text(-0.15, 0.5, label, transform=axes[r][0].transAxes, rotation=90, va="center", ha="right", fontsize=8)
+        axes[r][0].text(
+            -0.15, 0.5, label, transform=axes[r][0].transAxes, rotation=90, va="center", ha="right", fontsize=8
+        )
     _save_fig(fig, path)
     return True
 
@@ -92,7 +108,7 @@ def robustbench_entry(result: dict[str, Any], name: str, architecture: str, data
         "reported": f"{100 * result['per_attack'][aa]:.2f}",
         "autoattack_acc": f"{100 * result['per_attack'][aa]:.2f}",
         "footnote": f"clead evaluation on the first {result['n']} test images, threat model {result['threat_model']}"
-                    f" ({aa}, seed {result['seed']}).",  # fmt: skip
+        f" ({aa}, seed {result['seed']}).",
     }
 
 

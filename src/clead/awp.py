@@ -16,6 +16,7 @@ leaves the formula above.) Cost: one more forward/backward of the objective per 
 Their settings: PGD-AT gamma 0.01 with no warm-up; TRADES gamma 0.005 (0.01 for ResNet-18) after a 10-epoch
 warm-up. Under torchrun each process computes ``v`` from its own share of the batch.
 """
+
 from __future__ import annotations
 
 from typing import Callable

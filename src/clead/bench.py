@@ -5,11 +5,12 @@ each run that has no evaluation yet, and writes ``report.md`` / ``report.html`` 
 evaluation that is complete is skipped, so a long suite can be run over several sessions
 (``--max-hours`` stops starting new work after that long).
 """
+
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,17 @@ class Suite:
         return {**self.runs[base_run], "seed": int(seed)}
 
 
-FMNIST = {"dataset": "fashion-mnist", "model": "small-cnn", "attack_steps": 5, "batch_size": 128,
-          "optimizer": "adam", "lr": 0.001, "schedule": "cosine", "val_n": 500, "seed": 0}  # fmt: skip
+FMNIST = {
+    "dataset": "fashion-mnist",
+    "model": "small-cnn",
+    "attack_steps": 5,
+    "batch_size": 128,
+    "optimizer": "adam",
+    "lr": 0.001,
+    "schedule": "cosine",
+    "val_n": 500,
+    "seed": 0,
+}
 # The 3-epoch suites were trained in fp32 with the contiguous layout, before amp/channels_last defaulted to the
 # fast path; pinned so that their commands reproduce what results/ holds.
 FP32 = {"amp": "none", "channels_last": False}
@@ -80,43 +90,57 @@ MAIN_EVALS = [
 SEED_EVALS = [EvalSpec("", ["fgsm", "pgd20", "apgd"], 1000), EvalSpec("full", ["fgsm", "pgd20"], None)]
 
 for eps in (0.1, 0.3):
-    SUITES.register(f"fmnist-linf-{eps}")(Suite(
-        name=f"fmnist-linf-{eps}",
-        title=f"Fashion-MNIST, small-cnn, Linf eps = {eps}",
-        description=(f"standard, PGD-AT, TRADES, MART and C-LEAD on the first 20,000 training images, 3 epochs, "
-                     f"PGD-5 (step 2.5*eps/5) in training, Adam 1e-3 cosine, batch 128; AutoAttack, PGD-50x3 and CW "
-                     f"on the first 1,000 test images, FGSM and PGD-20 on all 10,000; seeds 1 and 2 for C-LEAD and "
-                     f"the best baseline (by AutoAttack), evaluated with APGD-CE + APGD-T instead of all of AutoAttack"
-                     + (PEERS_NOTE if eps == 0.1 else "")),
-        base={**FMNIST, **FP32, "eps": eps, "epochs": 3, "train_size": 20000},
-        runs={**METHODS5, **PEERS} if eps == 0.1 else METHODS5,
-        evals=MAIN_EVALS,
-        seeds=(1, 2),
-        seed_evals=SEED_EVALS,
-    ))  # fmt: skip
+    SUITES.register(f"fmnist-linf-{eps}")(
+        Suite(
+            name=f"fmnist-linf-{eps}",
+            title=f"Fashion-MNIST, small-cnn, Linf eps = {eps}",
+            description=(
+                "standard, PGD-AT, TRADES, MART and C-LEAD on the first 20,000 training images, 3 epochs, "
+                "PGD-5 (step 2.5*eps/5) in training, Adam 1e-3 cosine, batch 128; AutoAttack, PGD-50x3 and CW "
+                "on the first 1,000 test images, FGSM and PGD-20 on all 10,000; seeds 1 and 2 for C-LEAD and "
+                "the best baseline (by AutoAttack), evaluated with APGD-CE + APGD-T instead of all of AutoAttack"
+                + (PEERS_NOTE if eps == 0.1 else "")
+            ),
+            base={**FMNIST, **FP32, "eps": eps, "epochs": 3, "train_size": 20000},
+            runs={**METHODS5, **PEERS} if eps == 0.1 else METHODS5,
+            evals=MAIN_EVALS,
+            seeds=(1, 2),
+            seed_evals=SEED_EVALS,
+        )
+    )
 
 # The full-budget suites: all 55,000 training images less the 5,000 held out for validation, on the fast path
 # (amp auto, channels_last). Cosine to zero over 20 epochs levels the validation curves off by construction.
 for eps, steps, val in ((0.1, 10, {"val_n": 1000}), (0.3, 20, {"val_n": 500, "val_attack": "apgd-ce"})):
-    SUITES.register(f"fmnist-full-{eps}")(Suite(
-        name=f"fmnist-full-{eps}",
-        title=f"Fashion-MNIST, small-cnn, Linf eps = {eps}, full budget",
-        description=(f"standard, PGD-AT, TRADES, MART and C-LEAD on all 50,000 training images (5,000 held out), 20 epochs, "
-                     f"PGD-{steps} (step 2.5*eps/{steps}) in training, Adam 1e-3 cosine, batch 128, validation on "
-                     f"{val['val_n']} held-out images with {val.get('val_attack', 'pgd-10').upper()}; AutoAttack, PGD-50x3 "
-                     f"and CW on the first 1,000 test images, FGSM and PGD-20 on all 10,000"
-                     + ("; seeds 1 and 2 for C-LEAD and every baseline within 2 points of it under AutoAttack (or "
-                        "ahead), evaluated with APGD-CE + APGD-T instead of all of AutoAttack" if eps == 0.1 else
-                        "; seed 0 only (the calibration against the published table)")
-                     + (PEERS_NOTE if eps == 0.1 else "")),
-        base={**FMNIST, "eps": eps, "epochs": 20, "train_size": None, "attack_steps": steps, **val},
-        # C-LEAD early: it is the question; the peers came after the suite had started
-        runs={**{m: METHODS5[m] for m in ("standard", "pgd-at", "clead", "trades", "mart")}, **(PEERS if eps == 0.1 else {})},
-        evals=MAIN_EVALS,
-        seeds=(1, 2) if eps == 0.1 else (),
-        seed_margin=0.02,
-        seed_evals=SEED_EVALS,
-    ))  # fmt: skip
+    SUITES.register(f"fmnist-full-{eps}")(
+        Suite(
+            name=f"fmnist-full-{eps}",
+            title=f"Fashion-MNIST, small-cnn, Linf eps = {eps}, full budget",
+            description=(
+                f"standard, PGD-AT, TRADES, MART and C-LEAD on all 50,000 training images (5,000 held out), 20 epochs, "
+                f"PGD-{steps} (step 2.5*eps/{steps}) in training, Adam 1e-3 cosine, batch 128, validation on "
+                f"{val['val_n']} held-out images with {val.get('val_attack', 'pgd-10').upper()}; AutoAttack, PGD-50x3 "
+                f"and CW on the first 1,000 test images, FGSM and PGD-20 on all 10,000"
+                + (
+                    "; seeds 1 and 2 for C-LEAD and every baseline within 2 points of it under AutoAttack (or "
+                    "ahead), evaluated with APGD-CE + APGD-T instead of all of AutoAttack"
+                    if eps == 0.1
+                    else "; seed 0 only (the calibration against the published table)"
+                )
+                + (PEERS_NOTE if eps == 0.1 else "")
+            ),
+            base={**FMNIST, "eps": eps, "epochs": 20, "train_size": None, "attack_steps": steps, **val},
+            # C-LEAD early: it is the question; the peers came after the suite had started
+            runs={
+                **{m: METHODS5[m] for m in ("standard", "pgd-at", "clead", "trades", "mart")},
+                **(PEERS if eps == 0.1 else {}),
+            },
+            evals=MAIN_EVALS,
+            seeds=(1, 2) if eps == 0.1 else (),
+            seed_margin=0.02,
+            seed_evals=SEED_EVALS,
+        )
+    )
 
 _ABLATION = {
     "default": {},
@@ -137,53 +161,76 @@ _TWO_STAGE = {
     "ce-pretrain": {"method": "standard"},
     "two-stage": {"init": "ce-pretrain", "method_args": {"mode": "instance", "view_attacks": "pgd,fgsm,cw"}},
 }
-SUITES.register("fmnist-ablation")(Suite(
-    name="fmnist-ablation",
-    title="C-LEAD ablation, Fashion-MNIST, Linf eps = 0.1",
-    description=("C-LEAD with one knob changed at a time from the defaults; the first 10,000 training images, "
-                 "2 epochs, PGD-5 in training; PGD-20 and APGD-CE (AutoAttack's first attack, standard settings) "
-                 "on the first 1,000 test images. The chosen setting then gets full AutoAttack in fmnist-linf-0.1. "
-                 "Also: views from PGD, FGSM and CW (mixed-views), and the authors' two-stage protocol (ce-pretrain: "
-                 "cross-entropy only; two-stage: C-LEAD instance mode with mixed views started from it, 2 more epochs)"),
-    base={**FMNIST, **FP32, "eps": 0.1, "epochs": 2, "train_size": 10000, "method": "clead"},
-    runs={**{k: {"method_args": v} for k, v in _ABLATION.items()}, **_TWO_STAGE},
-    evals=[EvalSpec("", ["pgd20", "apgd-ce"], 1000)],
-))  # fmt: skip
+SUITES.register("fmnist-ablation")(
+    Suite(
+        name="fmnist-ablation",
+        title="C-LEAD ablation, Fashion-MNIST, Linf eps = 0.1",
+        description=(
+            "C-LEAD with one knob changed at a time from the defaults; the first 10,000 training images, "
+            "2 epochs, PGD-5 in training; PGD-20 and APGD-CE (AutoAttack's first attack, standard settings) "
+            "on the first 1,000 test images. The chosen setting then gets full AutoAttack in fmnist-linf-0.1. "
+            "Also: views from PGD, FGSM and CW (mixed-views), and the authors' two-stage protocol (ce-pretrain: "
+            "cross-entropy only; two-stage: C-LEAD instance mode with mixed views started from it, 2 more epochs)"
+        ),
+        base={**FMNIST, **FP32, "eps": 0.1, "epochs": 2, "train_size": 10000, "method": "clead"},
+        runs={**{k: {"method_args": v} for k, v in _ABLATION.items()}, **_TWO_STAGE},
+        evals=[EvalSpec("", ["pgd20", "apgd-ce"], 1000)],
+    )
+)
 
 
-SUITES.register("fmnist-amp")(Suite(
-    name="fmnist-amp",
-    title="bf16 against fp32 training, Fashion-MNIST, C-LEAD, demo budget",
-    description=("C-LEAD on the demo budget (configs/demo.yaml: first 12,000 training images, 3 epochs, PGD-5, "
-                 "Linf eps 0.1) trained in fp32 and in bf16 (autocast on the training step and its inner attack), "
-                 "seeds 0 and 1 each; all evaluated in fp32: FGSM, PGD-20 and APGD-CE + APGD-T on the first 1,000 "
-                 "test images, FGSM and PGD-20 on all 10,000. Decides whether amp: auto may pick bf16"),
-    base={**FMNIST, "eps": 0.1, "epochs": 3, "train_size": 12000, "method": "clead", "channels_last": True},
-    runs={"fp32": {"amp": "none"}, "bf16": {"amp": "bf16"}},
-    evals=SEED_EVALS,
-    seeds=(1,),
-    seed_runs=("fp32", "bf16"),
-))  # fmt: skip
+SUITES.register("fmnist-amp")(
+    Suite(
+        name="fmnist-amp",
+        title="bf16 against fp32 training, Fashion-MNIST, C-LEAD, demo budget",
+        description=(
+            "C-LEAD on the demo budget (configs/demo.yaml: first 12,000 training images, 3 epochs, PGD-5, "
+            "Linf eps 0.1) trained in fp32 and in bf16 (autocast on the training step and its inner attack), "
+            "seeds 0 and 1 each; all evaluated in fp32: FGSM, PGD-20 and APGD-CE + APGD-T on the first 1,000 "
+            "test images, FGSM and PGD-20 on all 10,000. Decides whether amp: auto may pick bf16"
+        ),
+        base={**FMNIST, "eps": 0.1, "epochs": 3, "train_size": 12000, "method": "clead", "channels_last": True},
+        runs={"fp32": {"amp": "none"}, "bf16": {"amp": "bf16"}},
+        evals=SEED_EVALS,
+        seeds=(1,),
+        seed_runs=("fp32", "bf16"),
+    )
+)
 
 
 # C-LEAD's inner-attack anchors (training-mode or eval-mode clean embeddings), on the fmnist-linf-0.1 budget with
 # small-cnn (dropout) and on a batch-norm network at a budget this CPU allows
 _SMALL = {**FMNIST, **FP32, "eps": 0.1, "epochs": 3, "train_size": 20000, "method": "clead"}
-_BN = {"model": "preact-resnet18", "model_args": {"width": 16}, "train_size": 10000, "amp": "auto", "channels_last": True}
-SUITES.register("fmnist-anchors")(Suite(
-    name="fmnist-anchors",
-    title="C-LEAD's attack anchors: training-mode against eval-mode clean embeddings",
-    description=("C-LEAD (default settings) with anchors = train and anchors = eval: small-cnn on the fmnist-linf-0.1 "
-                 "budget (first 20,000 training images, 3 epochs, PGD-5, Linf 0.1), seeds 0 and 1; and PreAct "
-                 "ResNet-18 at width 16 (batch norm) on the first 10,000 training images, 3 epochs, seed 0; FGSM, "
-                 "PGD-20 and APGD-CE + APGD-T on the first 1,000 test images"),
-    base=_SMALL,
-    runs={"train": {"method_args": {"anchors": "train"}}, "eval": {"method_args": {"anchors": "eval"}},
-          "bn-train": {**_BN, "method_args": {"anchors": "train"}}, "bn-eval": {**_BN, "method_args": {"anchors": "eval"}}},
-    evals=[EvalSpec("", ["fgsm", "pgd20", "apgd"], 1000)],
-    seeds=(1,),
-    seed_runs=("train", "eval"),
-))  # fmt: skip
+_BN = {
+    "model": "preact-resnet18",
+    "model_args": {"width": 16},
+    "train_size": 10000,
+    "amp": "auto",
+    "channels_last": True,
+}
+SUITES.register("fmnist-anchors")(
+    Suite(
+        name="fmnist-anchors",
+        title="C-LEAD's attack anchors: training-mode against eval-mode clean embeddings",
+        description=(
+            "C-LEAD (default settings) with anchors = train and anchors = eval: small-cnn on the fmnist-linf-0.1 "
+            "budget (first 20,000 training images, 3 epochs, PGD-5, Linf 0.1), seeds 0 and 1; and PreAct "
+            "ResNet-18 at width 16 (batch norm) on the first 10,000 training images, 3 epochs, seed 0; FGSM, "
+            "PGD-20 and APGD-CE on the first 1,000 test images (APGD-T's nine targets would cost the ResNets "
+            "about an hour each here)"
+        ),
+        base=_SMALL,
+        runs={
+            "train": {"method_args": {"anchors": "train"}},
+            "eval": {"method_args": {"anchors": "eval"}},
+            "bn-train": {**_BN, "method_args": {"anchors": "train"}},
+            "bn-eval": {**_BN, "method_args": {"anchors": "eval"}},
+        },
+        evals=[EvalSpec("", ["fgsm", "pgd20", "apgd-ce"], 1000)],
+        seeds=(1,),
+        seed_runs=("train", "eval"),
+    )
+)
 
 
 # CIFAR-10 (the JPEG q75 copy in ../shared/data, read straight from its archive) at Linf 8/255, sized for this
@@ -191,38 +238,57 @@ SUITES.register("fmnist-anchors")(Suite(
 # 15 epochs of PGD-5, SGD 0.1 cosine. Width 8 rather than 16: standard AutoAttack on 1,000 images of a robust
 # model costs about 2.5x less, which is what lets the whole suite fit in about 6 hours (docs/cifar10.md).
 CIFAR10_JPEG = "../shared/data/cifar10-jpeg.tar.gz"
-SUITES.register("cifar10-cpu")(Suite(
-    name="cifar10-cpu",
-    title="CIFAR-10 (JPEG q75 copy), PreAct ResNet-18 width 8, Linf 8/255",
-    description=("standard, PGD-AT, TRADES, ASCL and C-LEAD on CIFAR-10 (the JPEG q75 copy, " + CIFAR10_JPEG + "): "
-                 "PreAct ResNet-18 at width 8, all 50,000 training images less 5,000 held out, 15 epochs, PGD-5 "
-                 "(step 2.5*eps/5) in training, SGD 0.1 momentum 0.9, weight decay 5e-4, cosine, batch 128, random "
-                 "crop and flip; validation PGD-10 on 500 held-out images; standard AutoAttack, PGD-50x3 and CW on "
-                 "the first 1,000 (class-balanced) test images, FGSM and PGD-20 on all 10,000"),
-    base={"dataset": "folder", "data_dir": CIFAR10_JPEG, "model": "preact-resnet18", "model_args": {"width": 8},
-          "eps": 8 / 255, "attack_steps": 5, "epochs": 15, "batch_size": 128, "optimizer": "sgd", "lr": 0.1,
-          "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine", "val_n": 500, "seed": 0},
-    runs={m: {"method": m} for m in ("standard", "pgd-at", "clead", "trades", "ascl")},
-    evals=MAIN_EVALS,
-))  # fmt: skip
+# the standard CIFAR-10 adversarial-training recipe (Rice et al. 2020) on PreAct ResNet-18, less the epochs
+CIFAR10_RECIPE = {
+    "dataset": "folder",
+    "data_dir": CIFAR10_JPEG,
+    "model": "preact-resnet18",
+    "eps": 8 / 255,
+    "batch_size": 128,
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "schedule": "cosine",
+    "val_n": 500,
+    "seed": 0,
+}
+SUITES.register("cifar10-cpu")(
+    Suite(
+        name="cifar10-cpu",
+        title="CIFAR-10 (JPEG q75 copy), PreAct ResNet-18 width 8, Linf 8/255",
+        description=(
+            "standard, PGD-AT, TRADES, ASCL and C-LEAD on CIFAR-10 (the JPEG q75 copy, " + CIFAR10_JPEG + "): "
+            "PreAct ResNet-18 at width 8, all 50,000 training images less 5,000 held out, 15 epochs, PGD-5 "
+            "(step 2.5*eps/5) in training, SGD 0.1 momentum 0.9, weight decay 5e-4, cosine, batch 128, random "
+            "crop and flip; validation PGD-10 on 500 held-out images; standard AutoAttack, PGD-50x3 and CW on "
+            "the first 1,000 (class-balanced) test images, FGSM and PGD-20 on all 10,000"
+        ),
+        base={**CIFAR10_RECIPE, "model_args": {"width": 8}, "attack_steps": 5, "epochs": 15},
+        runs={m: {"method": m} for m in ("standard", "pgd-at", "clead", "trades", "ascl")},
+        evals=MAIN_EVALS,
+    )
+)
 
 
 # The GPU lane (benchmarks/device_suite.sh cifar10-gpu 2 SECONDS with NO_WEIGHTS=1): full-width PreAct ResNet-18,
 # PGD-AT and C-LEAD side by side, PGD-10, sized so that training and evaluation end inside one 10-minute call
 # (the weights, 45 MB each, cannot come back from the lent machine, so a run cannot resume across calls).
-SUITES.register("cifar10-gpu")(Suite(
-    name="cifar10-gpu",
-    title="CIFAR-10 (JPEG q75 copy), PreAct ResNet-18 full width, Linf 8/255, on a lent GPU",
-    description=("PGD-AT and C-LEAD on CIFAR-10 (the JPEG q75 copy): PreAct ResNet-18 at full width (64), 45,000 "
-                 "training images (5,000 held out), 5 epochs of PGD-10 (step 2/255), SGD 0.1 momentum 0.9, weight "
-                 "decay 5e-4, cosine, batch 128, crop and flip; standard AutoAttack, PGD-50x3 and CW on the first "
-                 "1,000 test images, FGSM and PGD-20 on all 10,000; sized for one call of a lent GPU"),
-    base={"dataset": "folder", "data_dir": CIFAR10_JPEG, "model": "preact-resnet18", "eps": 8 / 255,
-          "attack_steps": 10, "attack_alpha": 2 / 255, "epochs": 5, "batch_size": 128, "optimizer": "sgd",
-          "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine", "val_n": 500, "seed": 0},
-    runs={m: {"method": m} for m in ("pgd-at", "clead")},
-    evals=MAIN_EVALS,
-))  # fmt: skip
+SUITES.register("cifar10-gpu")(
+    Suite(
+        name="cifar10-gpu",
+        title="CIFAR-10 (JPEG q75 copy), PreAct ResNet-18 full width, Linf 8/255, on a lent GPU",
+        description=(
+            "PGD-AT and C-LEAD on CIFAR-10 (the JPEG q75 copy): PreAct ResNet-18 at full width (64), 45,000 "
+            "training images (5,000 held out), 5 epochs of PGD-10 (step 2/255), SGD 0.1 momentum 0.9, weight "
+            "decay 5e-4, cosine, batch 128, crop and flip; standard AutoAttack, PGD-50x3 and CW on the first "
+            "1,000 test images, FGSM and PGD-20 on all 10,000; sized for one call of a lent GPU"
+        ),
+        base={**CIFAR10_RECIPE, "attack_steps": 10, "attack_alpha": 2 / 255, "epochs": 5},
+        runs={m: {"method": m} for m in ("pgd-at", "clead")},
+        evals=MAIN_EVALS,
+    )
+)
 
 
 def _clead_and_close_baselines(suite: Suite, out: Path) -> list[str]:
@@ -259,8 +325,16 @@ def _evaluated(run_dir: Path, spec: EvalSpec) -> bool:
     return set(ev.get("per_attack", {})) == set(spec.attacks) and (spec.n is None or ev.get("n") == spec.n)
 
 
-def run_suite(name: str, out: str | Path | None = None, max_hours: float | None = None, only: list[str] | None = None,
-              progress: bool = True, dry_run: bool = False, jobs: int = 1, report: bool = True) -> list[str]:  # fmt: skip
+def run_suite(
+    name: str,
+    out: str | Path | None = None,
+    max_hours: float | None = None,
+    only: list[str] | None = None,
+    progress: bool = True,
+    dry_run: bool = False,
+    jobs: int = 1,
+    report: bool = True,
+) -> list[str]:
     """Bring every run of the suite up to date; returns the steps done (or, with ``dry_run``, to do).
 
     ``jobs`` > 1 brings that many runs up to date side by side, each in its own process with an equal share
@@ -282,23 +356,39 @@ def run_suite(name: str, out: str | Path | None = None, max_hours: float | None 
     seed_runs = [seed_run(r, s) for r in suite.runs for s in suite.seeds]
     unknown = [r for r in only or [] if r not in suite.runs and r not in seed_runs]
     if unknown:
-        raise CleadError(f"suite {name} has no run {', '.join(unknown)}; its runs: {', '.join([*suite.runs, *seed_runs])}")
+        raise CleadError(
+            f"suite {name} has no run {', '.join(unknown)}; its runs: {', '.join([*suite.runs, *seed_runs])}"
+        )
     runs = [r for r in [*suite.runs, *seed_runs] if r in only] if only else list(suite.runs)
     complete = bring_up_all(runs)
     if complete and suite.seeds and not only and not dry_run:
         bases = suite.seed_runs or _clead_and_close_baselines(suite, out)
         complete = bring_up_all([seed_run(b, s) for b in bases for s in suite.seeds]) and complete
     if dry_run and suite.seeds and not only:
-        who = ", ".join(suite.seed_runs) if suite.seed_runs else (
-            "clead and " + ("every baseline within %g points of it (or ahead) by" % (100 * suite.seed_margin)
-                            if suite.seed_margin is not None else "the best baseline by") + " seed-0 AutoAttack")
+        who = (
+            ", ".join(suite.seed_runs)
+            if suite.seed_runs
+            else (
+                "clead and "
+                + (
+                    "every baseline within %g points of it (or ahead) by" % (100 * suite.seed_margin)
+                    if suite.seed_margin is not None
+                    else "the best baseline by"
+                )
+                + " seed-0 AutoAttack"
+            )
+        )
         steps.append(f"then seeds {', '.join(map(str, suite.seeds))} of {who}")
     if report and not dry_run:
         done = [p.parent for p in sorted(out.glob("*/metrics.jsonl")) if (p.parent / "eval.json").is_file()]
         if done:
             write_suite_report(done, out, suite.title or name)
-            log.info("bench %s: report in %s/report.md and report.html%s", name, out,
-                     "" if complete else " (partial: run the same command again to continue)")  # fmt: skip
+            log.info(
+                "bench %s: report in %s/report.md and report.html%s",
+                name,
+                out,
+                "" if complete else " (partial: run the same command again to continue)",
+            )
     return steps
 
 
@@ -312,8 +402,9 @@ def default_jobs() -> int:
     return 1 if torch.cuda.is_available() else max(1, os.cpu_count() or 1)
 
 
-def _bring_up(suite: Suite, out: Path, run: str, deadline: float | None, progress: bool, dry_run: bool,
-              steps: list[str]) -> bool:  # fmt: skip
+def _bring_up(
+    suite: Suite, out: Path, run: str, deadline: float | None, progress: bool, dry_run: bool, steps: list[str]
+) -> bool:
     """Train and evaluate ``run`` as far as needed; False if the deadline stopped it first."""
     from .evaluate import evaluate_run
     from .trainer import train
@@ -343,8 +434,9 @@ def _bring_up(suite: Suite, out: Path, run: str, deadline: float | None, progres
             if not dry_run:
                 log.info("bench %s: evaluating %s (%s)", suite.name, run, spec.tag or "main")
                 sweep = [round(cfg.eps * f, 6) for f in (0, 0.5, 1, 1.5, 2)] if spec.sweep else None
-                evaluate_run(d, attacks=spec.attacks, n=spec.n, sweep=sweep, sweep_n=200, progress=progress,
-                             tag=spec.tag)  # fmt: skip
+                evaluate_run(
+                    d, attacks=spec.attacks, n=spec.n, sweep=sweep, sweep_n=200, progress=progress, tag=spec.tag
+                )
     return True
 
 
@@ -366,8 +458,9 @@ def _worker(suite: Suite, out: Path, run: str, wall_deadline: float | None) -> t
     return steps, _bring_up(suite, out, run, deadline, False, False, steps)
 
 
-def _bring_up_side_by_side(suite: Suite, out: Path, runs: list[str], deadline: float | None, jobs: int,
-                           steps: list[str]) -> bool:  # fmt: skip
+def _bring_up_side_by_side(
+    suite: Suite, out: Path, runs: list[str], deadline: float | None, jobs: int, steps: list[str]
+) -> bool:
     """`_bring_up` for each run in a pool of ``jobs`` processes (fresh interpreters: no shared torch state)."""
     import multiprocessing as mp
     import os

@@ -1,4 +1,5 @@
 """The ``clead`` command: train, eval, report."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,11 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__, allocator
+from . import __version__, allocator, eval_config
 from . import config as cfgmod
-from . import eval_config
-from .eval_config import EvalConfig
 from .errors import CleadError
+from .eval_config import EvalConfig
 
 log = logging.getLogger("clead")
 
@@ -83,9 +83,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
             seen.setdefault(f.name, (f, []))[1].append(name)
     for fname, (f, methods) in seen.items():
         mg.add_argument(
-            _flag(fname), dest=f"method.{fname}", type=_type_of(f), default=None, metavar=fname.upper(),
+            _flag(fname),
+            dest=f"method.{fname}",
+            type=_type_of(f),
+            default=None,
+            metavar=fname.upper(),
             help=f"{f.metadata['help']} [default: {f.default}] (methods: {', '.join(methods)})",
-        )  # fmt: skip
+        )
 
 
 def _config_from_args(args: argparse.Namespace) -> cfgmod.TrainConfig:
@@ -156,8 +160,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         res = evaluate_run(run_dir, ec, sweep=sweep)
         if not res:  # a torchrun rank other than 0
             continue
-        log.info("%s: clean %.2f%%, robust %.2f%% (n=%d) -> %s/eval%s.json", run_dir, 100 * res["clean_accuracy"],
-                 100 * res["robust_accuracy"], res["n"], run_dir, f"-{ec.tag}" if ec.tag else "")  # fmt: skip
+        log.info(
+            "%s: clean %.2f%%, robust %.2f%% (n=%d) -> %s/eval%s.json",
+            run_dir,
+            100 * res["clean_accuracy"],
+            100 * res["robust_accuracy"],
+            res["n"],
+            run_dir,
+            f"-{ec.tag}" if ec.tag else "",
+        )
         for c in res["checks"]:
             if c["passed"] is False:
                 log.warning("WARNING %s: check %s FAILED: %s %s", run_dir, c["name"], c["explanation"], c["numbers"])
@@ -173,9 +184,18 @@ def _eval_threats(args: argparse.Namespace, ec: EvalConfig) -> int:
     th.check_threats(names, args.transfer_from)
     eps = th.parse_threat_eps(args.threat_eps)
     for run_dir in args.runs:
-        th.evaluate_threats(run_dir, names, n=ec.n, preset=args.threat_attack, transfer_from=args.transfer_from,
-                            eps_overrides=eps, batch_size=ec.batch_size, seed=ec.seed, device=ec.device,
-                            progress=ec.progress)  # fmt: skip
+        th.evaluate_threats(
+            run_dir,
+            names,
+            n=ec.n,
+            preset=args.threat_attack,
+            transfer_from=args.transfer_from,
+            eps_overrides=eps,
+            batch_size=ec.batch_size,
+            seed=ec.seed,
+            device=ec.device,
+            progress=ec.progress,
+        )
         log.info("%s: threat matrix -> %s/eval-threats.json", run_dir, run_dir)
     print(th.threat_table(args.runs), end="")
     return 0
@@ -242,8 +262,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     jobs = default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
         raise CleadError(f"--jobs must be >= 1, got {jobs}")
-    steps = run_suite(args.suite, args.out, args.max_hours, only, progress=not args.quiet, dry_run=args.dry_run,
-                      jobs=jobs)  # fmt: skip
+    steps = run_suite(
+        args.suite, args.out, args.max_hours, only, progress=not args.quiet, dry_run=args.dry_run, jobs=jobs
+    )
     if args.dry_run:
         print("\n".join(steps) if steps else "nothing to do: the suite is complete")
     return 0
@@ -259,19 +280,28 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _add_procs(p: argparse.ArgumentParser, how: str) -> None:
-    p.add_argument("--procs", type=int, default=1, metavar="N",
-                   help=f"run as N processes on this machine (torchrun, gloo on CPU), each with cores/N threads; "
-                        f"{how} [default: %(default)s]")  # fmt: skip
+    p.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"run as N processes on this machine (torchrun, gloo on CPU), each with cores/N threads; "
+        f"{how} [default: %(default)s]",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .attacks import ATTACKS
+
     p = _Parser(prog="clead", description="C-LEAD and baseline adversarial training, evaluation and reports.")
     p.add_argument("--version", action="version", version=f"clead {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train a model into a run directory",
-                       description="Train a classifier. Options: defaults < --config FILE < flags.")  # fmt: skip
+    t = sub.add_parser(
+        "train",
+        help="train a model into a run directory",
+        description="Train a classifier. Options: defaults < --config FILE < flags.",
+    )
     t.add_argument("--config", help="YAML file of run options (see configs/)")
     t.add_argument("--out", help="run directory to create (required), e.g. runs/NAME")
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from last.pt")
@@ -281,90 +311,173 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(t)
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="evaluate runs under attack; writes RUN/eval.json",
-                       description="Evaluate runs on the test set; robust accuracy is the worst case per sample.")  # fmt: skip
+    e = sub.add_parser(
+        "eval",
+        help="evaluate runs under attack; writes RUN/eval.json",
+        description="Evaluate runs on the test set; robust accuracy is the worst case per sample.",
+    )
     e.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     d = EvalConfig()  # the one source of the defaults shown here
-    e.add_argument("--config", default=None, metavar="FILE",
-                   help=f"YAML file of evaluation options ({', '.join(eval_config.field_names())}); flags override it")
-    e.add_argument("--attacks", default=None,
-                   help=f"comma-separated attacks from: {', '.join(ATTACKS.names())} [default: {','.join(d.attacks)}]")
-    e.add_argument("-n", "--n", type=int, default=None,
-                   help="evaluate on the first N test images; write -n N under torchrun [default: all]")
+    e.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help=f"YAML file of evaluation options ({', '.join(eval_config.field_names())}); flags override it",
+    )
+    e.add_argument(
+        "--attacks",
+        default=None,
+        help=f"comma-separated attacks from: {', '.join(ATTACKS.names())} [default: {','.join(d.attacks)}]",
+    )
+    e.add_argument(
+        "-n",
+        "--n",
+        type=int,
+        default=None,
+        help="evaluate on the first N test images; write -n N under torchrun [default: all]",
+    )
     e.add_argument("--eps", default=None, help="attack radius, e.g. 0.1 or 8/255 [default: the run's training eps]")
     e.add_argument("--norm", default=None, choices=["linf", "l2"], help="threat model [default: the run's]")
     e.add_argument("--checkpoint", default=None, choices=["best", "last"], help=f"[default: {d.checkpoint}]")
     e.add_argument("--restarts", type=int, default=None, help="restarts of pgd50 [default: 3]")
-    e.add_argument("--batch-size", type=int, default=None,
-                   help=f"attack batch size; {d.batch_size} is fastest on CPU, raise it on a GPU [default: {d.batch_size}]")
+    e.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"attack batch size; {d.batch_size} is fastest on CPU, raise it on a GPU [default: {d.batch_size}]",
+    )
     e.add_argument("--seed", type=int, default=None, help=f"seed of the attacks' random starts [default: {d.seed}]")
-    e.add_argument("--sweep", nargs="?", const="", default=None, metavar="EPS,...",
-                   help="also measure PGD-20 and APGD-CE accuracy over eps values (default list: 0 to 3x eps); "
-                        "writes eps_sweep.png")  # fmt: skip
+    e.add_argument(
+        "--sweep",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="EPS,...",
+        help="also measure PGD-20 and APGD-CE accuracy over eps values (default list: 0 to 3x eps); "
+        "writes eps_sweep.png",
+    )
     e.add_argument("--sweep-n", type=int, default=None, help=f"samples used by the sweep [default: {d.sweep_n}]")
-    e.add_argument("--no-checks", dest="checks", action="store_const", const=False, default=None,
-                   help="skip the sanity checks")
+    e.add_argument(
+        "--no-checks", dest="checks", action="store_const", const=False, default=None, help="skip the sanity checks"
+    )
     e.add_argument("--tag", default=None, help="write eval-TAG.json (and per_sample-TAG.csv, ...) instead of eval.json")
-    e.add_argument("--check-n", type=int, default=None,
-                   help=f"correctly classified samples attacked by the sanity checks [default: {d.check_n}]")
+    e.add_argument(
+        "--check-n",
+        type=int,
+        default=None,
+        help=f"correctly classified samples attacked by the sanity checks [default: {d.check_n}]",
+    )
     e.add_argument("--device", default=None, help=f"auto, cpu or cuda[:i] [default: {d.device}]")
-    e.add_argument("--threats", nargs="?", const="", default=None, metavar="T,...",
-                   help="threat matrix instead of the usual evaluation: robust accuracy under each of linf (training "
-                        "eps), linf-2x, l2, l1 (AutoAttack's own L2/L1 versions), transfer, transfer-pgd3 (the C-LEAD "
-                        "authors' PGD-3, step 3/8 eps; both need --transfer-from) [default list: the first four]; "
-                        "writes eval-threats.json")  # fmt: skip
-    e.add_argument("--threat-attack", default="autoattack", choices=["autoattack", "apgd"],
-                   help="the preset run under each threat [default: %(default)s]")
-    e.add_argument("--threat-eps", default=None, metavar="NAME=EPS,...",
-                   help="radii instead of the defaults, e.g. l2=1.5,l1=8 (default: see the README)")
-    e.add_argument("--transfer-from", default=None, metavar="RUN",
-                   help="the model the transfer threats attack: PGD-50 (transfer, added when no transfer threat is "
-                        "listed) or PGD-3 (transfer-pgd3) examples made on RUN's model, classified by this one")
-    e.add_argument("--autoattack-chunk", type=int, default=None, metavar="N",
-                   help="samples per AutoAttack call; the chunks are what --procs shares out (raise it on a GPU) "
-                        "[default: 250]")  # fmt: skip
-    e.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="run the model with channels_last weights (fp32 either way; faster on CPU) [default: on]")
+    e.add_argument(
+        "--threats",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="T,...",
+        help="threat matrix instead of the usual evaluation: robust accuracy under each of linf (training "
+        "eps), linf-2x, l2, l1 (AutoAttack's own L2/L1 versions), transfer, transfer-pgd3 (the C-LEAD "
+        "authors' PGD-3, step 3/8 eps; both need --transfer-from) [default list: the first four]; "
+        "writes eval-threats.json",
+    )
+    e.add_argument(
+        "--threat-attack",
+        default="autoattack",
+        choices=["autoattack", "apgd"],
+        help="the preset run under each threat [default: %(default)s]",
+    )
+    e.add_argument(
+        "--threat-eps",
+        default=None,
+        metavar="NAME=EPS,...",
+        help="radii instead of the defaults, e.g. l2=1.5,l1=8 (default: see the README)",
+    )
+    e.add_argument(
+        "--transfer-from",
+        default=None,
+        metavar="RUN",
+        help="the model the transfer threats attack: PGD-50 (transfer, added when no transfer threat is "
+        "listed) or PGD-3 (transfer-pgd3) examples made on RUN's model, classified by this one",
+    )
+    e.add_argument(
+        "--autoattack-chunk",
+        type=int,
+        default=None,
+        metavar="N",
+        help="samples per AutoAttack call; the chunks are what --procs shares out (raise it on a GPU) [default: 250]",
+    )
+    e.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the model with channels_last weights (fp32 either way; faster on CPU) [default: on]",
+    )
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_procs(e, "the attack chunks are split across them; same numbers as one process")
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("report", help="Markdown table comparing runs")
-    r.add_argument("runs", nargs="+", metavar="RUN",
-                   help="run directories; other paths (e.g. from results/SUITE/*) are skipped with a warning")
+    r.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run directories; other paths (e.g. from results/SUITE/*) are skipped with a warning",
+    )
     r.add_argument("--out", default=None, help="also write the table to this Markdown file")
-    r.add_argument("--full", default=None, metavar="DIR",
-                   help="write DIR/report.md and a self-contained DIR/report.html: accuracies with 95%% intervals, "
-                        "checks, training curves, eps sweeps, adversarial examples")  # fmt: skip
+    r.add_argument(
+        "--full",
+        default=None,
+        metavar="DIR",
+        help="write DIR/report.md and a self-contained DIR/report.html: accuracies with 95%% intervals, "
+        "checks, training curves, eps sweeps, adversarial examples",
+    )
     r.add_argument("--title", default="clead report", help="title of the --full report")
     r.set_defaults(func=cmd_report)
 
-    c = sub.add_parser("compare", help="paired comparison of runs evaluated on the same images (McNemar)",
-                       description="Compare the first run with each of the others on the same test images: clean and "
-                                   "robust accuracy difference (A minus B) with its 95% interval, the discordant images "
-                                   "and an exact McNemar p-value; over seed groups (NAME, NAME-seed1, ...) also the mean "
-                                   "difference, tested over seeds (Student-t) and over images (each image's difference "
-                                   "averaged over the seeds).")  # fmt: skip
+    c = sub.add_parser(
+        "compare",
+        help="paired comparison of runs evaluated on the same images (McNemar)",
+        description="Compare the first run with each of the others on the same test images: clean and "
+        "robust accuracy difference (A minus B) with its 95% interval, the discordant images "
+        "and an exact McNemar p-value; over seed groups (NAME, NAME-seed1, ...) also the mean "
+        "difference, tested over seeds (Student-t) and over images (each image's difference "
+        "averaged over the seeds).",
+    )
     c.add_argument("runs", nargs="+", metavar="RUN", help="run directories; the first is A, each other one is B")
     c.add_argument("--tag", default="", help="compare eval-TAG.json / per_sample-TAG.csv instead of eval.json")
     c.add_argument("--no-seeds", action="store_true", help="do not pair the runs' seed groups (NAME-seedN)")
-    c.add_argument("--threat", metavar="T", help="compare robustness under threat T of the runs' threat matrices "
-                   "(clead eval --threats: linf, linf-2x, l2, l1, transfer) instead of their evaluations")  # fmt: skip
+    c.add_argument(
+        "--threat",
+        metavar="T",
+        help="compare robustness under threat T of the runs' threat matrices "
+        "(clead eval --threats: linf, linf-2x, l2, l1, transfer) instead of their evaluations",
+    )
     c.add_argument("--out", default=None, help="also write the Markdown to this file")
     c.add_argument("--json", default=None, help="also write the numbers as JSON to this file")
     c.set_defaults(func=cmd_compare)
 
-    b = sub.add_parser("bench", help="run a named benchmark suite resumably and write its report",
-                       description="Train and evaluate every run of a suite that is not complete yet, then write "
-                                   "OUT/report.md and OUT/report.html. Run it again to continue.")  # fmt: skip
+    b = sub.add_parser(
+        "bench",
+        help="run a named benchmark suite resumably and write its report",
+        description="Train and evaluate every run of a suite that is not complete yet, then write "
+        "OUT/report.md and OUT/report.html. Run it again to continue.",
+    )
     b.add_argument("suite", nargs="?", help="suite name (see --list)")
     b.add_argument("--list", action="store_true", help="list the suites and what they run")
     b.add_argument("--out", default=None, help="suite directory [default: results/SUITE]")
     b.add_argument("--max-hours", type=float, default=None, help="start no new training or evaluation after this long")
-    b.add_argument("--only", default=None, help="comma-separated run names of the suite to bring up to date (NAME-seedN for an extra seed)")
-    b.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="runs brought up to date side by side, each in its own process with cores/N threads "
-                        "[default: the number of CPU cores, 1 with CUDA]")  # fmt: skip
+    b.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated run names of the suite to bring up to date (NAME-seedN for an extra seed)",
+    )
+    b.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="runs brought up to date side by side, each in its own process with cores/N threads "
+        "[default: the number of CPU cores, 1 with CUDA]",
+    )
     b.add_argument("--dry-run", action="store_true", help="print what would run")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bench)
@@ -373,7 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     a.add_argument("--out", required=True, help="directory for analysis.json, analysis.md and tsne.png")
     a.add_argument("-n", "--n", type=int, default=500, help="test images analysed [default: %(default)s]")
-    a.add_argument("--probe-train", type=int, default=2000, help="training images for the linear probe [default: %(default)s]")
+    a.add_argument(
+        "--probe-train", type=int, default=2000, help="training images for the linear probe [default: %(default)s]"
+    )
     a.add_argument("--seed", type=int, default=0, help="[default: %(default)s]")
     a.set_defaults(func=cmd_analyze)
     return p

@@ -26,6 +26,7 @@ questions:
 Runs evaluated on different images, eps, threat models or attacks are refused. ``threat``: the same
 comparison under one threat of the runs' threat matrices (``eval-threats.json``, ``per_sample-threats.csv``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -52,17 +53,25 @@ def _read(ev_path: Path, csv_path: Path, hint: str) -> tuple[dict[str, Any], lis
 
 def _outcomes(run_dir: Path, ev: dict[str, Any], rows: list[dict[str, str]], robust: str) -> dict[str, Any]:
     """What the comparison reads: the evaluation's settings, and per image its label, clean and robust outcome."""
-    return {"run": str(run_dir), "eval": ev, "label": [int(r["label"]) for r in rows],
-            "clean": [r["correct_clean"] == "1" for r in rows], "robust": [r[robust] == "1" for r in rows]}  # fmt: skip
+    return {
+        "run": str(run_dir),
+        "eval": ev,
+        "label": [int(r["label"]) for r in rows],
+        "clean": [r["correct_clean"] == "1" for r in rows],
+        "robust": [r[robust] == "1" for r in rows],
+    }
 
 
 def load_threat(run_dir: str | Path, threat: str) -> dict[str, Any]:
     """One threat of a run's threat matrix (``eval-threats.json``, ``per_sample-threats.csv``) in the shape
     of :func:`load_eval`: robust = correct under that threat's attack."""
     run_dir = Path(run_dir)
-    matrix, rows = _read(run_dir / "eval-threats.json", run_dir / "per_sample-threats.csv",
-                         f"run the threat matrix first (`clead eval {run_dir} --threats`; matrices made before "
-                         "per_sample-threats.csv existed need a rerun)")  # fmt: skip
+    matrix, rows = _read(
+        run_dir / "eval-threats.json",
+        run_dir / "per_sample-threats.csv",
+        f"run the threat matrix first (`clead eval {run_dir} --threats`; matrices made before "
+        "per_sample-threats.csv existed need a rerun)",
+    )
     by_threat = {r["threat"]: r for r in matrix["threats"]}
     if threat not in by_threat or (rows and threat not in rows[0]):
         raise CleadError(f"{run_dir} has no {threat!r} threat; it has {', '.join(by_threat)}")
@@ -78,8 +87,11 @@ def load_eval(run_dir: str | Path, tag: str = "", threat: str | None = None) -> 
         return load_threat(run_dir, threat)
     run_dir = Path(run_dir)
     sfx = f"-{tag}" if tag else ""
-    ev, rows = _read(run_dir / f"eval{sfx}.json", run_dir / f"per_sample{sfx}.csv",
-                     f"evaluate the run first (`clead eval {run_dir}{' --tag ' + tag if tag else ''}`)")
+    ev, rows = _read(
+        run_dir / f"eval{sfx}.json",
+        run_dir / f"per_sample{sfx}.csv",
+        f"evaluate the run first (`clead eval {run_dir}{' --tag ' + tag if tag else ''}`)",
+    )
     return _outcomes(run_dir, ev, rows, "robust")
 
 
@@ -92,8 +104,10 @@ def check_comparable(a: dict[str, Any], b: dict[str, Any]) -> None:
     sa, sb = _settings(a), _settings(b)
     for key in sa:
         if sa[key] != sb[key]:
-            raise CleadError(f"{a['run']} and {b['run']} were evaluated with different {key} ({sa[key]} vs {sb[key]}); "
-                             "a paired comparison needs the same images, eps and attacks")  # fmt: skip
+            raise CleadError(
+                f"{a['run']} and {b['run']} were evaluated with different {key} ({sa[key]} vs {sb[key]}); "
+                "a paired comparison needs the same images, eps and attacks"
+            )
     if a["label"] != b["label"]:
         raise CleadError(f"{a['run']} and {b['run']} were evaluated on different images (labels differ)")
 
@@ -195,10 +209,15 @@ def compare(
                 entry["seeds"] = {
                     "seeds": common,
                     "attacks": {str(s): per_seed[s]["attacks"] for s in common},
-                    **{k: {"per_seed": [per_seed[s][k]["difference"] for s in common],
-                           **mean_interval([per_seed[s][k]["difference"] for s in common]),
-                           "images": _over_images(ea, eb, k)} for k in OUTCOMES},
-                }  # fmt: skip
+                    **{
+                        k: {
+                            "per_seed": [per_seed[s][k]["difference"] for s in common],
+                            **mean_interval([per_seed[s][k]["difference"] for s in common]),
+                            "images": _over_images(ea, eb, k),
+                        }
+                        for k in OUTCOMES
+                    },
+                }
                 entry["per_seed"] = {str(s): per_seed[s] for s in common}
         out.append(entry)
     return out
@@ -214,34 +233,53 @@ def _p(p: float) -> str:
 
 def markdown(results: list[dict[str, Any]]) -> str:
     """Tables of the comparison, differences in percentage points (A minus B)."""
-    lines = ["| A | B | outcome | A % | B % | A − B (points) | 95% interval | A only | B only | McNemar p |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| A | B | outcome | A % | B % | A − B (points) | 95% interval | A only | B only | McNemar p |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         for k in OUTCOMES:
             c = r[k]
-            lines.append(f"| {Path(r['a']).name} | {Path(r['b']).name} | {k} | {100 * c['a']:.1f} | {100 * c['b']:.1f} "
-                         f"| {_pts(c['difference'])} | {_pts(c['ci'][0])} to {_pts(c['ci'][1])} | {c['n10']} | {c['n01']} "
-                         f"| {_p(c['p'])} |")  # fmt: skip
+            lines.append(
+                f"| {Path(r['a']).name} | {Path(r['b']).name} | {k} | {100 * c['a']:.1f} | {100 * c['b']:.1f} "
+                f"| {_pts(c['difference'])} | {_pts(c['ci'][0])} to {_pts(c['ci'][1])} | {c['n10']} | {c['n01']} "
+                f"| {_p(c['p'])} |"
+            )
     first = results[0]
-    lines += ["", f"n = {first['clean']['n']} images; robust = correct under every attack of the evaluation "
-                  f"({', '.join(first['attacks'])}; {first['threat model']} eps {first['eps']:g}). "
-                  "A only / B only: images right under one model and wrong under the other."]  # fmt: skip
+    lines += [
+        "",
+        f"n = {first['clean']['n']} images; robust = correct under every attack of the evaluation "
+        f"({', '.join(first['attacks'])}; {first['threat model']} eps {first['eps']:g}). "
+        "A only / B only: images right under one model and wrong under the other.",
+    ]
     seeded = [r for r in results if "seeds" in r]
     if seeded:
-        lines += ["", "Over seeds (each seed's difference on the same images, then their mean):", "",
-                  "| A | B | outcome | seeds | per-seed A − B (points) | mean | 95% interval over seeds | p over seeds "
-                  "| 95% interval over images | p over images |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "Over seeds (each seed's difference on the same images, then their mean):",
+            "",
+            "| A | B | outcome | seeds | per-seed A − B (points) | mean | 95% interval over seeds | p over seeds "
+            "| 95% interval over images | p over images |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in seeded:
             s = r["seeds"]
             for k in OUTCOMES:
                 ci, im = s[k]["ci"], s[k]["images"]
-                by_image = f"{_pts(im['ci'][0])} to {_pts(im['ci'][1])} | {_p(im['p'])}" if im else "different images | -"
-                lines.append(f"| {Path(r['a']).name} | {Path(r['b']).name} | {k} | {', '.join(map(str, s['seeds']))} "
-                             f"| {', '.join(_pts(v) for v in s[k]['per_seed'])} | {_pts(s[k]['mean'])} "
-                             f"| {_pts(ci[0])} to {_pts(ci[1])} | {_p(s[k]['p'])} | {by_image} |")  # fmt: skip
-        lines += ["", "Over seeds: Student-t interval and t-test of the per-seed differences (would another training "
-                      "seed keep the sign?). Over images: each image's difference averaged over the seeds, z-interval "
-                      "and z-test over the images (is the difference more than test-set sampling?)."]  # fmt: skip
+                by_image = (
+                    f"{_pts(im['ci'][0])} to {_pts(im['ci'][1])} | {_p(im['p'])}" if im else "different images | -"
+                )
+                lines.append(
+                    f"| {Path(r['a']).name} | {Path(r['b']).name} | {k} | {', '.join(map(str, s['seeds']))} "
+                    f"| {', '.join(_pts(v) for v in s[k]['per_seed'])} | {_pts(s[k]['mean'])} "
+                    f"| {_pts(ci[0])} to {_pts(ci[1])} | {_p(s[k]['p'])} | {by_image} |"
+                )
+        lines += [
+            "",
+            "Over seeds: Student-t interval and t-test of the per-seed differences (would another training "
+            "seed keep the sign?). Over images: each image's difference averaged over the seeds, z-interval "
+            "and z-test over the images (is the difference more than test-set sampling?).",
+        ]
         notes = {_attack_note(r["seeds"]["attacks"]) for r in seeded} - {""}
         lines += ["", *sorted(notes)] if notes else []
     return "\n".join(lines) + "\n"

@@ -3,6 +3,7 @@
 Resolution order: the defaults below < ``--config FILE`` < command-line flags. Method knobs live in
 each method's ``Params`` dataclass and are stored under ``method_args``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,15 +48,23 @@ class TrainConfig:
     dataset: str = _f("fashion-mnist", "dataset")
     data_dir: str | None = _f(None, "dataset directory (default: the dataset's standard location)")
     download: bool = _f(False, "fetch the dataset archive if it is missing (CIFAR), checking its MD5")
-    image_size: int | None = _f(None, "folder dataset: resize and centre-crop images to this size (default: their own size when all share one square size, else 64)")
-    augment: bool | None = _f(None, "random crop (pad 4) + horizontal flip in training (default: on for CIFAR and folders)")
+    image_size: int | None = _f(
+        None,
+        "folder dataset: resize and centre-crop images to this size (default: their own size when all share one square size, else 64)",
+    )
+    augment: bool | None = _f(
+        None, "random crop (pad 4) + horizontal flip in training (default: on for CIFAR and folders)"
+    )
     norm: str = _f("linf", "threat model of the training attack: linf or l2")
     eps: float = _f(0.1, "training attack radius, a number or a fraction like 8/255")
     attack_steps: int = _f(10, "PGD steps of the training attack (all methods)")
     attack_alpha: float | None = _f(None, "PGD step size of the training attack (default 2.5*eps/steps)")
     epochs: int = _f(10, "training epochs")
     batch_size: int = _f(128, "batch size")
-    optimizer: str = _f("adam", "adam or sgd (with momentum); adam because SGD at 0.01-0.05 left PGD-AT stuck at chance on short budgets")
+    optimizer: str = _f(
+        "adam",
+        "adam or sgd (with momentum); adam because SGD at 0.01-0.05 left PGD-AT stuck at chance on short budgets",
+    )
     lr: float = _f(0.001, "peak learning rate")
     momentum: float = _f(0.9, "SGD momentum")
     weight_decay: float = _f(0.0, "weight decay")
@@ -66,27 +75,52 @@ class TrainConfig:
     val_size: int = _f(5000, "last N training images held out for checkpoint selection")
     val_n: int = _f(1000, "validation images attacked after each epoch")
     val_attack_steps: int = _f(10, "PGD steps of the per-epoch validation attack")
-    val_attack: str = _f("pgd", "per-epoch validation attack: pgd (val_attack_steps steps) or apgd-ce (AutoAttack's "
-                                "APGD-CE, 100 steps: about 10x the cost, not misled where PGD-10 overstates robustness, "
-                                "as at eps 0.3)")
-    select: str = _f("auto", "which epoch best.pt keeps: highest validation robust (PGD) or clean accuracy, or the last; "
-                             "auto = clean for method standard (its PGD accuracy only falls), robust otherwise")
+    val_attack: str = _f(
+        "pgd",
+        "per-epoch validation attack: pgd (val_attack_steps steps) or apgd-ce (AutoAttack's "
+        "APGD-CE, 100 steps: about 10x the cost, not misled where PGD-10 overstates robustness, "
+        "as at eps 0.3)",
+    )
+    select: str = _f(
+        "auto",
+        "which epoch best.pt keeps: highest validation robust (PGD) or clean accuracy, or the last; "
+        "auto = clean for method standard (its PGD accuracy only falls), robust otherwise",
+    )
     device: str = _f("auto", "auto, cpu or cuda[:i]")
-    amp: str = _f("auto", "precision of the training step and its inner attack: auto (bf16 where the device computes "
-                          "bf16 natively: CUDA, or a CPU with AMX / AVX512-BF16; else none), none (fp32), bf16, or "
-                          "fp16 (CUDA); the resolved value is recorded. Validation and evaluation always run in fp32")
+    amp: str = _f(
+        "auto",
+        "precision of the training step and its inner attack: auto (bf16 where the device computes "
+        "bf16 natively: CUDA, or a CPU with AMX / AVX512-BF16; else none), none (fp32), bf16, or "
+        "fp16 (CUDA); the resolved value is recorded. Validation and evaluation always run in fp32",
+    )
     channels_last: bool = _f(True, "store convolution weights channels_last (NHWC), faster on CPU (oneDNN) and CUDA")
     compile: bool = _f(False, "torch.compile the model (CUDA)")
     model_args: dict = _f({}, "extra model constructor arguments, e.g. {dropout: 0.0} or {width: 32}")
-    awp_gamma: float = _f(0.0, "adversarial weight perturbation (Wu et al. 2020) with this relative size, any method; "
-                               "0 = off (the paper: 0.01 for PGD-AT, 0.005 for TRADES on WRN-34-10)")
+    awp_gamma: float = _f(
+        0.0,
+        "adversarial weight perturbation (Wu et al. 2020) with this relative size, any method; "
+        "0 = off (the paper: 0.01 for PGD-AT, 0.005 for TRADES on WRN-34-10)",
+    )
     awp_warmup: int = _f(0, "epochs before AWP starts (the paper: 0 for PGD-AT, 10 for TRADES)")
-    init: str | None = _f(None, "start from the weights of another run directory (two-stage training, e.g. a standard "
-                                "run as cross-entropy pretraining); same architecture required")
+    init: str | None = _f(
+        None,
+        "start from the weights of another run directory (two-stage training, e.g. a standard "
+        "run as cross-entropy pretraining); same architecture required",
+    )
     init_checkpoint: str = _f("best", "which checkpoint of --init: best or last")
-    freeze_features: bool = _f(False, "linear probe: train only the model's final layer (its head) on the features "
-                                      "--init loaded, which stay frozen and in eval mode (batch norm statistics and "
-                                      "dropout fixed); e.g. --method standard --optimizer sgd --lr 0.1 (the C-LEAD authors)")
+    views_from: str | None = _f(
+        None,
+        "make the method's adversarial views once, offline, by attacking this run's "
+        "best.pt (e.g. a standard run), as the C-LEAD authors' code did; the model "
+        "being trained is never attacked (methods with views: clead)",
+    )
+    views_attacks: str = _f("fgsm,cw", "with --views-from: the evaluation attacks making the views, one view each")
+    freeze_features: bool = _f(
+        False,
+        "linear probe: train only the model's final layer (its head) on the features "
+        "--init loaded, which stay frozen and in eval mode (batch norm statistics and "
+        "dropout fixed); e.g. --method standard --optimizer sgd --lr 0.1 (the C-LEAD authors)",
+    )
     method_args: dict = _f({}, "method knobs (see the method flags)")
 
     def validate(self) -> "TrainConfig":
@@ -101,11 +135,19 @@ class TrainConfig:
 
         check_threat_model(self.eps, self.norm)
         if self.norm not in ("linf", "l2"):
-            raise CleadError(f"training attacks are linf or l2, not {self.norm} (l1 is for evaluation: clead eval --threats)")
+            raise CleadError(
+                f"training attacks are linf or l2, not {self.norm} (l1 is for evaluation: clead eval --threats)"
+            )
         for name, registry in (("method", METHODS), ("model", MODELS), ("dataset", DATASETS)):
             registry.get(getattr(self, name))
-        for name, valid in (("optimizer", OPTIMIZERS), ("amp", AMP), ("select", SELECT), ("schedule", SCHEDULES),
-                            ("val_attack", VAL_ATTACKS), ("init_checkpoint", ("best", "last"))):
+        for name, valid in (
+            ("optimizer", OPTIMIZERS),
+            ("amp", AMP),
+            ("select", SELECT),
+            ("schedule", SCHEDULES),
+            ("val_attack", VAL_ATTACKS),
+            ("init_checkpoint", ("best", "last")),
+        ):
             if getattr(self, name) not in valid:
                 raise CleadError(f"unknown {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
         if not isinstance(self.model_args, dict):
@@ -117,6 +159,20 @@ class TrainConfig:
             raise CleadError(f"awp_gamma and awp_warmup must be >= 0, got {self.awp_gamma} and {self.awp_warmup}")
         if self.lr <= 0:
             raise CleadError(f"lr must be > 0, got {self.lr}")
+        if self.views_from:
+            from .attacks import ATTACKS
+
+            if not getattr(METHODS.get(self.method), "takes_views", False):
+                takes = [m for m in METHODS.names() if getattr(METHODS.get(m), "takes_views", False)]
+                raise CleadError(
+                    f"--views-from gives views to the method's loss; method {self.method!r} takes none "
+                    f"(methods with views: {', '.join(takes)})"
+                )
+            names = [a.strip() for a in self.views_attacks.split(",") if a.strip()]
+            if not names:
+                raise CleadError("--views-attacks lists no attack")
+            for name in names:
+                ATTACKS.get(name)
         if self.freeze_features and not self.init:
             raise CleadError("--freeze-features trains a linear probe on another run's features: give --init RUN")
         if self.train_size is not None and self.train_size < 1:
@@ -166,9 +222,7 @@ def from_dict(d: dict[str, Any], source: str = "config") -> TrainConfig:
         raise CleadError(f"{source}: expected a mapping of option: value")
     unknown = set(d) - set(field_names())
     if unknown:
-        raise CleadError(
-            f"{source}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(field_names())}"
-        )
+        raise CleadError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(field_names())}")
     return TrainConfig(**d).validate()
 
 

@@ -5,6 +5,7 @@ initialises the process group (NCCL on CUDA, gloo on CPU), wraps the training st
 DistributedDataParallel, gives each rank its share of every global batch, seeds each rank differently,
 and lets rank 0 alone write logs and checkpoints.
 """
+
 from __future__ import annotations
 
 import os
@@ -85,8 +86,16 @@ def launch(procs: int, argv: list[str]) -> int:
             args.append(a)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // procs)))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
-           "-m", "clead", *args]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={procs}",
+        "-m",
+        "clead",
+        *args,
+    ]
     return subprocess.run(cmd, env=env).returncode
 
 

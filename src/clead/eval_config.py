@@ -4,6 +4,7 @@ Built alike from ``clead eval`` flags (over an optional ``--config FILE`` YAML),
 ``clead.evaluate_run(RUN, **options)`` and from a benchmark suite; recorded in ``eval.json`` under
 ``eval_config``. ``clead.evaluate`` (any model, any tensors) takes the same defaults.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -80,7 +81,9 @@ def field_names() -> list[str]:
 def from_dict(d: dict[str, Any], source: str = "options") -> EvalConfig:
     unknown = sorted(set(d) - set(field_names()))
     if unknown:
-        raise CleadError(f"{source}: unknown evaluation option(s) {', '.join(unknown)}; valid: {', '.join(field_names())}")
+        raise CleadError(
+            f"{source}: unknown evaluation option(s) {', '.join(unknown)}; valid: {', '.join(field_names())}"
+        )
     return EvalConfig(**d).validate()
 
 

@@ -7,6 +7,7 @@ samples classified correctly clean, in chunks of ``batch_size`` (AutoAttack pres
 with a ``state_path`` the finished chunks are saved, so an interrupted evaluation continues where it stopped
 and ends with the same numbers.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,8 +51,9 @@ def _logits(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.de
         return torch.cat([model(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
 
 
-def check_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int | None,
-                 device: torch.device) -> None:  # fmt: skip
+def check_inputs(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int | None, device: torch.device
+) -> None:
     """Errors for inputs that would give silently wrong numbers."""
     if len(x) == 0:
         raise CleadError("the evaluation set is empty (n = 0)")
@@ -63,8 +65,10 @@ def check_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes
     if out.ndim != 2:
         raise CleadError(f"the model must return logits of shape [batch, classes], got {tuple(out.shape)}")
     if (out >= 0).all() and (out <= 1).all() and torch.allclose(out.sum(1), torch.ones(len(out)), atol=1e-4):
-        raise CleadError("the model seems to return probabilities (rows in [0, 1] summing to 1); attacks need "
-                         "logits: remove the final softmax")  # fmt: skip
+        raise CleadError(
+            "the model seems to return probabilities (rows in [0, 1] summing to 1); attacks need "
+            "logits: remove the final softmax"
+        )
     if num_classes is not None and out.shape[1] != num_classes:
         raise CleadError(f"the model returns {out.shape[1]} logits but the dataset has {num_classes} classes")
     if int(y.max()) >= out.shape[1] or int(y.min()) < 0:
@@ -76,8 +80,14 @@ def _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, state, sa
     Under torchrun each rank takes every ``world``-th chunk and the results are summed across ranks."""
     chunks = [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
     here = device_name(device)
-    bar = tqdm(total=len(chunks), initial=state["chunks_done"], desc=name, leave=False, dynamic_ncols=True,
-               disable=None if progress else True)  # None: shown on a terminal only  # fmt: skip
+    bar = tqdm(
+        total=len(chunks),
+        initial=state["chunks_done"],
+        desc=name,
+        leave=False,
+        dynamic_ncols=True,
+        disable=None if progress else True,
+    )  # None: shown on a terminal only
     for c in range(state["chunks_done"], len(chunks)):
         if c % dist.world != dist.rank:
             continue
@@ -137,9 +147,16 @@ def _merge_across_ranks(state: dict[str, Any], n_chunks: int, dist) -> None:
 
 
 def _new_state(n: int) -> dict[str, Any]:
-    return {"ok": torch.zeros(n, dtype=torch.bool), "pred": torch.full((n,), -1, dtype=torch.long),
-            "linf": torch.zeros(n), "l2": torch.zeros(n), "sub": torch.full((n,), -1, dtype=torch.long),
-            "examples": {}, "chunks_done": 0, "seconds": 0.0}  # fmt: skip
+    return {
+        "ok": torch.zeros(n, dtype=torch.bool),
+        "pred": torch.full((n,), -1, dtype=torch.long),
+        "linf": torch.zeros(n),
+        "l2": torch.zeros(n),
+        "sub": torch.full((n,), -1, dtype=torch.long),
+        "examples": {},
+        "chunks_done": 0,
+        "seconds": 0.0,
+    }
 
 
 @fp32
@@ -201,10 +218,20 @@ def evaluate(
             if isinstance(a, AutoAttackPreset):
                 a.seed, a.num_classes, a.batch_size = seed, num_classes, autoattack_chunk or AA_CHUNK
         n = len(y)
-        key = {"format": STATE_FORMAT, "attacks": list(attacks), "eps": eps, "norm": norm, "n": n, "seed": seed,
-               "restarts": restarts, "batch_size": batch_size, "autoattack_chunk": autoattack_chunk or AA_CHUNK,
-               "weights": digest_tensors(model.state_dict().values()), "images": digest_tensors((x, y)),
-               **(identity or {})}  # fmt: skip
+        key = {
+            "format": STATE_FORMAT,
+            "attacks": list(attacks),
+            "eps": eps,
+            "norm": norm,
+            "n": n,
+            "seed": seed,
+            "restarts": restarts,
+            "batch_size": batch_size,
+            "autoattack_chunk": autoattack_chunk or AA_CHUNK,
+            "weights": digest_tensors(model.state_dict().values()),
+            "images": digest_tensors((x, y)),
+            **(identity or {}),
+        }
         state: dict[str, Any] = {"key": key, "attacks": {}}
         if state_path is not None and Path(state_path).is_file():
             state = _resumable(state_path, key) or state
@@ -224,8 +251,18 @@ def evaluate(
         if not dist.main:
             return result
         if sweep:
-            result["sweep"] = eps_sweep(model, x[:sweep_n], y[:sweep_n], [parse_eps(e) for e in sweep], norm,
-                                        batch_size, seed, device, num_classes, progress)  # fmt: skip
+            result["sweep"] = eps_sweep(
+                model,
+                x[:sweep_n],
+                y[:sweep_n],
+                [parse_eps(e) for e in sweep],
+                norm,
+                batch_size,
+                seed,
+                device,
+                num_classes,
+                progress,
+            )
         if checks:
             result["checks"] = run_checks(model, x, y, result, eps, norm, batch_size, seed, device, check_n)
         else:
@@ -246,8 +283,11 @@ def _resumable(state_path: str | Path, key: dict[str, Any]) -> dict[str, Any] | 
     if old == key:
         return saved
     differ = [k for k in key if old.get(k) != key[k]] + [k for k in old if k not in key]
-    why = "made by an older clead (shared random starts)" if old.get("format") != key["format"] else \
-        "it differs in " + ", ".join(differ)  # fmt: skip
+    why = (
+        "made by an older clead (shared random starts)"
+        if old.get("format") != key["format"]
+        else "it differs in " + ", ".join(differ)
+    )
     log.warning("%s belongs to another evaluation (%s); not reusing it, starting afresh", state_path, why)
     return None
 
@@ -281,8 +321,17 @@ def _summarise(built, states, correct, pred_clean, x, y, eps, norm, seed) -> dic
     for name in built:
         for i, xa in states[name]["examples"].items():
             if len(examples) < N_EXAMPLES and broken_by[i].split("/")[0] == name:
-                examples.append({"index": i, "x": x[i], "x_adv": xa, "y": int(y[i]), "pred": int(pred_clean[i]),
-                                 "pred_adv": int(states[name]["pred"][i]), "attack": broken_by[i]})  # fmt: skip
+                examples.append(
+                    {
+                        "index": i,
+                        "x": x[i],
+                        "x_adv": xa,
+                        "y": int(y[i]),
+                        "pred": int(pred_clean[i]),
+                        "pred_adv": int(states[name]["pred"][i]),
+                        "attack": broken_by[i],
+                    }
+                )
     return {
         "clean_accuracy": float(correct.float().mean()),
         "robust_accuracy": float(robust.float().mean()),
@@ -295,8 +344,16 @@ def _summarise(built, states, correct, pred_clean, x, y, eps, norm, seed) -> dic
         "sequence": sequences,
         "seconds": seconds,
         "devices": devices,  # seconds of attack per machine it ran on (an evaluation can resume elsewhere)
-        "per_sample": {"label": y, "pred_clean": pred_clean, "correct": correct, "robust": robust,
-                       "broken_by": broken_by, "pred_adv": pred_adv, "linf": linf, "l2": l2},  # fmt: skip
+        "per_sample": {
+            "label": y,
+            "pred_clean": pred_clean,
+            "correct": correct,
+            "robust": robust,
+            "broken_by": broken_by,
+            "pred_adv": pred_adv,
+            "linf": linf,
+            "l2": l2,
+        },
         "examples": examples,
     }
 
@@ -306,8 +363,10 @@ def eps_sweep(model, x, y, eps_list, norm, batch_size, seed, device, num_classes
     """Robust accuracy of PGD-20 and APGD-CE at each eps (on the given samples)."""
     out: dict[str, Any] = {"eps": list(eps_list), "n": len(y), "pgd20": [], "apgd-ce": []}
     for e in tqdm(eps_list, desc="eps sweep", disable=None if progress else True, leave=False):
-        for name, attack in (("pgd20", PGD(e, steps=20, norm=norm)),
-                             ("apgd-ce", AutoAttackPreset(e, norm, "apgd-ce", seed, num_classes))):  # fmt: skip
+        for name, attack in (
+            ("pgd20", PGD(e, steps=20, norm=norm)),
+            ("apgd-ce", AutoAttackPreset(e, norm, "apgd-ce", seed, num_classes)),
+        ):
             out[name].append(chk.attack_accuracy(model, attack, x, y, batch_size, seed, device))
     return out
 
@@ -378,11 +437,27 @@ def _evaluate_run(run_dir: Path, cfg, dev: torch.device, dist, ec: EvalConfig) -
         to_channels_last(model)
     data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.data_options())
     x, y = data.test_x[: ec.n], data.test_y[: ec.n]
-    result = evaluate(model, x, y, ec.attacks, eps=cfg.eps if ec.eps is None else ec.eps, norm=ec.norm or cfg.norm,
-                      batch_size=ec.batch_size, seed=ec.seed, restarts=ec.restarts, progress=ec.progress,
-                      checks=ec.checks, check_n=ec.check_n, sweep=ec.sweep, sweep_n=ec.sweep_n,
-                      num_classes=data.num_classes, state_path=run_dir / f"eval_state{sfx}.pt", dist=dist,
-                      autoattack_chunk=ec.autoattack_chunk, identity=identity)  # fmt: skip
+    result = evaluate(
+        model,
+        x,
+        y,
+        ec.attacks,
+        eps=cfg.eps if ec.eps is None else ec.eps,
+        norm=ec.norm or cfg.norm,
+        batch_size=ec.batch_size,
+        seed=ec.seed,
+        restarts=ec.restarts,
+        progress=ec.progress,
+        checks=ec.checks,
+        check_n=ec.check_n,
+        sweep=ec.sweep,
+        sweep_n=ec.sweep_n,
+        num_classes=data.num_classes,
+        state_path=run_dir / f"eval_state{sfx}.pt",
+        dist=dist,
+        autoattack_chunk=ec.autoattack_chunk,
+        identity=identity,
+    )
     if not dist.main:
         return {}
     audit.write_per_sample(run_dir / f"per_sample{sfx}.csv", result)
@@ -397,8 +472,17 @@ def _evaluate_run(run_dir: Path, cfg, dev: torch.device, dist, ec: EvalConfig) -
         audit.write_robustbench(run_dir / "robustbench.json", entry)
         files.append("robustbench.json")
     out = {k: v for k, v in result.items() if k not in ("per_sample", "examples")}
-    out = {"run": run_dir.name, "method": cfg.method, "model": cfg.model, "dataset": cfg.dataset,
-           "checkpoint": ec.checkpoint, "checkpoint_sha256": identity["checkpoint_sha256"], "tag": ec.tag, **out,
-           "files": files, "eval_config": ec.to_dict()}  # fmt: skip
+    out = {
+        "run": run_dir.name,
+        "method": cfg.method,
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "checkpoint": ec.checkpoint,
+        "checkpoint_sha256": identity["checkpoint_sha256"],
+        "tag": ec.tag,
+        **out,
+        "files": files,
+        "eval_config": ec.to_dict(),
+    }
     write_json(run_dir / f"eval{sfx}.json", out)
     return out

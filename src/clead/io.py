@@ -1,4 +1,5 @@
 """Atomic file writes (a temporary file in the same directory, then os.replace) and content digests."""
+
 from __future__ import annotations
 
 import hashlib

@@ -19,6 +19,7 @@ Robustness numbers never use it: validation for checkpoint selection, ``clead ev
 ``clead.evaluate`` run in fp32 whatever the training precision, because low precision can mask
 gradients and a robust accuracy must not depend on it.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """A tiny name -> constructor registry, one per concept (datasets, models, attacks, methods)."""
+
 from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
@@ -28,9 +29,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise CleadError(
-                f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}"
-            ) from None
+            raise CleadError(f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}") from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -1,4 +1,5 @@
 """Markdown comparison of runs, read from each run's config.yaml, metrics.jsonl and eval.json."""
+
 from __future__ import annotations
 
 import json
@@ -45,21 +46,41 @@ def markdown_table(run_dirs: Sequence[str | Path]) -> str:
         for name in (r["eval"] or {}).get("per_attack", {}):
             if name not in attacks:
                 attacks.append(name)
-    head = ["run", "method", "eps", "epochs", "clean %", *[f"{a} %" for a in attacks], "robust (worst case) %",
-            "n", "checks", "train min"]  # fmt: skip
+    head = [
+        "run",
+        "method",
+        "eps",
+        "epochs",
+        "clean %",
+        *[f"{a} %" for a in attacks],
+        "robust (worst case) %",
+        "n",
+        "checks",
+        "train min",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cfg, ev = r["cfg"], r["eval"] or {}
         train_min = sum(m.get("seconds", 0) for m in r["metrics"]) / 60
         cells = [
-            r["run"], cfg.method, f"{ev.get('eps', cfg.eps):g}", f"{len(r['metrics'])}/{cfg.epochs}",
-            _pct(ev.get("clean_accuracy")), *[_pct(ev.get("per_attack", {}).get(a)) for a in attacks],
-            _pct(ev.get("robust_accuracy")), str(ev.get("n", "-")), _checks(ev), f"{train_min:.1f}",
-        ]  # fmt: skip
+            r["run"],
+            cfg.method,
+            f"{ev.get('eps', cfg.eps):g}",
+            f"{len(r['metrics'])}/{cfg.epochs}",
+            _pct(ev.get("clean_accuracy")),
+            *[_pct(ev.get("per_attack", {}).get(a)) for a in attacks],
+            _pct(ev.get("robust_accuracy")),
+            str(ev.get("n", "-")),
+            _checks(ev),
+            f"{train_min:.1f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
-    warn = [f"**WARNING: {r['run']} failed the sanity check(s) {_checks(r['eval'])[8:]}**; its robust accuracy may be "
-            "inflated by gradient masking (details under `checks` in its eval.json)."
-            for r in rows if r["eval"] and _checks(r["eval"]).startswith("FAILED")]  # fmt: skip
+    warn = [
+        f"**WARNING: {r['run']} failed the sanity check(s) {_checks(r['eval'])[8:]}**; its robust accuracy may be "
+        "inflated by gradient masking (details under `checks` in its eval.json)."
+        for r in rows
+        if r["eval"] and _checks(r["eval"]).startswith("FAILED")
+    ]
     missing = [r["run"] for r in rows if r["eval"] is None]
     note = f"\nNot evaluated yet (run `clead eval`): {', '.join(missing)}\n" if missing else ""
     return "\n".join(lines) + "\n" + "".join(f"\n{w}\n" for w in warn) + note
@@ -84,8 +105,9 @@ def _ci(p: float | None, n: int | None) -> str:
 
 def _evals(run_dir: Path) -> dict[str, dict[str, Any]]:
     """A run's evaluations (``eval.json``, ``eval-TAG.json``); the threat matrix has its own format and table."""
-    return {p.stem: json.loads(p.read_text()) for p in sorted(run_dir.glob("eval*.json"))
-            if p.name != "eval-threats.json"}  # fmt: skip
+    return {
+        p.stem: json.loads(p.read_text()) for p in sorted(run_dir.glob("eval*.json")) if p.name != "eval-threats.json"
+    }
 
 
 COLUMNS = ["clean", "fgsm", "pgd20", "pgd50", "cw", "autoattack"]  # always shown; other attacks go before AutoAttack
@@ -108,13 +130,25 @@ def suite_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
                     cells[name] = (acc, n)
         main = evals.get("eval") or next(iter(evals.values()), None)
         epochs = [m for m in metrics if "train_seconds" in m]
-        rows.append({
-            "run": d.name, "dir": d, "method": cfg.method, "seed": cfg.seed, "cfg": cfg, "cells": cells,
-            "worst": (main["robust_accuracy"], main["n"]) if main else None, "checks": _checks(main),
-            "epoch_s": sum(m["train_seconds"] for m in epochs) / len(epochs) if epochs else None,
-            "peak_mb": max((m.get("peak_rss_mb") or m.get("peak_memory_mb") or 0) for m in metrics) if metrics else None,
-            "metrics": metrics, "sweep": (main or {}).get("sweep"), "main": main,
-        })  # fmt: skip
+        rows.append(
+            {
+                "run": d.name,
+                "dir": d,
+                "method": cfg.method,
+                "seed": cfg.seed,
+                "cfg": cfg,
+                "cells": cells,
+                "worst": (main["robust_accuracy"], main["n"]) if main else None,
+                "checks": _checks(main),
+                "epoch_s": sum(m["train_seconds"] for m in epochs) / len(epochs) if epochs else None,
+                "peak_mb": max((m.get("peak_rss_mb") or m.get("peak_memory_mb") or 0) for m in metrics)
+                if metrics
+                else None,
+                "metrics": metrics,
+                "sweep": (main or {}).get("sweep"),
+                "main": main,
+            }
+        )
     return rows
 
 
@@ -131,8 +165,12 @@ def _cell(name: str) -> Any:
     return lambda row: row["cells"].get(name, (None,))[0]
 
 
-SEED_COLUMNS = [("clean", _cell("clean")), ("PGD-20", _cell("pgd20")), ("APGD-CE+T", apgd_ct),
-                ("AutoAttack", _cell("autoattack"))]  # fmt: skip
+SEED_COLUMNS = [
+    ("clean", _cell("clean")),
+    ("PGD-20", _cell("pgd20")),
+    ("APGD-CE+T", apgd_ct),
+    ("AutoAttack", _cell("autoattack")),
+]
 
 
 def seed_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -147,9 +185,13 @@ def seed_table(rows: list[dict[str, Any]]) -> list[str]:
     multi = {m: rs for m, rs in groups.items() if len(rs) > 1}
     if not multi:
         return []
-    lines = ["", "Over seeds (mean ± sample std):", "",
-             "| run | seeds | " + " | ".join(f"{c} %" for c, _ in SEED_COLUMNS) + " |",
-             "|" + "---|" * (2 + len(SEED_COLUMNS))]  # fmt: skip
+    lines = [
+        "",
+        "Over seeds (mean ± sample std):",
+        "",
+        "| run | seeds | " + " | ".join(f"{c} %" for c, _ in SEED_COLUMNS) + " |",
+        "|" + "---|" * (2 + len(SEED_COLUMNS)),
+    ]
     for m, rs in multi.items():
         cells = []
         for _, get in SEED_COLUMNS:
@@ -172,8 +214,9 @@ def trained_on(metrics: list[dict[str, Any]]) -> str | None:
             spans.append([m["device"], m["epoch"], m["epoch"], m.get("train_seconds", 0)])
     if len(spans) <= 1:
         return spans[0][0] if spans else None
-    return ", ".join(f"{d} (epoch{f' {a}' if a == b else f's {a}-{b}'}, {t / (b - a + 1):.0f} s/epoch)"
-                     for d, a, b, t in spans)  # fmt: skip
+    return ", ".join(
+        f"{d} (epoch{f' {a}' if a == b else f's {a}-{b}'}, {t / (b - a + 1):.0f} s/epoch)" for d, a, b, t in spans
+    )
 
 
 def evaluated_on(ev: dict[str, Any] | None) -> str | None:
@@ -200,14 +243,32 @@ def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
     extra = list(dict.fromkeys(a for r in rows for a in r["cells"] if a not in COLUMNS))  # e.g. apgd-ce, apgd
     columns = [*COLUMNS[:-1], *extra, COLUMNS[-1]]
     head = ["run", "method", *columns, "worst case", "checks", "s/epoch", "peak MB"]
-    lines = [f"# {title}", "", "Accuracy in % with its 95% Wilson interval; n per cell below the table.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
+    lines = [
+        f"# {title}",
+        "",
+        "Accuracy in % with its 95% Wilson interval; n per cell below the table.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for r in rows:
         cells = [_ci(*r["cells"].get(c, (None, None))) for c in columns]
         worst = _ci(*r["worst"]) if r["worst"] else "-"
-        lines.append("| " + " | ".join([r["run"], r["method"], *cells, worst, r["checks"],
-                                          f"{r['epoch_s']:.0f}" if r["epoch_s"] else "-",
-                                          f"{r['peak_mb']:.0f}" if r["peak_mb"] else "-"]) + " |")  # fmt: skip
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["run"],
+                    r["method"],
+                    *cells,
+                    worst,
+                    r["checks"],
+                    f"{r['epoch_s']:.0f}" if r["epoch_s"] else "-",
+                    f"{r['peak_mb']:.0f}" if r["peak_mb"] else "-",
+                ]
+            )
+            + " |"
+        )
     ns = sorted({f"{c}: n={r['cells'][c][1]}" for r in rows for c in columns if c in r["cells"]})
     lines += ["", "Samples: " + ", ".join(ns) + "; worst case over all attacks of the main evaluation (eval.json)."]
     trained = _by_machine(rows, lambda r: trained_on(r.get("metrics") or []))
@@ -257,16 +318,25 @@ def write_suite_report(run_dirs: Sequence[str | Path], out_dir: str | Path, titl
     if sweeps:
         plot_sweeps(out_dir / "eps_sweeps.png", sweeps, rows[0]["cfg"].eps)
         figures.append(("Robust accuracy against eps", out_dir / "eps_sweeps.png"))
-    figures += [(f"Adversarial examples: {r['run']}", r["dir"] / "adv_examples.png") for r in rows
-                if (r["dir"] / "adv_examples.png").is_file()]  # fmt: skip
+    figures += [
+        (f"Adversarial examples: {r['run']}", r["dir"] / "adv_examples.png")
+        for r in rows
+        if (r["dir"] / "adv_examples.png").is_file()
+    ]
     from .threats import threat_table
 
     checks = check_matrix(rows)
     against = against_best_baseline(rows)
     threats = threat_table([r["dir"] for r in rows])
     threats_md = "\n## Threat matrix\n\n" + threats if threats else ""
-    md_full = md + against + threats_md + checks + "\n" + "".join(
-        f"![{t}]({p.relative_to(out_dir) if p.is_relative_to(out_dir) else p})\n\n" for t, p in figures)  # fmt: skip
+    md_full = (
+        md
+        + against
+        + threats_md
+        + checks
+        + "\n"
+        + "".join(f"![{t}]({p.relative_to(out_dir) if p.is_relative_to(out_dir) else p})\n\n" for t, p in figures)
+    )
     write_text(out_dir / "report.md", md_full)
     body = [f"<h1>{html.escape(title)}</h1>", _md_table_html(md)]
     if against:
@@ -277,9 +347,11 @@ def write_suite_report(run_dirs: Sequence[str | Path], out_dir: str | Path, titl
     for t, p in figures:
         b64 = base64.b64encode(p.read_bytes()).decode()
         body.append(f"<h2>{html.escape(t)}</h2><img src='data:image/png;base64,{b64}' style='max-width:100%'>")
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
-            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-            "padding:4px 8px;font-size:13px}</style></head><body>" + "\n".join(body) + "</body></html>")  # fmt: skip
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "padding:4px 8px;font-size:13px}</style></head><body>" + "\n".join(body) + "</body></html>"
+    )
     write_text(out_dir / "report.html", page)
     return out_dir / "report.md", out_dir / "report.html"
 
@@ -304,7 +376,9 @@ def check_matrix(rows: list[dict[str, Any]]) -> str:
     details = []
     for r in rows:
         got = {c["name"]: c for c in (r["main"] or {}).get("checks", [])}
-        marks = [{True: "pass", False: "**FAIL**", None: "not run"}[got[n]["passed"]] if n in got else "-" for n in names]
+        marks = [
+            {True: "pass", False: "**FAIL**", None: "not run"}[got[n]["passed"]] if n in got else "-" for n in names
+        ]
         lines.append(f"| {r['run']} | " + " | ".join(marks) + " |")
         details += [f"- {r['run']}, {n}: {json.dumps(_rounded(got[n]['numbers']))}" for n in names if n in got]
     return "\n".join(lines + ["", "Numbers behind each check:", "", *details, ""])
@@ -321,9 +395,14 @@ def against_best_baseline(rows: list[dict[str, Any]]) -> str:
     if clead is None or not baselines:
         return ""
     best = max(baselines, key=lambda r: r["worst"][0])
-    lines = ["", "## Against the best baseline", "",
-             f"C-LEAD ({clead['run']}) against {best['run']}, the baseline with the highest worst-case robust "
-             "accuracy, on the same test images (`clead compare`; A = C-LEAD, differences in points):", ""]  # fmt: skip
+    lines = [
+        "",
+        "## Against the best baseline",
+        "",
+        f"C-LEAD ({clead['run']}) against {best['run']}, the baseline with the highest worst-case robust "
+        "accuracy, on the same test images (`clead compare`; A = C-LEAD, differences in points):",
+        "",
+    ]
     for tag in ("", "full"):
         sfx = f"-{tag}" if tag else ""
         if not all((r["dir"] / f"per_sample{sfx}.csv").is_file() for r in (clead, best)):

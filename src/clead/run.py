@@ -5,6 +5,7 @@
 epoch), ``RUN/eval.json`` (evaluation). Checkpoints hold only tensors and plain containers and are
 loaded with ``weights_only=True``.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def dataset_meta(data: ImageData) -> dict[str, Any]:
     """What a model needs to know of its dataset; stored in every checkpoint."""
-    meta = {"num_classes": data.num_classes, "image_shape": list(data.image_shape),
-            "mean": list(data.mean), "std": list(data.std)}  # fmt: skip
+    meta = {
+        "num_classes": data.num_classes,
+        "image_shape": list(data.image_shape),
+        "mean": list(data.mean),
+        "std": list(data.std),
+    }
     if data.order:
         meta["order"] = data.order
     return meta
@@ -73,8 +78,9 @@ def dataset_meta(data: ImageData) -> dict[str, Any]:
 
 def build(cfg: cfgmod.TrainConfig, meta: dict[str, Any]) -> tuple[Classifier, Method]:
     """Model and method for a config; ``meta`` as stored in checkpoints (see `dataset_meta`)."""
-    model = create_model(cfg.model, meta["num_classes"], tuple(meta["image_shape"]), meta["mean"], meta["std"],
-                         **cfg.model_args)  # fmt: skip
+    model = create_model(
+        cfg.model, meta["num_classes"], tuple(meta["image_shape"]), meta["mean"], meta["std"], **cfg.model_args
+    )
     budget = Budget(eps=cfg.eps, norm=cfg.norm, steps=cfg.attack_steps, alpha=cfg.attack_alpha)
     method = METHODS.get(cfg.method)(cfg.method_params(), budget, model.feature_dim, meta["num_classes"])
     return model, method
@@ -106,18 +112,21 @@ def init_from(model: Classifier, cfg: cfgmod.TrainConfig, meta: dict[str, Any]) 
     src = Path(cfg.init)
     src_cfg = read_config(src)
     if src_cfg.model != cfg.model:
-        raise CleadError(f"--init {src}: its model is {src_cfg.model!r}, this run's is {cfg.model!r}; the "
-                         "architectures must match")  # fmt: skip
+        raise CleadError(
+            f"--init {src}: its model is {src_cfg.model!r}, this run's is {cfg.model!r}; the architectures must match"
+        )
     state = load_checkpoint(src / f"{cfg.init_checkpoint}.pt")
     if state["meta"] != meta:
-        raise CleadError(f"--init {src}: it was trained on data of another shape or class count ({state['meta']} "
-                         f"against {meta})")  # fmt: skip
+        raise CleadError(
+            f"--init {src}: it was trained on data of another shape or class count ({state['meta']} against {meta})"
+        )
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
-        raise CleadError(f"--init {src}: its weights do not fit this run's model (the architectures must match): "
-                         f"{first}") from None  # fmt: skip
+        raise CleadError(
+            f"--init {src}: its weights do not fit this run's model (the architectures must match): {first}"
+        ) from None
     return int(state["epoch"])
 
 

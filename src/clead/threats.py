@@ -16,6 +16,7 @@ ICML 2020), scaled to the run's Linf eps: ``l2 = 2.0 * eps / 0.3``, ``l1 = 10 * 
 eps 0.1: 0.667 and 3.33; at 0.3 the benchmark's own 2.0 and 10). For 32x32 colour images (CIFAR) their
 CIFAR-10 radii are kept as they are (L2 0.5, L1 12). ``--threat-eps l2=1.5,l1=8`` overrides them.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -112,24 +113,58 @@ def evaluate_threats(
             xf = to_float(x) if x.dtype == torch.uint8 else x
             torch.manual_seed(seed)
             steps, step = TRANSFER[threat]
-            attack = PGD(cfg.eps, steps=steps, alpha=None if step is None else step * cfg.eps, norm="linf",
-                         keep_best=False)  # fmt: skip
-            x_adv = torch.cat([attack(source, xf[i : i + batch_size].to(dev), y[i : i + batch_size].to(dev)).cpu()
-                               for i in range(0, len(y), batch_size)])  # fmt: skip
+            attack = PGD(
+                cfg.eps, steps=steps, alpha=None if step is None else step * cfg.eps, norm="linf", keep_best=False
+            )
+            x_adv = torch.cat(
+                [
+                    attack(source, xf[i : i + batch_size].to(dev), y[i : i + batch_size].to(dev)).cpu()
+                    for i in range(0, len(y), batch_size)
+                ]
+            )
             clean = _logits(model, xf, batch_size, dev).argmax(1) == y
             robust = clean & (_logits(model, x_adv, batch_size, dev).argmax(1) == y)
             per_sample[threat], clean_ok = robust, clean
-            rows.append({"threat": threat, "norm": "linf", "eps": cfg.eps, "attack": f"PGD-{steps} on {transfer_from}",
-                         "clean": float(clean.float().mean()), "robust": float(robust.float().mean()), "n": len(y)})  # fmt: skip
+            rows.append(
+                {
+                    "threat": threat,
+                    "norm": "linf",
+                    "eps": cfg.eps,
+                    "attack": f"PGD-{steps} on {transfer_from}",
+                    "clean": float(clean.float().mean()),
+                    "robust": float(robust.float().mean()),
+                    "n": len(y),
+                }
+            )
             continue
         norm = "linf" if threat.startswith("linf") else threat
         eps = overrides.get(threat, default_eps(threat, cfg.eps, data.image_shape))
-        res = evaluate(model, x, y, attacks=[preset], eps=eps, norm=norm, batch_size=batch_size, seed=seed,
-                       progress=progress, checks=False, num_classes=data.num_classes,
-                       state_path=run_dir / f"eval_state-threat-{threat}.pt")  # fmt: skip
+        res = evaluate(
+            model,
+            x,
+            y,
+            attacks=[preset],
+            eps=eps,
+            norm=norm,
+            batch_size=batch_size,
+            seed=seed,
+            progress=progress,
+            checks=False,
+            num_classes=data.num_classes,
+            state_path=run_dir / f"eval_state-threat-{threat}.pt",
+        )
         per_sample[threat], clean_ok = res["per_sample"]["robust"], res["per_sample"]["correct"]
-        rows.append({"threat": threat, "norm": norm, "eps": eps, "attack": res["attacks"][preset],
-                     "clean": res["clean_accuracy"], "robust": res["robust_accuracy"], "n": res["n"]})  # fmt: skip
+        rows.append(
+            {
+                "threat": threat,
+                "norm": norm,
+                "eps": eps,
+                "attack": res["attacks"][preset],
+                "clean": res["clean_accuracy"],
+                "robust": res["robust_accuracy"],
+                "n": res["n"],
+            }
+        )
     out = {"run": run_dir.name, "method": cfg.method, "preset": preset, "seed": seed, "threats": rows}
     write_per_sample(run_dir / "per_sample-threats.csv", y, clean_ok, per_sample)
     write_json(run_dir / "eval-threats.json", out)
@@ -142,8 +177,10 @@ def write_per_sample(path: Path, labels: torch.Tensor, clean: torch.Tensor, robu
     from .io import write_text
 
     rows = [",".join(["index", "label", "correct_clean", *robust])]
-    rows += [",".join([str(i), str(int(labels[i])), str(int(clean[i])), *(str(int(r[i])) for r in robust.values())])
-             for i in range(len(labels))]  # fmt: skip
+    rows += [
+        ",".join([str(i), str(int(labels[i])), str(int(clean[i])), *(str(int(r[i])) for r in robust.values())])
+        for i in range(len(labels))
+    ]
     write_text(path, "\n".join(rows) + "\n")
 
 
@@ -170,4 +207,7 @@ def threat_table(run_dirs: Sequence[str | Path]) -> str:
         cells = [f"{100 * rows[t]['robust']:.1f}" if t in rows else "-" for t in names]
         lines.append(f"| {run} | {100 * clean:.1f} | " + " | ".join(cells) + " |")
     n = {r["n"] for rows in found.values() for r in rows.values()}
-    return "\n".join(lines) + f"\n\nThreat matrix: robust accuracy under each threat model, n = {', '.join(map(str, sorted(n)))}.\n"
+    return (
+        "\n".join(lines)
+        + f"\n\nThreat matrix: robust accuracy under each threat model, n = {', '.join(map(str, sorted(n)))}.\n"
+    )

@@ -5,6 +5,7 @@ global RNG (attack starts, dropout, augmentation) is re-seeded from ``(seed, e, 
 every epoch, so ``--resume`` after an interruption finishes with the same weights as an uninterrupted
 run, also with another number of processes for the per-sample-mean losses.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import awp, distributed
-from . import precision
+from . import awp, distributed, offline_views, precision
 from . import run as runmod
 from .attacks import PGD
 from .attacks.autoattack import AutoAttackPreset
@@ -65,8 +65,15 @@ class TrainStep(nn.Module):
 
 
 @precision.fp32
-def validate(model: nn.Module, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-             dist: distributed.Dist = distributed.Dist(), batch_size: int = 128) -> tuple[float, float]:  # fmt: skip
+def validate(
+    model: nn.Module,
+    cfg: TrainConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device,
+    dist: distributed.Dist = distributed.Dist(),
+    batch_size: int = 128,
+) -> tuple[float, float]:
     """Clean and robust accuracy (under ``cfg.val_attack``) on the validation images, split across ranks with
     summed counts."""
     if cfg.val_attack == "apgd-ce":
@@ -86,8 +93,14 @@ def validate(model: nn.Module, cfg: TrainConfig, x: torch.Tensor, y: torch.Tenso
     return dist.sum(clean) / len(y), dist.sum(robust) / len(y)
 
 
-def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, stop_after: int | None = None) -> Path:  # fmt: skip
+def train(
+    cfg: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> Path:
     """Train ``cfg`` into run directory ``out``; returns ``out``.
 
     ``stop_after`` ends the call after that many epochs of this invocation (used to test resuming).
@@ -124,6 +137,14 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
     splits = split(data, cfg.val_size, cfg.train_size)
     val_x, val_y = splits.val_x[: cfg.val_n], splits.val_y[: cfg.val_n]
     augment = data.augment if cfg.augment is None else cfg.augment
+    fixed = None
+    if cfg.views_from:
+        if augment:
+            raise CleadError(
+                "--views-from trains on views made once from the stored images; turn augmentation off "
+                "(--no-augment) so that views and images match"
+            )
+        fixed = offline_views.fixed_views(cfg, splits.train_x, splits.train_y, meta, device)
 
     torch.manual_seed(cfg.seed)
     model, method = runmod.build(cfg, meta)
@@ -166,7 +187,8 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
         model.compile()
     if dist.enabled:
         step_module = nn.parallel.DistributedDataParallel(
-            step_module, device_ids=[device.index] if device.type == "cuda" else None,
+            step_module,
+            device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=not method.uses_all_parameters(),
         )
 
@@ -182,8 +204,14 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
         aug_gen = torch.Generator().manual_seed((cfg.seed * 7919 + epoch) * 1009 + dist.rank)
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if progress else True, leave=False,
-                   dynamic_ncols=True, mininterval=1.0)  # fmt: skip
+        bar = tqdm(
+            range(steps),
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=None if progress else True,
+            leave=False,
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
         seen = 0
         for i in bar:
             idx = dist.shard(order[i * cfg.batch_size : (i + 1) * cfg.batch_size])
@@ -194,34 +222,42 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(cfg, (epoch + i / steps) / cfg.epochs)
             awp_on = cfg.awp_gamma > 0 and epoch >= cfg.awp_warmup
+            # fixed views (--views-from) replace the method's own attack; None: the method perturbs
+            adv = None if fixed is None else {"views": [to_float(view[idx]).to(device) for view in fixed]}
             with precision.autocast(cfg.amp, device):
                 if awp_on:  # the one hook between the method's two phases (clead.awp)
-                    adv = method.perturb(model, xb, yb, epoch)
-                    adv.pop("cache", None)  # computed at the unperturbed weights
-                    v = awp.weight_perturbation(model, lambda: method.objective(model, xb, yb, adv, epoch)[0],
-                                                cfg.awp_gamma)  # fmt: skip
-                    awp.add(model, v)
-                    loss, parts = step_module(xb, yb, epoch, adv)
-                else:
-                    loss, parts = step_module(xb, yb, epoch)
+                    if adv is None:
+                        adv = method.perturb(model, xb, yb, epoch)
+                        adv.pop("cache", None)  # computed at the unperturbed weights
+                    w_delta = awp.weight_perturbation(
+                        model, lambda: method.objective(model, xb, yb, adv, epoch)[0], cfg.awp_gamma
+                    )
+                    awp.add(model, w_delta)
+                loss, parts = step_module(xb, yb, epoch, adv)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}; training stopped, "
-                    + (f"the last good checkpoint {out / 'last.pt'} (epoch {epoch}) is kept; " if epoch else "no epoch had finished; ")
+                    + (
+                        f"the last good checkpoint {out / 'last.pt'} (epoch {epoch}) is kept; "
+                        if epoch
+                        else "no epoch had finished; "
+                    )
                     + "try a lower --lr"
-                )  # fmt: skip
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss.float()).backward()
             scaler.step(optimizer)
             scaler.update()
             if awp_on:
-                awp.add(model, v, -1.0)  # the update was taken at w + v; v itself is not kept
+                awp.add(model, w_delta, -1.0)  # the update was taken at w + w_delta, which is not kept
             seen += len(yb)
             for k, v in {"loss": loss.detach(), **parts}.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(yb)
             if progress:
-                bar.set_postfix({k: f"{v / seen:.3f}" for k, v in sums.items()}
-                                | {"img/s": f"{seen * dist.world / (time.perf_counter() - t0):.0f}"})  # fmt: skip
+                bar.set_postfix(
+                    {k: f"{v / seen:.3f}" for k, v in sums.items()}
+                    | {"img/s": f"{seen * dist.world / (time.perf_counter() - t0):.0f}"}
+                )
         bar.close()
         train_s = time.perf_counter() - t0
         seen_all = dist.sum(seen)
@@ -247,20 +283,38 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
         is_best = score > best_score
         best_score = max(best_score, score)
         if dist.main:
-            weights = {"model": model.state_dict(), "meta": meta, "epoch": epoch, "val_clean": val_clean,
-                       "val_pgd": val_robust}  # fmt: skip
+            weights = {
+                "model": model.state_dict(),
+                "meta": meta,
+                "epoch": epoch,
+                "val_clean": val_clean,
+                "val_pgd": val_robust,
+            }
             if is_best:
                 save_torch(out / "best.pt", weights)
-            save_torch(out / "last.pt", {**weights, "method": method.state_dict(),
-                                         "optimizer": optimizer.state_dict(), "best_score": best_score})  # fmt: skip
+            save_torch(
+                out / "last.pt",
+                {
+                    **weights,
+                    "method": method.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "best_score": best_score,
+                },
+            )
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             log.info(
                 "%s: epoch %d/%d  loss %.4f  val clean %.3f  val %s %.3f%s  %.0f img/s",
-                out.name, epoch + 1, cfg.epochs, record["loss"], val_clean,
-                f"pgd-{cfg.val_attack_steps}" if cfg.val_attack == "pgd" else cfg.val_attack, val_robust,
-                "  (best)" if is_best else "", record["images_per_second"],
-            )  # fmt: skip
+                out.name,
+                epoch + 1,
+                cfg.epochs,
+                record["loss"],
+                val_clean,
+                f"pgd-{cfg.val_attack_steps}" if cfg.val_attack == "pgd" else cfg.val_attack,
+                val_robust,
+                "  (best)" if is_best else "",
+                record["images_per_second"],
+            )
         dist.barrier()
     return out
 

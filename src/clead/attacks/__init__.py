@@ -1,4 +1,5 @@
 """Attacks: ``attack(model, x, y) -> x_adv``; evaluation presets are registered by name in `ATTACKS`."""
+
 from . import autoattack, cw, fgsm, pgd  # noqa: F401  (register presets)
 from .base import ATTACKS, Attack, Objective, ce_objective, project
 from .cw import CWLinf, cw_margin_objective
@@ -12,6 +13,14 @@ def create_attack(name: str, eps: float, norm: str = "linf", restarts: int | Non
 
 
 __all__ = [
-    "ATTACKS", "Attack", "Objective", "ce_objective", "project", "CWLinf", "cw_margin_objective",
-    "FGSM", "PGD", "create_attack",
+    "ATTACKS",
+    "Attack",
+    "Objective",
+    "ce_objective",
+    "project",
+    "CWLinf",
+    "cw_margin_objective",
+    "FGSM",
+    "PGD",
+    "create_attack",
 ]

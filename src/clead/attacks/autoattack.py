@@ -8,6 +8,7 @@ exactly as in ``AutoAttack.run_standard_evaluation``. clead calls that function 
 that it can report the accuracy after each one and resume between chunks; the attacks' settings are
 the ones the authors' ``version`` sets.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,15 @@ class AutoAttackPreset(Attack):
     """``attack(model, x, y) -> x_adv`` running the preset's cascade; ``cascade`` also says which
     sub-attack broke each point."""
 
-    def __init__(self, eps: float, norm: str = "linf", preset: str = "autoattack", seed: int = 0,
-                 num_classes: int | None = None, batch_size: int = 500) -> None:  # fmt: skip
+    def __init__(
+        self,
+        eps: float,
+        norm: str = "linf",
+        preset: str = "autoattack",
+        seed: int = 0,
+        num_classes: int | None = None,
+        batch_size: int = 500,
+    ) -> None:
         check_threat_model(eps, norm)
         super().__init__(eps, norm)
         self.preset = preset
@@ -57,8 +65,9 @@ class AutoAttackPreset(Attack):
     def build(self, model: nn.Module, device: torch.device | str, num_classes: int):
         from pyautoattack import AutoAttack
 
-        aa = AutoAttack(model, eps=self.eps, norm=_NORMS[self.norm], version=VERSIONS[self.preset],
-                        seed=self.seed, device=device)  # fmt: skip
+        aa = AutoAttack(
+            model, eps=self.eps, norm=_NORMS[self.norm], version=VERSIONS[self.preset], seed=self.seed, device=device
+        )
         # the version's target classes (9; 5 for L1-APGD-T), fewer if the dataset has fewer
         aa.apgd_targeted.n_target_classes = max(1, min(aa.apgd_targeted.n_target_classes, num_classes - 1))
         aa.fab.n_target_classes = max(1, min(aa.fab.n_target_classes, num_classes - 1))

@@ -11,6 +11,7 @@ Random starts: an attack whose ``seed`` is set draws each restart's start from i
 with ``derive_seed(seed, restart)``, so its result depends on nothing else drawn before it (evaluation
 sets it per attack and chunk); with ``seed = None`` (training) starts come from torch's global generator.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """CW-Linf: PGD on the Carlini-Wagner margin loss (Carlini & Wagner 2017; used as "CW-inf" by TRADES/MART)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Fast gradient sign method (Goodfellow et al. 2015); for L2, one normalised-gradient step."""
+
 from __future__ import annotations
 
 from .base import ATTACKS

@@ -1,4 +1,5 @@
 """Projected gradient descent (Madry et al. 2018) for Linf and L2, with restarts and per-sample best."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Datasets: each one file, registered by name in `DATASETS`."""
+
 from . import cifar, fashion_mnist, image_folder  # noqa: F401  (register themselves)
 from .base import DATASETS, ImageData, Splits, batches, split, to_float
 

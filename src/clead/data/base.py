@@ -3,6 +3,7 @@
 Every dataset loads into memory as ``uint8`` NCHW images and ``int64`` labels. Batches are made by
 indexing those tensors with a permutation (no per-sample Python work) and scaled to [0, 1] floats.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

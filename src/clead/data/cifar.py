@@ -4,6 +4,7 @@
 folder is fetched as the official archive over HTTP, its published MD5 is checked and it is unpacked. The
 pickles are read with an unpickler that only admits the numpy and builtin types these files contain.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,14 @@ ARCHIVES = {
     "cifar100": ("https://www.cs.toronto.edu/~kriz/", "cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),
 }
 LAYOUT = {
-    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels",
-                "batches.meta", "label_names"),
+    "cifar10": (
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        ["test_batch"],
+        "labels",
+        "batches.meta",
+        "label_names",
+    ),
     "cifar100": ("cifar-100-python", ["train"], ["test"], "fine_labels", "meta", "fine_label_names"),
 }
 MEAN_STD = {
@@ -39,9 +46,15 @@ DEFAULT_DIR = "data"
 class _SafeUnpickler(pickle.Unpickler):
     """Admit only what CIFAR pickles hold: builtins containers and numpy arrays."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar"), ("builtins", "bytes")}  # fmt: skip
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("builtins", "bytes"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) in self.ALLOWED:
@@ -114,8 +127,17 @@ def load_cifar(name: str, data_dir: str | None, fetch: bool) -> ImageData:
     meta = _load_pickle(root / folder / meta_file)
     classes = [c.decode() if isinstance(c, bytes) else str(c) for c in meta.get(names_key.encode(), [])]
     mean, std = MEAN_STD[name]
-    return ImageData(name=name, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
-                     classes=classes, mean=mean, std=std, augment=True)  # fmt: skip
+    return ImageData(
+        name=name,
+        train_x=train_x,
+        train_y=train_y,
+        test_x=test_x,
+        test_y=test_y,
+        classes=classes,
+        mean=mean,
+        std=std,
+        augment=True,
+    )
 
 
 @DATASETS.register("cifar10")

@@ -1,4 +1,5 @@
 """Fashion-MNIST (Xiao et al. 2017) from its four IDX .gz files."""
+
 from __future__ import annotations
 
 from pathlib import Path

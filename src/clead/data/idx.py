@@ -1,4 +1,5 @@
 """Reader for the IDX format of MNIST and Fashion-MNIST (optionally gzip-compressed)."""
+
 from __future__ import annotations
 
 import gzip

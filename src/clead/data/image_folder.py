@@ -16,6 +16,7 @@ archive (one top-level folder above ``train/`` is allowed), read without unpacki
   option. A cache whose key differs is rebuilt, never used; writes are atomic; older caches of the same
   source are removed. The first load decodes in parallel threads.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -87,8 +88,10 @@ class _Source:
     def _list_folder(self, root: Path) -> None:
         test = next((d for d in ("test", "val") if (root / d).is_dir()), None)
         if not (root / "train").is_dir() or test is None:
-            raise CleadError(f"{root} must hold train/ and test/ (or val/) folders with one sub-folder per class "
-                             "(or be a .tar.gz / .tar archive of such a tree)")  # fmt: skip
+            raise CleadError(
+                f"{root} must hold train/ and test/ (or val/) folders with one sub-folder per class "
+                "(or be a .tar.gz / .tar archive of such a tree)"
+            )
         self.dirs = {"train": root / "train", "test": root / test}
         for split, d in self.dirs.items():
             rows = []
@@ -128,8 +131,13 @@ class _Source:
             listing = f"archive:{self.root.resolve()}:{st.st_size}:{st.st_mtime_ns}"
         else:
             listing = hashlib.sha256(json.dumps(self.entries).encode()).hexdigest()
-        return {"format": CACHE_FORMAT, "source": str(self.root.resolve()), "listing": listing,
-                "image_size": image_size, "order": ORDER_SEED}  # fmt: skip
+        return {
+            "format": CACHE_FORMAT,
+            "source": str(self.root.resolve()),
+            "listing": listing,
+            "image_size": image_size,
+            "order": ORDER_SEED,
+        }
 
     def read_all(self, split: str, threads: int) -> list["np.ndarray"]:
         rows = self.entries[split]
@@ -142,7 +150,8 @@ class _Source:
                     if i is not None:
                         blobs[i] = tar.extractfile(m).read()  # type: ignore[union-attr]
             jobs: list[Callable[[], np.ndarray]] = [
-                (lambda b=b, n=f"{self.root}:{c}/{f}": _decode(b, n)) for b, (c, f, _) in zip(blobs, rows)]
+                (lambda b=b, n=f"{self.root}:{c}/{f}": _decode(b, n)) for b, (c, f, _) in zip(blobs, rows)
+            ]
         else:
             d = self.dirs[split]
             jobs = [(lambda p=d / c / f: _decode(p, str(p))) for c, f, _ in rows]
@@ -221,17 +230,27 @@ def load_folder(data_dir: str | None = None, image_size: int | None = None, **_:
         except OSError:  # a read-only home: work without a cache
             pass
     t = {k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in ("train_x", "train_y", "test_x", "test_y")}
-    return ImageData(name="folder", train_x=t["train_x"], train_y=t["train_y"], test_x=t["test_x"], test_y=t["test_y"],
-                     classes=[str(c) for c in arrays["classes"]], mean=tuple(arrays["mean"].tolist()),
-                     std=tuple(arrays["std"].tolist()), augment=True, order=ORDER_SEED)  # fmt: skip
+    return ImageData(
+        name="folder",
+        train_x=t["train_x"],
+        train_y=t["train_y"],
+        test_x=t["test_x"],
+        test_y=t["test_y"],
+        classes=[str(c) for c in arrays["classes"]],
+        mean=tuple(arrays["mean"].tolist()),
+        std=tuple(arrays["std"].tolist()),
+        augment=True,
+        order=ORDER_SEED,
+    )
 
 
 def _decode_source(src: _Source, image_size: int | None) -> dict[str, "np.ndarray"]:
     """Decode, order and measure every image of ``src``: the arrays the cache holds."""
     classes = sorted({c for c, _, _ in src.entries["train"]})
     if len(classes) < 2:
-        raise CleadError(f"{src.root}: train/ must hold at least two class folders with images "
-                         f"({', '.join(sorted(EXTENSIONS))})")  # fmt: skip
+        raise CleadError(
+            f"{src.root}: train/ must hold at least two class folders with images ({', '.join(sorted(EXTENSIONS))})"
+        )
     if not src.entries["test"]:
         raise CleadError(f"{src.root}: the test/ (or val/) folder holds no images")
     arrays = _build(src, image_size, classes)

@@ -16,6 +16,7 @@ Both losses are instances of one multi-positive InfoNCE: for an anchor ``i``, wi
 
 Anchors without any positive are skipped (they contribute 0 and are not counted in the mean).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -99,5 +100,6 @@ def paired_nt_xent(z: torch.Tensor, n: int, tau: float = 0.1) -> torch.Tensor:
     """The authors' loss: ``z`` is ``[clean (n rows); view_1; ...; view_V]``; the mean over views ``k`` of
     the instance NT-Xent over ``[clean; view_k]``."""
     views = z.shape[0] // n - 1
-    return torch.stack([instance_nt_xent(torch.cat([z[:n], z[n * k : n * (k + 1)]]), n, tau)
-                        for k in range(1, views + 1)]).mean()  # fmt: skip
+    return torch.stack(
+        [instance_nt_xent(torch.cat([z[:n], z[n * k : n * (k + 1)]]), n, tau) for k in range(1, views + 1)]
+    ).mean()

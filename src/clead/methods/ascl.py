@@ -24,6 +24,7 @@ model's penultimate features by default, and ``ascl_proj_dim > 0`` adds a 2-laye
 C-LEAD. The paper's selection strategy is exactly this "leaking" variant; the global ("all negatives")
 version is ``ascl_negatives=all``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -52,8 +53,14 @@ def pairwise_distance(z: torch.Tensor, dist: str) -> torch.Tensor:
 
 
 @fp32_loss
-def ascl_loss(z: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, tau: float = 0.07,
-              dist: str = "linf", negatives: str = "leaking") -> torch.Tensor:  # fmt: skip
+def ascl_loss(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    preds: torch.Tensor,
+    tau: float = 0.07,
+    dist: str = "linf",
+    negatives: str = "leaking",
+) -> torch.Tensor:
     """The local supervised contrastive loss over the rows of ``z`` (see the module docstring).
     ``negatives="all"``: every other row is a candidate (plain SupCon with distance ``dist``)."""
     m = len(z)
@@ -76,12 +83,15 @@ class ASCLParams:
     ascl_weight: float = field(default=1.0, metadata={"help": "ASCL: weight of the local contrastive term"})
     ascl_tau: float = field(default=0.07, metadata={"help": "ASCL: temperature"})
     ascl_dist: str = field(default="linf", metadata={"help": f"ASCL: latent distance ({', '.join(DISTANCES)})"})
-    ascl_negatives: str = field(default="leaking", metadata={"help": "ASCL: leaking (candidates share the "
-                                "anchor's prediction; the paper's selection) or all"})
+    ascl_negatives: str = field(
+        default="leaking",
+        metadata={"help": "ASCL: leaking (candidates share the anchor's prediction; the paper's selection) or all"},
+    )
     ascl_w_clean: float = field(default=1.0, metadata={"help": "ASCL: weight of CE on clean images"})
     ascl_kl: float = field(default=0.0, metadata={"help": "ASCL: weight of KL(p(x_adv) || p(x))"})
-    ascl_proj_dim: int = field(default=0, metadata={"help": "ASCL: projection head size (0 = contrast the "
-                               "penultimate features)"})
+    ascl_proj_dim: int = field(
+        default=0, metadata={"help": "ASCL: projection head size (0 = contrast the penultimate features)"}
+    )
 
     def __post_init__(self) -> None:
         if self.ascl_dist not in DISTANCES:
@@ -118,8 +128,9 @@ class ASCL(Method):
         logits = model.classify(feats)
         ce_clean = F.cross_entropy(logits[:n], y)
         ce_adv = F.cross_entropy(logits[n:], y)
-        con = ascl_loss(self.latent(feats), y.repeat(2), logits.argmax(1).detach(),
-                        p.ascl_tau, p.ascl_dist, p.ascl_negatives)  # fmt: skip
+        con = ascl_loss(
+            self.latent(feats), y.repeat(2), logits.argmax(1).detach(), p.ascl_tau, p.ascl_dist, p.ascl_negatives
+        )
         loss = ce_adv + p.ascl_w_clean * ce_clean + p.ascl_weight * con
         parts = {"ce_adv": ce_adv.detach(), "ce_clean": ce_clean.detach(), "ascl": con.detach()}
         if p.ascl_kl:

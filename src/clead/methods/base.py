@@ -11,6 +11,7 @@ nothing else about methods; adding one is one new file here.
 
 Each method declares its knobs as a ``Params`` dataclass; the defaults there are the only defaults.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,9 +38,14 @@ class Budget:
     def pgd(self, objective: Objective = ce_objective, init: str = "uniform") -> PGD:
         """The inner attack: last iterate, no restarts (as in adversarial training practice)."""
         return PGD(
-            self.eps, steps=self.steps, alpha=self.alpha, norm=self.norm, init=init,
-            objective=objective, keep_best=False,
-        )  # fmt: skip
+            self.eps,
+            steps=self.steps,
+            alpha=self.alpha,
+            norm=self.norm,
+            init=init,
+            objective=objective,
+            keep_best=False,
+        )
 
 
 def projection_head(feature_dim: int, hidden: int, out: int) -> nn.Sequential:

@@ -20,6 +20,7 @@ owned by this method, not part of the exported classifier) and z = normalize(g(h
 The extra cost over PGD-AT at equal steps is one clean forward/backward, plus the projection head and
 L_con inside each attack step (small next to the network's forward/backward).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -44,8 +45,15 @@ VIEW_ATTACKS = ("pgd", "fgsm", "cw")
 @dataclass
 class CLEADParams:
     # The defaults ranked first of the ten settings of `clead bench fmnist-ablation` (docs/results.md).
-    mode: str = field(default="supervised", metadata={"help": "C-LEAD: contrastive term, supervised (SupCon), instance (NT-Xent, clean anchors) or pairs (the authors' code: one NT-Xent per view over [clean; view], averaged)"})
-    attack_loss: str = field(default="joint", metadata={"help": "C-LEAD: what the inner attack maximises: ce, contrastive or joint"})
+    mode: str = field(
+        default="supervised",
+        metadata={
+            "help": "C-LEAD: contrastive term, supervised (SupCon), instance (NT-Xent, clean anchors) or pairs (the authors' code: one NT-Xent per view over [clean; view], averaged)"
+        },
+    )
+    attack_loss: str = field(
+        default="joint", metadata={"help": "C-LEAD: what the inner attack maximises: ce, contrastive or joint"}
+    )
     views: int = field(default=1, metadata={"help": "C-LEAD: adversarial views per image"})
     lam: float = field(default=1.0, metadata={"help": "C-LEAD: weight of the contrastive term"})
     tau: float = field(default=0.1, metadata={"help": "C-LEAD: contrastive temperature"})
@@ -54,12 +62,22 @@ class CLEADParams:
     warmup_epochs: int = field(default=0, metadata={"help": "C-LEAD: epochs of plain CE before the contrastive term"})
     proj_dim: int = field(default=128, metadata={"help": "C-LEAD: projection head output size"})
     proj_hidden: int = field(default=0, metadata={"help": "C-LEAD: projection head hidden size (0 = feature size)"})
-    anchors: str = field(default="train", metadata={"help": "C-LEAD: the inner attack's clean anchors: train (the "
-                         "training forward's embeddings, no extra cost) or eval (an eval-mode forward, as the attack "
-                         "scores its views; one more forward per step)"})
-    view_attacks: str = field(default="", metadata={"help": "C-LEAD: comma-separated attacks making the views, one "
-                              "view each: pgd (PGD on attack_loss), fgsm (one signed step of 1.25*eps from a random "
-                              "start, on attack_loss), cw (PGD on the CW margin); empty: `views` PGD views"})
+    anchors: str = field(
+        default="train",
+        metadata={
+            "help": "C-LEAD: the inner attack's clean anchors: train (the "
+            "training forward's embeddings, no extra cost) or eval (an eval-mode forward, as the attack "
+            "scores its views; one more forward per step)"
+        },
+    )
+    view_attacks: str = field(
+        default="",
+        metadata={
+            "help": "C-LEAD: comma-separated attacks making the views, one "
+            "view each: pgd (PGD on attack_loss), fgsm (one signed step of 1.25*eps from a random "
+            "start, on attack_loss), cw (PGD on the CW margin); empty: `views` PGD views"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -91,6 +109,7 @@ class CLEADParams:
 @METHODS.register("clead")
 class CLEAD(Method):
     Params = CLEADParams
+    takes_views = True  # objective() accepts views made elsewhere (--views-from)
 
     def __init__(self, params: CLEADParams, budget: Budget, feature_dim: int, num_classes: int) -> None:
         super().__init__(params, budget, feature_dim, num_classes)
@@ -118,8 +137,9 @@ class CLEAD(Method):
         if self.params.mode != "pairs":
             return self.contrastive_terms(z, self.positives(y, views)).sum()
         n, pos = len(y), self.positives(y, 1)
-        return torch.stack([self.contrastive_terms(torch.cat([z[:n], z[n * k : n * (k + 1)]]), pos).sum()
-                            for k in range(1, views + 1)]).mean()  # fmt: skip
+        return torch.stack(
+            [self.contrastive_terms(torch.cat([z[:n], z[n * k : n * (k + 1)]]), pos).sum() for k in range(1, views + 1)]
+        ).mean()
 
     def contrastive_on(self, epoch: int) -> bool:
         return epoch >= self.params.warmup_epochs and self.params.lam > 0
@@ -152,12 +172,19 @@ class CLEAD(Method):
     def view_attack(self, kind: str, objective) -> PGD:
         """The attack making one view: PGD or FGSM on the method's objective, or PGD on the CW margin."""
         if kind == "fgsm":  # one step from a random start, step 1.25 eps (Wong et al. 2020, "Fast is better than free")
-            return PGD(self.budget.eps, steps=1, alpha=1.25 * self.budget.eps, norm=self.budget.norm,
-                       objective=objective, keep_best=False)  # fmt: skip
+            return PGD(
+                self.budget.eps,
+                steps=1,
+                alpha=1.25 * self.budget.eps,
+                norm=self.budget.norm,
+                objective=objective,
+                keep_best=False,
+            )
         return self.budget.pgd(cw_margin_objective if kind == "cw" else objective)
 
-    def make_views(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, z_clean: torch.Tensor | None,
-                   epoch: int) -> list[torch.Tensor]:  # fmt: skip
+    def make_views(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, z_clean: torch.Tensor | None, epoch: int
+    ) -> list[torch.Tensor]:
         """One adversarial copy of ``x`` per entry of ``view_kinds``."""
         objective = self.attack_objective(z_clean, y, epoch)
         return [self.view_attack(kind, objective)(model, x, y) for kind in self.params.view_kinds()]

@@ -4,6 +4,7 @@ L = BCE(p(x_adv), y) + beta * KL(p(x) || p(x_adv)) * (1 - p_y(x)),
 BCE = CE(x_adv, y) - log(1 - max_{k != y} p_k(x_adv)); x_adv by PGD on CE started at x + 0.001 * N(0, 1),
 as in the authors' code.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,7 +30,9 @@ class MART(Method):
 
 
 @fp32_loss
-def mart_terms(logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def mart_terms(
+    logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """MART's boosted CE on the adversarial batch and its misclassification-weighted KL, in fp32."""
     p_adv = F.softmax(logits_adv, 1)
     # the most likely wrong class under attack

@@ -2,6 +2,7 @@
 
 min_theta E[ max_{||d|| <= eps} CE(f(x + d), y) ], the inner max by PGD with a uniform random start.
 """
+
 from __future__ import annotations
 
 import torch

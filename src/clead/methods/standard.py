@@ -1,4 +1,5 @@
 """Standard training: cross-entropy on clean images (no defence; the reference point)."""
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ L = CE(f(x), y) + beta * KL(p(x) || p(x_adv)),  x_adv = argmax_{||d|| <= eps} KL
 the inner max started at x + 0.001 * N(0, 1) and run with the clean distribution from eval mode, as in
 the authors' code (KL summed over classes, averaged over the batch).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -6,6 +6,7 @@
   so a method can get both from one forward pass: ``forward(x) == classify(features(x))``;
 * ``classify`` is the module ``head`` (a linear layer): what a linear probe (``--freeze-features``) trains.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager

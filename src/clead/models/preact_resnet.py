@@ -1,5 +1,6 @@
 """Pre-activation ResNet-18 (He et al., "Identity Mappings in Deep Residual Networks", ECCV 2016), the
 CIFAR variant used throughout the adversarial-training literature (e.g. Rice et al. 2020)."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -60,7 +61,13 @@ class PreActNet(Classifier):
 
 @MODELS.register("preact-resnet18")
 class PreActResNet18(PreActNet):
-    def __init__(self, num_classes: int, image_shape: tuple[int, int, int], mean: Sequence[float],
-                 std: Sequence[float], width: int = 64) -> None:  # fmt: skip
+    def __init__(
+        self,
+        num_classes: int,
+        image_shape: tuple[int, int, int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        width: int = 64,
+    ) -> None:
         super().__init__(mean, std)
         self.build(image_shape[0], width, [(width * 2**i, 2) for i in range(4)], num_classes)

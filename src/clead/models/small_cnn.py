@@ -3,6 +3,7 @@
 Conv 32-32 (3x3) -> max-pool -> conv 64-64 (3x3) -> max-pool -> FC 200 -> FC 200 -> linear classifier,
 as in the TRADES reference code (Zhang et al. 2019) with dropout 0.5 between the two FC layers.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -26,20 +27,27 @@ class SmallCNN(Classifier):
         super().__init__(mean, std)
         c, h, w = image_shape
         self.body = nn.Sequential(
-            nn.Conv2d(c, 32, 3), nn.ReLU(),
-            nn.Conv2d(32, 32, 3), nn.ReLU(),
+            nn.Conv2d(c, 32, 3),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3),
+            nn.ReLU(),
             nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3), nn.ReLU(),
-            nn.Conv2d(64, 64, 3), nn.ReLU(),
+            nn.Conv2d(32, 64, 3),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3),
+            nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Flatten(),
-        )  # fmt: skip
+        )
         with torch.no_grad():
             flat = self.body(torch.zeros(1, c, h, w)).shape[1]
         self.fc = nn.Sequential(
-            nn.Linear(flat, 200), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(200, 200), nn.ReLU(),
-        )  # fmt: skip
+            nn.Linear(flat, 200),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(200, 200),
+            nn.ReLU(),
+        )
         self.feature_dim = 200
         self.head = nn.Linear(200, num_classes)
 
