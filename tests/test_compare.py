@@ -218,3 +218,21 @@ def test_cli_writes_markdown_and_json(tmp_path, capsys):
     assert json.loads((tmp_path / "c.json").read_text())[0]["clean"]["n10"] == 12
     assert main(["compare", str(a)]) == 2
     assert main(["compare", str(a), str(tmp_path / "missing")]) == 2
+
+
+def test_suite_verdict_states_the_paired_comparison_with_the_best_baseline(tmp_path):
+    """Catches a verdict against the wrong baseline (not the most robust one), with the sign flipped, or
+    with numbers other than `clead compare`'s: worked out by hand below."""
+    from clead.report import verdict
+
+    clean = [1] * 100
+    c = write_eval(tmp_path / "clead", clean, [1] * 60 + [0] * 40)
+    weak = write_eval(tmp_path / "trades", clean, [1] * 30 + [0] * 70)
+    best = write_eval(tmp_path / "pgd-at", clean, [1] * 50 + [0] * 50)  # C-LEAD's 60 include these 50
+    rows = [{"run": d.name, "method": d.name, "seed": 0, "worst": (w, 100), "dir": d}
+            for d, w in ((c, 0.6), (weak, 0.3), (best, 0.5))]  # fmt: skip
+    said = verdict(rows)
+    # 10 images only C-LEAD gets right, none only PGD-AT: +10 points, exact McNemar p = 2 * 0.5**10
+    assert said.startswith("**Verdict: C-LEAD is more robust than pgd-at (pgd-at)")
+    assert "robust +10.0 points" in said and f"p = {2 * 0.5**10:.2g}" in said and "clean +0.0 points" in said
+    assert verdict(rows[:1]) == ""  # no baseline, no verdict

@@ -311,7 +311,10 @@ def write_suite_report(run_dirs: Sequence[str | Path], out_dir: str | Path, titl
 
     out_dir = Path(out_dir)
     rows = suite_rows(run_dirs)
-    md = suite_markdown(rows, title)
+    tables = suite_markdown(rows, title)
+    said = verdict(rows)
+    head, rest = tables.split("\n", 1)
+    md = f"{head}\n\n{said}{rest}" if said else tables  # the answer above the tables
     plot_curves(out_dir / "curves.png", rows)
     figures = [("Training curves", out_dir / "curves.png")]
     sweeps = {r["run"]: r["sweep"] for r in rows if r["sweep"]}
@@ -338,7 +341,10 @@ def write_suite_report(run_dirs: Sequence[str | Path], out_dir: str | Path, titl
         + "".join(f"![{t}]({p.relative_to(out_dir) if p.is_relative_to(out_dir) else p})\n\n" for t, p in figures)
     )
     write_text(out_dir / "report.md", md_full)
-    body = [f"<h1>{html.escape(title)}</h1>", _md_table_html(md)]
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    if said:
+        body.append("<p><b>" + html.escape(said.strip().replace("**", "")) + "</b></p>")
+    body.append(_md_table_html(tables))
     if against:
         body += ["<h2>Against the best baseline</h2>", _md_table_html(against)]
     if threats:
@@ -380,8 +386,61 @@ def check_matrix(rows: list[dict[str, Any]]) -> str:
             {True: "pass", False: "**FAIL**", None: "not run"}[got[n]["passed"]] if n in got else "-" for n in names
         ]
         lines.append(f"| {r['run']} | " + " | ".join(marks) + " |")
-        details += [f"- {r['run']}, {n}: {json.dumps(_rounded(got[n]['numbers']))}" for n in names if n in got]
-    return "\n".join(lines + ["", "Numbers behind each check:", "", *details, ""])
+        details += [
+            f"| {r['run']} | {n} | " + "; ".join(f"{k} {_short(v)}" for k, v in got[n]["numbers"].items()) + " |"
+            for n in names
+            if n in got and got[n]["numbers"]
+        ]
+    table = ["| run | check | numbers |", "|---|---|---|", *details] if details else []
+    return "\n".join(lines + ["", "Numbers behind each check (accuracies as fractions, rounded):", "", *table, ""])
+
+
+def _short(v: Any) -> str:
+    """A check's number as a reader wants it: floats to 3 digits, lists shortened."""
+    v = _rounded(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(map(str, v[:8])) + (", ..." if len(v) > 8 else "") + "]"
+    return str(v)
+
+
+def _clead_and_best(rows: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The seed-0 C-LEAD run and the seed-0 baseline with the highest worst-case robust accuracy."""
+    seed0 = [r for r in rows if r["seed"] == 0 and r["worst"] and not r["run"].count("-seed")]
+    clead = next((r for r in seed0 if r["method"] == "clead"), None)
+    baselines = [r for r in seed0 if r["method"] not in ("clead", "standard")]
+    return clead, (max(baselines, key=lambda r: r["worst"][0]) if baselines else None)
+
+
+def verdict(rows: list[dict[str, Any]]) -> str:
+    """One sentence: C-LEAD against the best baseline on the main evaluation (difference, interval, p, from
+    `clead compare`; over seeds too where both have seed siblings); empty without such a pair."""
+    from .compare import compare
+
+    clead, best = _clead_and_best(rows)
+    if clead is None or best is None:
+        return ""
+    try:
+        (res,) = compare([clead["dir"], best["dir"]])
+    except CleadError:
+        return ""
+
+    def said(k: str, what: str) -> str:
+        if "seeds" in res:
+            s = res["seeds"][k]
+            return (f"{what} {100 * s['mean']:+.1f} points over seeds {', '.join(map(str, res['seeds']['seeds']))} "
+                    f"(95% interval {100 * s['ci'][0]:+.1f} to {100 * s['ci'][1]:+.1f}, p = {s['p']:.2g})")  # fmt: skip
+        r = res[k]
+        return (f"{what} {100 * r['difference']:+.1f} points (95% interval {100 * r['ci'][0]:+.1f} to "
+                f"{100 * r['ci'][1]:+.1f}, McNemar p = {r['p']:.2g}, n = {r['n']})")  # fmt: skip
+
+    rob = res["seeds"]["robust"] if "seeds" in res else res["robust"]
+    lo, hi = rob["ci"] if rob.get("ci") else (0.0, 0.0)
+    word = "more robust than" if lo > 0 else "less robust than" if hi < 0 else "level in robustness with"
+    return (
+        f"**Verdict: C-LEAD is {word} {best['method']} ({best['run']}), the best baseline: "
+        f"{said('robust', 'robust')}; {said('clean', 'clean')}.** (C-LEAD minus {best['run']}, worst case "
+        f"of the main evaluation.)\n"
+    )
 
 
 def against_best_baseline(rows: list[dict[str, Any]]) -> str:
@@ -389,12 +448,9 @@ def against_best_baseline(rows: list[dict[str, Any]]) -> str:
     on the main evaluation and, where both have it, on the full test set; empty if there is no such pair."""
     from .compare import compare, markdown
 
-    seed0 = [r for r in rows if r["seed"] == 0 and r["worst"] and not r["run"].count("-seed")]
-    clead = next((r for r in seed0 if r["method"] == "clead"), None)
-    baselines = [r for r in seed0 if r["method"] not in ("clead", "standard")]
-    if clead is None or not baselines:
+    clead, best = _clead_and_best(rows)
+    if clead is None or best is None:
         return ""
-    best = max(baselines, key=lambda r: r["worst"][0])
     lines = [
         "",
         "## Against the best baseline",
