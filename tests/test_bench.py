@@ -309,3 +309,15 @@ def test_a_suite_run_can_start_from_another_runs_weights(idx_dir, tmp_path, monk
     bench.run_suite("two", out, progress=False)
     assert f"init: {out / 'pre'}" in (out / "stage2" / "config.yaml").read_text()
     assert (out / "stage2" / "eval.json").is_file()
+
+
+def test_a_training_only_stage_is_not_evaluated(tiny_suite, tmp_path):
+    """Catches no_eval being ignored (a contrastive stage's untrained classifier evaluated as if it were a
+    model) or applied to the other runs."""
+    tiny_suite.no_eval = ("standard",)
+    assert bench.run_suite("tiny", tmp_path / "t", dry_run=True, progress=False) == [
+        "train standard",
+        "train clead",
+        "eval clead main",
+        "eval clead full",
+    ]

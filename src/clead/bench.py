@@ -44,6 +44,7 @@ class Suite:
     # below C-LEAD's (or above it), instead of the best baseline only
     seed_margin: float | None = None
     seed_evals: list[EvalSpec] | None = None  # evaluations of the extra seeds [default: evals]
+    no_eval: tuple[str, ...] = ()  # runs that are trained only (a stage whose classifier is not the model)
     title: str = ""
 
     def config(self, run: str, out: Path | None = None) -> cfgmod.TrainConfig:
@@ -197,6 +198,48 @@ SUITES.register("fmnist-amp")(
     )
 )
 
+
+# The C-LEAD authors' public protocol at the fmnist-full-0.1 budget: views made once from that suite's standard
+# model (FGSM and CW-Linf here; their code: FGSM and L2-CW with c = 1), a contrastive stage on them alone (their
+# SimCLRLoss: mode pairs, no cross-entropy), then a linear probe on the frozen features (their SGD 0.1, momentum
+# 0.9, weight decay 5e-4); standard-transfer (seed 1) is the separate model their transfer attack is made on.
+SUITES.register("fmnist-paper-protocol")(
+    Suite(
+        name="fmnist-paper-protocol",
+        title="The C-LEAD authors' protocol, Fashion-MNIST, Linf eps = 0.1, full budget",
+        description=(
+            "the authors' offline protocol on all 50,000 training images: views from results/fmnist-full-0.1/"
+            "standard by FGSM and CW (made once), 20 epochs of contrastive training on them (mode pairs, no CE), "
+            "then 20 epochs of a linear probe (SGD 0.1); a second standard model (seed 1) for the authors' "
+            "transfer attack (clead eval --threats transfer-pgd3 --transfer-from); AutoAttack, PGD-50x3 and CW "
+            "on the first 1,000 test images, FGSM and PGD-20 on all 10,000"
+        ),
+        base={**FMNIST, "eps": 0.1, "epochs": 20, "train_size": None, "attack_steps": 10, "val_n": 1000},
+        runs={
+            "standard-transfer": {"method": "standard", "seed": 1},
+            "contrastive": {
+                "method": "clead",
+                "views_from": "results/fmnist-full-0.1/standard",
+                "views_attacks": "fgsm,cw",
+                "select": "last",
+                "method_args": {"mode": "pairs", "w_adv": 0.0, "w_clean": 0.0},
+            },
+            "probe": {
+                "method": "standard",
+                "init": "contrastive",
+                "init_checkpoint": "last",
+                "freeze_features": True,
+                "select": "last",
+                "optimizer": "sgd",
+                "lr": 0.1,
+                "momentum": 0.9,
+                "weight_decay": 5e-4,
+            },
+        },
+        evals=MAIN_EVALS,
+        no_eval=("contrastive",),
+    )
+)
 
 # C-LEAD's inner-attack anchors (training-mode or eval-mode clean embeddings), on the fmnist-linf-0.1 budget with
 # small-cnn (dropout) and on a batch-norm network at a budget this CPU allows
@@ -414,6 +457,8 @@ def _bring_up(
 
     cfg = suite.config(run, out)
     evals = suite.evals if run in suite.runs else (suite.seed_evals or suite.evals)
+    if run in suite.no_eval:
+        evals = []
     d = out / run
     training = not _trained(d, cfg)
     if training:
