@@ -174,10 +174,16 @@ def test_dry_run_says_what_resumes_and_who_gets_seeds(tiny_suite, tmp_path):
     tiny_suite.seeds, tiny_suite.seed_margin = (1, 2), 0.02
     (out / "clead").mkdir(parents=True)
     (out / "clead" / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')
-    (out / "clead" / "eval_state-full.pt").write_bytes(b"")
+    from clead.evaluate import STATE_FORMAT
+    from clead.io import save_torch, sha256_file
+
+    (out / "clead" / "best.pt").write_bytes(b"weights")
+    key = {"format": STATE_FORMAT, "checkpoint": "best", "checkpoint_sha256": sha256_file(out / "clead" / "best.pt")}
+    save_torch(out / "clead" / "eval_state-full.pt", {"key": key})
+    (out / "clead" / "eval_state.pt").write_bytes(b"")  # unreadable: not resumed
     steps = bench.run_suite("tiny", out, dry_run=True, progress=False)
     assert "train clead (resumes after epoch 2 of 3)" in steps and "train standard" in steps
-    assert "eval clead full (resumes)" in steps and "eval clead main" in steps
+    assert "eval clead full (resumes)" in steps and "eval clead main (its saved state is stale: starts afresh)" in steps
     assert (
         steps[-1] == "then seeds 1, 2 of clead and every baseline within 2 points of it (or ahead) by seed-0 AutoAttack"
     )

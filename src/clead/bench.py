@@ -354,6 +354,20 @@ def seed_run(run: str, seed: int) -> str:
     return f"{run}-seed{seed}"
 
 
+def state_is_current(state_path: Path, run_dir: Path) -> bool:
+    """Whether a saved evaluation state was made by this clead's format from the run's current checkpoint
+    (the cheap parts of its key; `clead.evaluate` checks all of it before reusing anything)."""
+    from .evaluate import STATE_FORMAT
+    from .io import load_torch, sha256_file
+
+    try:
+        key = load_torch(state_path).get("key", {})
+    except Exception:
+        return False
+    ckpt = run_dir / f"{key.get('checkpoint', 'best')}.pt"
+    return key.get("format") == STATE_FORMAT and ckpt.is_file() and key.get("checkpoint_sha256") == sha256_file(ckpt)
+
+
 def _trained(run_dir: Path, cfg: cfgmod.TrainConfig) -> bool:
     return len(runmod.read_metrics(run_dir)) >= cfg.epochs and (run_dir / "best.pt").is_file()
 
@@ -474,8 +488,11 @@ def _bring_up(
         if dry_run and training or not _evaluated(d, spec):
             if not time_left():
                 return False
-            partial = (d / f"eval_state{'-' + spec.tag if spec.tag else ''}.pt").is_file()
-            steps.append(f"eval {run} {spec.tag or 'main'}" + (" (resumes)" if dry_run and partial else ""))
+            state = d / f"eval_state{'-' + spec.tag if spec.tag else ''}.pt"
+            note = ""
+            if dry_run and state.is_file():
+                note = " (resumes)" if state_is_current(state, d) else " (its saved state is stale: starts afresh)"
+            steps.append(f"eval {run} {spec.tag or 'main'}{note}")
             if not dry_run:
                 log.info("bench %s: evaluating %s (%s)", suite.name, run, spec.tag or "main")
                 sweep = [round(cfg.eps * f, 6) for f in (0, 0.5, 1, 1.5, 2)] if spec.sweep else None
