@@ -1,6 +1,7 @@
 """Every training method: one optimisation step lowers its own loss on a fixed batch; C-LEAD's parts."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -293,3 +294,38 @@ def test_ascl_rejects_bad_knobs():
         make("ascl", ascl_dist="l3")
     with pytest.raises(CleadError, match="ascl_negatives"):
         make("ascl", ascl_negatives="hard")
+
+
+def _probs(logits_row):
+    e = [math.exp(v) for v in logits_row]
+    return [v / sum(e) for v in e]
+
+
+@pytest.mark.parametrize("name", ["trades", "mart"])
+def test_trades_and_mart_losses_are_their_papers_formulas_written_out(name, trained_toy, toy_data):
+    """Catches a TRADES/MART loss with the KL reversed, the wrong weight, MART's boosted term on the true
+    class instead of the most likely wrong one, or its weight (1 - p_y) taken from the adversarial
+    prediction: each image's terms are recomputed from the model's logits with plain Python arithmetic."""
+    torch.manual_seed(0)
+    model, method = trained_toy, make(name, beta=2.5)  # a trained model: the attack moves p(x) far
+    x, y = toy_data[0][:8], toy_data[1][:8]
+    adv = method.perturb(model, x, y, 0)
+    loss, parts = method.objective(model, x, y, adv, 0)
+    with torch.no_grad():
+        lc, la = model(x).tolist(), model(adv["x_adv"]).tolist()
+    total, kls, plain = 0.0, 0.0, 0.0
+    for i, t in enumerate(y.tolist()):
+        pc, pa = _probs(lc[i]), _probs(la[i])
+        kl = sum(p * math.log(p / q) for p, q in zip(pc, pa))  # KL(p(x) || p(x_adv))
+        plain += kl
+        if name == "trades":  # Zhang et al. 2019: CE(f(x), y) + beta KL
+            total += -math.log(pc[t]) + 2.5 * kl
+            kls += kl
+        else:  # Wang et al. 2020: BCE(p(x_adv), y) + beta KL (1 - p_y(x))
+            wrong = max((k for k in range(len(pa)) if k != t), key=lambda k: pa[k])
+            bce = -math.log(pa[t]) - math.log(1.0001 - pa[wrong])  # 1.0001: the MART reference code's guard
+            total += bce + 2.5 * kl * (1 - pc[t])
+            kls += kl * (1 - pc[t])
+    assert loss.item() == pytest.approx(total / len(y), rel=1e-4)
+    assert plain / len(y) > 0.01, "the test needs views that move the prediction"
+    assert parts["kl"].item() == pytest.approx(kls / len(y), rel=1e-3)  # float32 (1 - p_y) near p_y = 1
