@@ -13,7 +13,9 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -119,7 +121,45 @@ def train(
         distributed.teardown(dist)
 
 
+@dataclass
+class _Run:
+    """What one training run holds between its steps (set up once, then one epoch after another)."""
+
+    cfg: TrainConfig
+    out: Path
+    device: torch.device
+    dist: Any
+    progress: bool
+    meta: dict[str, Any]
+    splits: Any
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    augment: bool
+    fixed: list[torch.Tensor] | None  # views made once (--views-from), else None
+    model: nn.Module
+    method: Method
+    optimizer: torch.optim.Optimizer
+    scaler: Any
+    step_module: nn.Module
+    start_epoch: int = 0
+    best_score: float = -1.0
+
+
 def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> Path:
+    run = _setup(cfg, out, resume, overwrite, progress, device, dist)
+    for epoch in range(run.start_epoch, run.cfg.epochs):
+        if stop_after is not None and epoch - run.start_epoch >= stop_after:
+            break
+        t0 = time.perf_counter()
+        sums, seen = _one_epoch(run, epoch)
+        _validate_select_and_write(run, epoch, sums, seen, train_s=time.perf_counter() - t0, t0=t0)
+        dist.barrier()
+    return out
+
+
+def _setup(cfg, out, resume, overwrite, progress, device, dist) -> _Run:
+    """Resolve the config, prepare the run directory, load the data, build (or resume) model, method and
+    optimiser."""
     if device.type == "cpu":
         # denormal floats (|x| < 1e-38) appear in the gradients of some losses and slow CPU arithmetic
         # many times over; flushing them to zero changes no result that matters
@@ -135,7 +175,6 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
     data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.data_options())
     meta = runmod.dataset_meta(data)
     splits = split(data, cfg.val_size, cfg.train_size)
-    val_x, val_y = splits.val_x[: cfg.val_n], splits.val_y[: cfg.val_n]
     augment = data.augment if cfg.augment is None else cfg.augment
     fixed = None
     if cfg.views_from:
@@ -191,132 +230,135 @@ def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> P
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=not method.uses_all_parameters(),
         )
+    return _Run(cfg, out, device, dist, progress, meta, splits, splits.val_x[: cfg.val_n], splits.val_y[: cfg.val_n],
+                augment, fixed, model, method, optimizer, scaler, step_module, start_epoch, best_score)  # fmt: skip
 
+
+def _one_epoch(run: _Run, epoch: int) -> tuple[dict[str, float], int]:
+    """One pass over the training images in this epoch's seeded order; the per-image sums of the loss
+    parts and the number of images, over all processes."""
+    cfg, dist, model, method, splits = run.cfg, run.dist, run.model, run.method, run.splits
     n_train = len(splits.train_y)
     steps = -(-n_train // cfg.batch_size)
-    for epoch in range(start_epoch, cfg.epochs):
-        if stop_after is not None and epoch - start_epoch >= stop_after:
-            break
-        model.train(not cfg.freeze_features)  # frozen features: batch norm statistics and dropout fixed too
-        method.train()
-        torch.manual_seed((cfg.seed * 1_000_003 + epoch) * 1009 + dist.rank)
-        order = torch.randperm(n_train, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
-        aug_gen = torch.Generator().manual_seed((cfg.seed * 7919 + epoch) * 1009 + dist.rank)
-        sums: dict[str, float] = {}
-        t0 = time.perf_counter()
-        bar = tqdm(
-            range(steps),
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=None if progress else True,
-            leave=False,
-            dynamic_ncols=True,
-            mininterval=1.0,
+    model.train(not cfg.freeze_features)  # frozen features: batch norm statistics and dropout fixed too
+    method.train()
+    torch.manual_seed((cfg.seed * 1_000_003 + epoch) * 1009 + dist.rank)
+    order = torch.randperm(n_train, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
+    aug_gen = torch.Generator().manual_seed((cfg.seed * 7919 + epoch) * 1009 + dist.rank)
+    sums: dict[str, float] = {}
+    t0 = time.perf_counter()
+    bar = tqdm(
+        range(steps),
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        disable=None if run.progress else True,
+        leave=False,
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
+    seen = 0
+    for i in bar:
+        idx = dist.shard(order[i * cfg.batch_size : (i + 1) * cfg.batch_size])
+        xb = to_float(splits.train_x[idx])
+        if run.augment:
+            xb = random_crop_flip(xb, generator=aug_gen)
+        xb, yb = xb.to(run.device, non_blocking=True), splits.train_y[idx].to(run.device, non_blocking=True)
+        for g in run.optimizer.param_groups:
+            g["lr"] = lr_at(cfg, (epoch + i / steps) / cfg.epochs)
+        loss, parts = _step(run, epoch, i, idx, xb, yb)
+        seen += len(yb)
+        for k, v in {"loss": loss.detach(), **parts}.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * len(yb)
+        if run.progress:
+            bar.set_postfix(
+                {k: f"{v / seen:.3f}" for k, v in sums.items()}
+                | {"img/s": f"{seen * dist.world / (time.perf_counter() - t0):.0f}"}
+            )
+    bar.close()
+    return {k: dist.sum(v) for k, v in sums.items()}, dist.sum(seen)
+
+
+def _step(run: _Run, epoch: int, i: int, idx: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor):
+    """One optimisation step on batch ``i``: the method's loss (with AWP around it when on), then the update."""
+    cfg, model, method = run.cfg, run.model, run.method
+    awp_on = cfg.awp_gamma > 0 and epoch >= cfg.awp_warmup
+    # fixed views (--views-from) replace the method's own attack; None: the method perturbs
+    adv = None if run.fixed is None else {"views": [to_float(view[idx]).to(run.device) for view in run.fixed]}
+    with precision.autocast(cfg.amp, run.device):
+        if awp_on:  # the one hook between the method's two phases (clead.awp)
+            if adv is None:
+                adv = method.perturb(model, xb, yb, epoch)
+                adv.pop("cache", None)  # computed at the unperturbed weights
+            w_delta = awp.weight_perturbation(
+                model, lambda: method.objective(model, xb, yb, adv, epoch)[0], cfg.awp_gamma
+            )
+            awp.add(model, w_delta)
+        loss, parts = run.step_module(xb, yb, epoch, adv)
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(
+            f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}; training stopped, "
+            + (
+                f"the last good checkpoint {run.out / 'last.pt'} (epoch {epoch}) is kept; "
+                if epoch
+                else "no epoch had finished; "
+            )
+            + "try a lower --lr"
         )
-        seen = 0
-        for i in bar:
-            idx = dist.shard(order[i * cfg.batch_size : (i + 1) * cfg.batch_size])
-            xb = to_float(splits.train_x[idx])
-            if augment:
-                xb = random_crop_flip(xb, generator=aug_gen)
-            xb, yb = xb.to(device, non_blocking=True), splits.train_y[idx].to(device, non_blocking=True)
-            for g in optimizer.param_groups:
-                g["lr"] = lr_at(cfg, (epoch + i / steps) / cfg.epochs)
-            awp_on = cfg.awp_gamma > 0 and epoch >= cfg.awp_warmup
-            # fixed views (--views-from) replace the method's own attack; None: the method perturbs
-            adv = None if fixed is None else {"views": [to_float(view[idx]).to(device) for view in fixed]}
-            with precision.autocast(cfg.amp, device):
-                if awp_on:  # the one hook between the method's two phases (clead.awp)
-                    if adv is None:
-                        adv = method.perturb(model, xb, yb, epoch)
-                        adv.pop("cache", None)  # computed at the unperturbed weights
-                    w_delta = awp.weight_perturbation(
-                        model, lambda: method.objective(model, xb, yb, adv, epoch)[0], cfg.awp_gamma
-                    )
-                    awp.add(model, w_delta)
-                loss, parts = step_module(xb, yb, epoch, adv)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}; training stopped, "
-                    + (
-                        f"the last good checkpoint {out / 'last.pt'} (epoch {epoch}) is kept; "
-                        if epoch
-                        else "no epoch had finished; "
-                    )
-                    + "try a lower --lr"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss.float()).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if awp_on:
-                awp.add(model, w_delta, -1.0)  # the update was taken at w + w_delta, which is not kept
-            seen += len(yb)
-            for k, v in {"loss": loss.detach(), **parts}.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * len(yb)
-            if progress:
-                bar.set_postfix(
-                    {k: f"{v / seen:.3f}" for k, v in sums.items()}
-                    | {"img/s": f"{seen * dist.world / (time.perf_counter() - t0):.0f}"}
-                )
-        bar.close()
-        train_s = time.perf_counter() - t0
-        seen_all = dist.sum(seen)
-        sums = {k: dist.sum(v) for k, v in sums.items()}
-        val_clean, val_robust = validate(model, cfg, val_x, val_y, device, dist)
-        record = {
-            "epoch": epoch + 1,
-            **{k: round(v / max(seen_all, 1), 6) for k, v in sums.items()},
-            "lr": lr_at(cfg, (epoch + 1) / cfg.epochs),
-            "amp": cfg.amp,
-            "device": distributed.device_name(device),
-            "val_clean": val_clean,
-            "val_pgd": val_robust,  # robust validation accuracy under val_attack (the name predates apgd-ce)
-            "val_attack": cfg.val_attack,
-            "train_seconds": round(train_s, 2),
-            "images_per_second": round(seen_all / train_s, 1),
-            "seconds": round(time.perf_counter() - t0, 2),
-        }
-        record["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-        if torch.cuda.is_available() and device.type == "cuda":
-            record["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-        score = {"robust": val_robust, "clean": val_clean, "last": float(epoch)}[cfg.selection()]
-        is_best = score > best_score
-        best_score = max(best_score, score)
-        if dist.main:
-            weights = {
-                "model": model.state_dict(),
-                "meta": meta,
-                "epoch": epoch,
-                "val_clean": val_clean,
-                "val_pgd": val_robust,
-            }
-            if is_best:
-                save_torch(out / "best.pt", weights)
-            save_torch(
-                out / "last.pt",
-                {
-                    **weights,
-                    "method": method.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "best_score": best_score,
-                },
-            )
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            log.info(
-                "%s: epoch %d/%d  loss %.4f  val clean %.3f  val %s %.3f%s  %.0f img/s",
-                out.name,
-                epoch + 1,
-                cfg.epochs,
-                record["loss"],
-                val_clean,
-                f"pgd-{cfg.val_attack_steps}" if cfg.val_attack == "pgd" else cfg.val_attack,
-                val_robust,
-                "  (best)" if is_best else "",
-                record["images_per_second"],
-            )
-        dist.barrier()
-    return out
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss.float()).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    if awp_on:
+        awp.add(model, w_delta, -1.0)  # the update was taken at w + w_delta, which is not kept
+    return loss, parts
+
+
+def _validate_select_and_write(run: _Run, epoch: int, sums: dict[str, float], seen: int, train_s: float,
+                               t0: float) -> None:  # fmt: skip
+    """Validation, checkpoint selection (best.pt by ``select``), last.pt and the epoch's metrics line."""
+    cfg, dist, out = run.cfg, run.dist, run.out
+    val_clean, val_robust = validate(run.model, cfg, run.val_x, run.val_y, run.device, dist)
+    record = {
+        "epoch": epoch + 1,
+        **{k: round(v / max(seen, 1), 6) for k, v in sums.items()},
+        "lr": lr_at(cfg, (epoch + 1) / cfg.epochs),
+        "amp": cfg.amp,
+        "device": distributed.device_name(run.device),
+        "val_clean": val_clean,
+        "val_pgd": val_robust,  # robust validation accuracy under val_attack (the name predates apgd-ce)
+        "val_attack": cfg.val_attack,
+        "train_seconds": round(train_s, 2),
+        "images_per_second": round(seen / train_s, 1),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    record["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    if torch.cuda.is_available() and run.device.type == "cuda":
+        record["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(run.device) / 2**20, 1)
+    score = {"robust": val_robust, "clean": val_clean, "last": float(epoch)}[cfg.selection()]
+    is_best = score > run.best_score
+    run.best_score = max(run.best_score, score)
+    if not dist.main:
+        return
+    weights = {"model": run.model.state_dict(), "meta": run.meta, "epoch": epoch, "val_clean": val_clean,
+               "val_pgd": val_robust}  # fmt: skip
+    if is_best:
+        save_torch(out / "best.pt", weights)
+    state = {**weights, "method": run.method.state_dict(), "optimizer": run.optimizer.state_dict(),
+             "best_score": run.best_score}  # fmt: skip
+    save_torch(out / "last.pt", state)
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    log.info(
+        "%s: epoch %d/%d  loss %.4f  val clean %.3f  val %s %.3f%s  %.0f img/s",
+        out.name,
+        epoch + 1,
+        cfg.epochs,
+        record["loss"],
+        val_clean,
+        f"pgd-{cfg.val_attack_steps}" if cfg.val_attack == "pgd" else cfg.val_attack,
+        val_robust,
+        "  (best)" if is_best else "",
+        record["images_per_second"],
+    )
 
 
 def _peak_rss_mb() -> float:
