@@ -193,7 +193,7 @@ def evaluate(
     (default ``AA_CHUNK``); chunks are what processes share out.
 
     Random starts: chunk ``c`` of attack ``name`` draws restart ``r``'s start from
-    ``derive_seed(seed, c, name, r)``, so no two attacks share a start and the order of ``attacks`` changes
+    ``derive_seed(derive_seed(seed, c, name), r)``, so no two attacks share a start and the order of ``attacks`` changes
     nothing; AutoAttack presets are seeded with ``seed`` itself, as pyautoattack does for every sub-attack.
 
     ``state_path``: finished chunks are saved there and reused only by an evaluation of the same weights
