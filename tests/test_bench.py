@@ -11,24 +11,29 @@ from clead.analyze import analyze, intra_inter_ratio
 from clead.report import wilson
 
 
+def tiny_base(idx_dir) -> dict:
+    """A one-epoch budget on the tiny synthetic data, shared by the test suites below."""
+    return {
+        "data_dir": str(idx_dir),
+        "train_size": 64,
+        "val_size": 100,
+        "val_n": 20,
+        "epochs": 1,
+        "batch_size": 32,
+        "attack_steps": 1,
+        "val_attack_steps": 1,
+        "device": "cpu",
+        "eps": 0.1,
+    }
+
+
 @pytest.fixture
 def tiny_suite(idx_dir, monkeypatch):
     suite = bench.Suite(
         name="tiny",
         title="tiny suite",
         description="test",
-        base={
-            "data_dir": str(idx_dir),
-            "train_size": 64,
-            "val_size": 100,
-            "val_n": 20,
-            "epochs": 1,
-            "batch_size": 32,
-            "attack_steps": 1,
-            "val_attack_steps": 1,
-            "device": "cpu",
-            "eps": 0.1,
-        },
+        base=tiny_base(idx_dir),
         runs={"standard": {"method": "standard"}, "clead": {"method": "clead"}},
         evals=[bench.EvalSpec("", ["fgsm", "pgd20"], 24, sweep=True), bench.EvalSpec("full", ["fgsm"], None)],
     )
@@ -287,18 +292,7 @@ def test_a_suite_run_can_start_from_another_runs_weights(idx_dir, tmp_path, monk
         name="two",
         title="two-stage",
         description="test",
-        base={
-            "data_dir": str(idx_dir),
-            "train_size": 64,
-            "val_size": 100,
-            "val_n": 20,
-            "epochs": 1,
-            "batch_size": 32,
-            "attack_steps": 1,
-            "val_attack_steps": 1,
-            "device": "cpu",
-            "eps": 0.1,
-        },
+        base=tiny_base(idx_dir),
         runs={
             "pre": {"method": "standard"},
             "stage2": {
