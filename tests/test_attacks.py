@@ -109,3 +109,22 @@ def test_bad_threat_models_are_errors():
         PGD(0.1, norm="l3")
     with pytest.raises(CleadError, match="valid:"):
         create_attack("deepfool", 0.1)
+
+
+def test_attack_counts_scale_uint8_batches_and_leave_float_images_alone(trained_toy, toy_data):
+    """The one batched loop of checks, sweep and validation: uint8 images give the counts of the same images
+    in [0, 1], a float input is not rescaled or modified in place, and the counts are the per-image sums."""
+    from clead.checks import attack_counts
+
+    x, y = toy_data
+    x8 = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    xf = x8.float() / 255
+    kept = xf.clone()
+    fgsm = FGSM(0.3)
+    counts = attack_counts(trained_toy, fgsm, xf, y, batch_size=7, seed=0)
+    assert attack_counts(trained_toy, fgsm, x8, y, batch_size=7, seed=0) == counts
+    assert torch.equal(xf, kept)
+    with torch.no_grad():
+        clean = int((trained_toy(xf).argmax(1) == y).sum())
+        robust = int((trained_toy(fgsm(trained_toy, xf, y)).argmax(1) == y).sum())
+    assert counts == (clean, robust) and robust < clean

@@ -321,3 +321,30 @@ def test_a_training_only_stage_is_not_evaluated(tiny_suite, tmp_path):
         "eval clead main",
         "eval clead full",
     ]
+
+
+def test_tagged_threat_matrices_come_last_and_cover_runs_of_other_suites(tiny_suite, tmp_path):
+    """A suite's threat_evals run once its runs are evaluated, on its own runs and on other run directories
+    named by path, attacked from the named source run; they are made once, and the report shows them and the
+    outside runs. Catches the spec's source, tag or external runs being ignored."""
+    import shutil
+
+    out = tmp_path / "tiny"
+    bench.run_suite("tiny", out, progress=False)
+    other = tmp_path / "elsewhere" / "clead"
+    shutil.copytree(out / "clead", other)
+    tiny_suite.runs = {"standard": {"method": "standard"}}
+    tiny_suite.threat_evals = (
+        bench.ThreatSpec("paper", ["transfer-pgd3"], ["standard", str(other)], transfer_from="standard", n=24),
+    )
+    assert bench.run_suite("tiny", out, dry_run=True, progress=False) == [
+        "threats paper standard",
+        f"threats paper {other}",
+    ]
+    assert bench.run_suite("tiny", out, progress=False) == ["threats paper standard", f"threats paper {other}"]
+    for d in (out / "standard", other):
+        row = json.loads((d / "eval-threats-paper.json").read_text())["threats"][0]
+        assert row["attack"] == f"PGD-3 on {out / 'standard'}" and row["n"] == 24
+    assert bench.run_suite("tiny", out, progress=False) == []  # made once
+    md = (out / "report.md").read_text()
+    assert "transfer-pgd3 (PGD-3)" in md and f"| {other} |" in md and "| clead | clead |" in md

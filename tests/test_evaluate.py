@@ -341,13 +341,24 @@ def test_threat_matrix_has_every_cell_and_refuses_unknown_threats(idx_dir, tmp_p
 
     made, real_init = [], PGD.__init__
     monkeypatch.setattr(PGD, "__init__", lambda self, *a, **k: made.append(k) or real_init(self, *a, **k))
-    assert main(["eval", str(a), "--threats", "transfer-pgd3", "-n", "24", "--transfer-from", str(b), "--quiet"]) == 0
-    row = json.loads((a / "eval-threats.json").read_text())["threats"][0]
-    assert row["threat"] == "transfer-pgd3" and row["attack"].startswith("PGD-3 on")
+    paper = ["--threats", "transfer-pgd3", "-n", "24", "--transfer-from", str(b), "--tag", "paper", "--quiet"]
+    assert main(["eval", str(a), str(b), *paper]) == 0
+    row = json.loads((a / "eval-threats-paper.json").read_text())["threats"][0]
+    assert row["threat"] == "transfer-pgd3" and row["attack"] == f"PGD-3 on {b}"
     assert made[0]["steps"] == 3 and made[0]["alpha"] == pytest.approx(0.375 * 0.1)
-    # the suite report reads eval*.json for its accuracy table: the threat matrix is not one of them
+    # a tagged matrix stands beside the untagged one, which keeps its five threats
+    assert [r["threat"] for r in json.loads((a / "eval-threats.json").read_text())["threats"]] == list(rows)
+    with open(a / "per_sample-threats-paper.csv", newline="") as f:
+        assert list(next(csv.DictReader(f))) == ["index", "label", "correct_clean", "transfer-pgd3"]
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b), "--threat", "transfer-pgd3", "--tag", "paper"]) == 0
+    assert "PGD-3 on" in capsys.readouterr().out
+    assert main(["compare", str(a), str(b), "--threat", "transfer-pgd3"]) == 2  # the untagged matrices lack it
+    # the suite report reads eval*.json for its accuracy table: the threat matrices are not among them
     assert main(["report", str(a), "--full", str(tmp_path / "rep")]) == 0
-    assert "## Threat matrix" in (tmp_path / "rep" / "report.md").read_text()
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Threat matrix" in md and "transfer (PGD-50)" in md and "transfer-pgd3 (PGD-3)" in md
+    assert "threats-paper" not in md.split("## Threat matrix")[0]  # no accuracy row or column of its own
     page = (tmp_path / "rep" / "report.html").read_text()
     assert "<h2>Threat matrix</h2>" in page and "<h2>Against the best baseline</h2>" not in page  # no baseline here
 

@@ -32,6 +32,19 @@ class EvalSpec:
 
 
 @dataclass
+class ThreatSpec:
+    """A tagged threat matrix (``clead eval RUN --threats T,... --tag TAG``) made once the suite's runs are
+    evaluated: ``runs`` and ``transfer_from`` name runs of the suite, or other run directories by path."""
+
+    tag: str
+    threats: list[str]
+    runs: list[str]
+    transfer_from: str | None = None
+    n: int | None = 1000
+    preset: str = "autoattack"
+
+
+@dataclass
 class Suite:
     name: str
     description: str
@@ -46,6 +59,11 @@ class Suite:
     seed_evals: list[EvalSpec] | None = None  # evaluations of the extra seeds [default: evals]
     no_eval: tuple[str, ...] = ()  # runs that are trained only (a stage whose classifier is not the model)
     title: str = ""
+    threat_evals: tuple[ThreatSpec, ...] = ()  # tagged threat matrices, after everything else
+
+    def run_dir(self, run: str, out: Path) -> Path:
+        """A run of the suite (in ``out``), or a run directory named by path (one of another suite)."""
+        return out / run if run in self.runs else Path(run)
 
     def config(self, run: str, out: Path | None = None) -> cfgmod.TrainConfig:
         """The run's config; an ``init`` naming another run of the suite becomes that run's directory in ``out``."""
@@ -211,8 +229,9 @@ SUITES.register("fmnist-paper-protocol")(
             "the authors' offline protocol on all 50,000 training images: views from results/fmnist-full-0.1/"
             "standard by FGSM and CW (made once), 20 epochs of contrastive training on them (mode pairs, no CE), "
             "then 20 epochs of a linear probe (SGD 0.1); a second standard model (seed 1) for the authors' "
-            "transfer attack (clead eval --threats transfer-pgd3 --transfer-from); AutoAttack, PGD-50x3 and CW "
-            "on the first 1,000 test images, FGSM and PGD-20 on all 10,000"
+            "transfer attack; AutoAttack, PGD-50x3 and CW on the first 1,000 test images, FGSM and PGD-20 on all "
+            "10,000; then the authors' evaluation (threat matrix 'paper': PGD-3 made on standard-transfer) on "
+            "the same 1,000 images for the probe and for fmnist-full-0.1's clead, pgd-at and standard"
         ),
         base={**FMNIST, "eps": 0.1, "epochs": 20, "train_size": None, "attack_steps": 10, "val_n": 1000},
         runs={
@@ -238,6 +257,16 @@ SUITES.register("fmnist-paper-protocol")(
         },
         evals=MAIN_EVALS,
         no_eval=("contrastive",),
+        # the authors' evaluation of their model, of clead's C-LEAD, PGD-AT and standard model (fmnist-full-0.1,
+        # reused), on the same 1,000 test images as AutoAttack
+        threat_evals=(
+            ThreatSpec(
+                "paper",
+                ["transfer-pgd3"],
+                ["probe", *(f"results/fmnist-full-0.1/{r}" for r in ("clead", "pgd-at", "standard"))],
+                transfer_from="standard-transfer",
+            ),
+        ),
     )
 )
 
@@ -382,6 +411,43 @@ def _evaluated(run_dir: Path, spec: EvalSpec) -> bool:
     return set(ev.get("per_attack", {})) == set(spec.attacks) and (spec.n is None or ev.get("n") == spec.n)
 
 
+def _threats_done(run_dir: Path, spec: ThreatSpec, source: Path | None) -> bool:
+    import json
+
+    from .threats import TRANSFER, matrix_tag
+
+    path = run_dir / f"eval-{matrix_tag(spec.tag)}.json"
+    if not path.is_file():
+        return False
+    rows = {r["threat"]: r for r in json.loads(path.read_text())["threats"]}
+    return (
+        set(rows) == set(spec.threats)
+        and all(r["n"] == spec.n or spec.n is None for r in rows.values())
+        and all(rows[t]["attack"].endswith(f" on {source}") for t in rows if t in TRANSFER)
+    )
+
+
+def _threat_evals(suite: Suite, out: Path, deadline: float | None, progress: bool, dry_run: bool, steps: list[str]):
+    """Make the suite's tagged threat matrices that are missing; False if the deadline stopped it first."""
+    from .threats import evaluate_threats
+
+    for spec in suite.threat_evals:
+        source = suite.run_dir(spec.transfer_from, out) if spec.transfer_from else None
+        for run in spec.runs:
+            d = suite.run_dir(run, out)
+            if _threats_done(d, spec, source):
+                continue
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            steps.append(f"threats {spec.tag} {run}")
+            if not dry_run:
+                log.info("bench %s: threat matrix %r of %s (%s)", suite.name, spec.tag, d, ", ".join(spec.threats))
+                evaluate_threats(
+                    d, spec.threats, n=spec.n, preset=spec.preset, transfer_from=source, progress=progress, tag=spec.tag
+                )
+    return True
+
+
 def run_suite(
     name: str,
     out: str | Path | None = None,
@@ -436,8 +502,16 @@ def run_suite(
             )
         )
         steps.append(f"then seeds {', '.join(map(str, suite.seeds))} of {who}")
+    if suite.threat_evals and not only and (complete or dry_run):
+        complete = _threat_evals(suite, out, deadline, progress, dry_run, steps) and complete
     if report and not dry_run:
         done = [p.parent for p in sorted(out.glob("*/metrics.jsonl")) if (p.parent / "eval.json").is_file()]
+        # the runs of other suites that the threat matrices compare with
+        done += [
+            suite.run_dir(r, out)
+            for r in dict.fromkeys(r for spec in suite.threat_evals for r in spec.runs)
+            if r not in suite.runs and (suite.run_dir(r, out) / "eval.json").is_file()
+        ]
         if done:
             write_suite_report(done, out, suite.title or name)
             log.info(

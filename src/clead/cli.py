@@ -195,9 +195,10 @@ def _eval_threats(args: argparse.Namespace, ec: EvalConfig) -> int:
             seed=ec.seed,
             device=ec.device,
             progress=ec.progress,
+            tag=ec.tag,
         )
-        log.info("%s: threat matrix -> %s/eval-threats.json", run_dir, run_dir)
-    print(th.threat_table(args.runs), end="")
+        log.info("%s: threat matrix -> %s/eval-%s.json", run_dir, run_dir, th.matrix_tag(ec.tag))
+    print(th.threat_table(args.runs, ec.tag), end="")
     return 0
 
 
@@ -212,10 +213,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise CleadError(f"no clead run among {', '.join(args.runs)} (a run directory holds config.yaml)")
     if skipped:
         log.warning("skipping what is not a run directory: %s", ", ".join(skipped))
-    from .threats import threat_table
+    from .threats import matrix_tags, threat_table
 
     table = markdown_table(runs)
-    threats = threat_table(runs)
+    threats = "\n".join(threat_table(runs, t) for t in matrix_tags(runs))
     if threats:
         table += "\n" + threats
     print(table)
@@ -232,8 +233,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare, markdown
     from .io import write_json, write_text
 
-    if args.threat and args.tag:
-        raise CleadError("--threat compares the threat matrices (eval-threats.json): it takes no --tag")
     results = compare(args.runs, tag=args.tag, seeds=not args.no_seeds, threat=args.threat)
     md = markdown(results)
     print(md, end="")
@@ -377,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="threat matrix instead of the usual evaluation: robust accuracy under each of linf (training "
         "eps), linf-2x, l2, l1 (AutoAttack's own L2/L1 versions), transfer, transfer-pgd3 (the C-LEAD "
         "authors' PGD-3, step 3/8 eps; both need --transfer-from) [default list: the first four]; "
-        "writes eval-threats.json",
+        "writes eval-threats.json (with --tag TAG: eval-threats-TAG.json, beside the untagged matrix)",
     )
     e.add_argument(
         "--threat-attack",
@@ -449,7 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threat",
         metavar="T",
         help="compare robustness under threat T of the runs' threat matrices "
-        "(clead eval --threats: linf, linf-2x, l2, l1, transfer) instead of their evaluations",
+        "(clead eval --threats: linf, linf-2x, l2, l1, transfer, transfer-pgd3) instead of their evaluations; "
+        "with --tag TAG, of the matrices made with --tag TAG",
     )
     c.add_argument("--out", default=None, help="also write the Markdown to this file")
     c.add_argument("--json", default=None, help="also write the numbers as JSON to this file")

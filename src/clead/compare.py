@@ -62,14 +62,16 @@ def _outcomes(run_dir: Path, ev: dict[str, Any], rows: list[dict[str, str]], rob
     }
 
 
-def load_threat(run_dir: str | Path, threat: str) -> dict[str, Any]:
-    """One threat of a run's threat matrix (``eval-threats.json``, ``per_sample-threats.csv``) in the shape
-    of :func:`load_eval`: robust = correct under that threat's attack."""
+def load_threat(run_dir: str | Path, threat: str, tag: str = "threats") -> dict[str, Any]:
+    """One threat of a run's threat matrix (``eval-threats.json``, ``per_sample-threats.csv``; ``tag``
+    ``threats-TAG`` for a tagged one) in the shape of :func:`load_eval`: robust = correct under that threat's
+    attack."""
     run_dir = Path(run_dir)
+    flag = f" --tag {tag[len('threats-') :]}" if tag.startswith("threats-") else ""
     matrix, rows = _read(
-        run_dir / "eval-threats.json",
-        run_dir / "per_sample-threats.csv",
-        f"run the threat matrix first (`clead eval {run_dir} --threats`; matrices made before "
+        run_dir / f"eval-{tag}.json",
+        run_dir / f"per_sample-{tag}.csv",
+        f"run the threat matrix first (`clead eval {run_dir} --threats{flag}`; matrices made before "
         "per_sample-threats.csv existed need a rerun)",
     )
     by_threat = {r["threat"]: r for r in matrix["threats"]}
@@ -84,7 +86,7 @@ def load_eval(run_dir: str | Path, tag: str = "", threat: str | None = None) -> 
     """A run's evaluation: ``eval[-TAG].json`` plus its per-sample outcomes (with ``threat``: that threat of
     its threat matrix)."""
     if threat:
-        return load_threat(run_dir, threat)
+        return load_threat(run_dir, threat, tag or "threats")
     run_dir = Path(run_dir)
     sfx = f"-{tag}" if tag else ""
     ev, rows = _read(
@@ -189,9 +191,12 @@ def compare(
     runs: Sequence[str | Path], tag: str = "", seeds: bool = True, threat: str | None = None
 ) -> list[dict[str, Any]]:
     """Each run after the first against the first; with ``seeds`` also seed by seed over their seed groups;
-    with ``threat`` on that threat of the runs' threat matrices instead of their evaluations."""
+    with ``threat`` on that threat of the runs' threat matrices instead of their evaluations (with ``tag``:
+    of the matrices made with that tag)."""
     if threat:
-        tag = "threats"
+        from .threats import matrix_tag
+
+        tag = matrix_tag(tag)
     if len(runs) < 2:
         raise CleadError("name at least two runs: the first is compared with each of the others")
     ref = Path(runs[0])

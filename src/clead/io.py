@@ -67,3 +67,37 @@ def digest_tensors(tensors: Iterable[torch.Tensor]) -> str:
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def key_digest(key: dict[str, Any], length: int = 16) -> str:
+    """Hex SHA-256 of ``key`` as sorted JSON (a cache file's name)."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:length]
+
+
+def load_keyed_npz(path: str | Path, key: dict[str, Any], names: Iterable[str]) -> dict[str, Any] | None:
+    """The arrays ``names`` of a cache written by :func:`save_keyed_npz`, if it exists and was made from
+    exactly ``key``; None otherwise (missing, unreadable, or made from something else: never trusted)."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if json.loads(str(z["key"])) != json.loads(json.dumps(key, sort_keys=True)):
+                return None
+            return {k: z[k] for k in names}  # each read from the file into a new array
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def save_keyed_npz(path: str | Path, key: dict[str, Any], arrays: dict[str, Any]) -> bool:
+    """Write ``arrays`` and the ``key`` they were made from, atomically; False if the cache cannot be written
+    (a read-only home: the caller works without a cache)."""
+    import numpy as np
+
+    try:
+        atomic_write(path, lambda f: np.savez(f, key=np.array(json.dumps(key, sort_keys=True)), **arrays), mode="wb")
+    except OSError:
+        return False
+    return True

@@ -14,12 +14,9 @@ is rebuilt, never used. Random starts are seeded per (seed, attack, batch).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .attacks import create_attack
@@ -27,7 +24,7 @@ from .attacks.base import derive_seed
 from .data import to_float
 from .data.image_folder import cache_dir
 from .errors import CleadError
-from .io import atomic_write, digest_tensors, sha256_file
+from .io import digest_tensors, key_digest, load_keyed_npz, save_keyed_npz, sha256_file
 
 log = logging.getLogger("clead")
 FORMAT = 1
@@ -88,14 +85,11 @@ def fixed_views(cfg, x: torch.Tensor, y: torch.Tensor, meta: dict, device: torch
         raise CleadError(f"--views-from {source}: its model was trained on data of another shape or class count")
     attacks = attack_names(cfg.views_attacks)
     key = views_key(source, attacks, cfg.eps, cfg.norm, cfg.seed, x, y)
-    path = cache_dir() / f"views-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]}.npz"
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if json.loads(str(z["key"])) == key:
-                    return [torch.from_numpy(z[f"view{k}"].copy()) for k in range(len(attacks))]
-        except (OSError, ValueError, KeyError):
-            pass
+    path = cache_dir() / f"views-{key_digest(key, 20)}.npz"
+    names = [f"view{k}" for k in range(len(attacks))]
+    cached = load_keyed_npz(path, key, names)
+    if cached is not None:
+        return [torch.from_numpy(cached[k]) for k in names]
     log.info(
         "views: attacking %s with %s on %d training images (once; cached in %s)",
         source,
@@ -105,9 +99,6 @@ def fixed_views(cfg, x: torch.Tensor, y: torch.Tensor, meta: dict, device: torch
     )
     model = runmod.load_model(source, "best").to(device)
     views = make_views(model, x, y, attacks, cfg.eps, cfg.norm, cfg.seed, device)
-    arrays = {f"view{k}": v.numpy() for k, v in enumerate(views)}
-    try:
-        atomic_write(path, lambda f: np.savez(f, key=np.array(json.dumps(key, sort_keys=True)), **arrays), mode="wb")
-    except OSError:
+    if not save_keyed_npz(path, key, {k: v.numpy() for k, v in zip(names, views)}):
         log.warning("views: cannot write the cache %s; the views are made again next time", path)
     return views

@@ -104,9 +104,12 @@ def _ci(p: float | None, n: int | None) -> str:
 
 
 def _evals(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """A run's evaluations (``eval.json``, ``eval-TAG.json``); the threat matrix has its own format and table."""
+    """A run's evaluations (``eval.json``, ``eval-TAG.json``); threat matrices (``eval-threats[-TAG].json``)
+    have their own format and table."""
     return {
-        p.stem: json.loads(p.read_text()) for p in sorted(run_dir.glob("eval*.json")) if p.name != "eval-threats.json"
+        p.stem: json.loads(p.read_text())
+        for p in sorted(run_dir.glob("eval*.json"))
+        if p.stem != "eval-threats" and not p.stem.startswith("eval-threats-")
     }
 
 
@@ -326,11 +329,12 @@ def write_suite_report(run_dirs: Sequence[str | Path], out_dir: str | Path, titl
         for r in rows
         if (r["dir"] / "adv_examples.png").is_file()
     ]
-    from .threats import threat_table
+    from .threats import matrix_tags, threat_table
 
     checks = check_matrix(rows)
     against = against_best_baseline(rows)
-    threats = threat_table([r["dir"] for r in rows])
+    dirs = [r["dir"] for r in rows]
+    threats = "\n".join(threat_table(dirs, t) for t in matrix_tags(dirs))
     threats_md = "\n## Threat matrix\n\n" + threats if threats else ""
     md_full = (
         md

@@ -35,6 +35,12 @@ MNIST_UNION = {"linf": 0.3, "l2": 2.0, "l1": 10.0}
 CIFAR_UNION = {"l2": 0.5, "l1": 12.0}
 
 
+def matrix_tag(tag: str | None = "") -> str:
+    """The evaluation tag of a threat matrix: ``threats`` (``eval-threats.json``, ``per_sample-threats.csv``),
+    or ``threats-TAG`` for one made with ``clead eval --threats --tag TAG`` (a second matrix beside the first)."""
+    return f"threats-{tag}" if tag else "threats"
+
+
 def default_eps(threat: str, linf_eps: float, image_shape: Sequence[int]) -> float:
     """The radius of ``threat`` for a run trained at Linf ``linf_eps`` on images of ``image_shape`` (C, H, W)."""
     if threat == "linf":
@@ -80,8 +86,10 @@ def evaluate_threats(
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
+    tag: str | None = "",
 ) -> dict[str, Any]:
-    """Evaluate a run under each threat; writes ``RUN/eval-threats.json`` and returns it."""
+    """Evaluate a run under each threat; writes ``RUN/eval-threats.json`` (with ``tag``:
+    ``eval-threats-TAG.json``, leaving the untagged matrix as it is) and returns it."""
     from . import run as runmod
     from .attacks import PGD
     from .data import load_dataset, to_float
@@ -151,7 +159,7 @@ def evaluate_threats(
             progress=progress,
             checks=False,
             num_classes=data.num_classes,
-            state_path=run_dir / f"eval_state-threat-{threat}.pt",
+            state_path=run_dir / f"eval_state-{matrix_tag(tag)}-{threat}.pt",
         )
         per_sample[threat], clean_ok = res["per_sample"]["robust"], res["per_sample"]["correct"]
         rows.append(
@@ -166,8 +174,10 @@ def evaluate_threats(
             }
         )
     out = {"run": run_dir.name, "method": cfg.method, "preset": preset, "seed": seed, "threats": rows}
-    write_per_sample(run_dir / "per_sample-threats.csv", y, clean_ok, per_sample)
-    write_json(run_dir / "eval-threats.json", out)
+    if tag:
+        out["tag"] = tag
+    write_per_sample(run_dir / f"per_sample-{matrix_tag(tag)}.csv", y, clean_ok, per_sample)
+    write_json(run_dir / f"eval-{matrix_tag(tag)}.json", out)
     return out
 
 
@@ -184,13 +194,14 @@ def write_per_sample(path: Path, labels: torch.Tensor, clean: torch.Tensor, robu
     write_text(path, "\n".join(rows) + "\n")
 
 
-def threat_table(run_dirs: Sequence[str | Path]) -> str:
-    """Runs x threats: robust accuracy in % (with the eps in the header); empty if no run has a threat matrix."""
+def threat_table(run_dirs: Sequence[str | Path], tag: str | None = "") -> str:
+    """Runs x threats: robust accuracy in % (with the eps in the header); empty if no run has a threat matrix
+    (with ``tag``: the matrices made with that tag)."""
     import json
 
     found = {}
     for d in map(Path, run_dirs):
-        p = d / "eval-threats.json"
+        p = d / f"eval-{matrix_tag(tag)}.json"
         if p.is_file():
             found[str(d)] = {r["threat"]: r for r in json.loads(p.read_text())["threats"]}
     if not found:
@@ -209,5 +220,13 @@ def threat_table(run_dirs: Sequence[str | Path]) -> str:
     n = {r["n"] for rows in found.values() for r in rows.values()}
     return (
         "\n".join(lines)
-        + f"\n\nThreat matrix: robust accuracy under each threat model, n = {', '.join(map(str, sorted(n)))}.\n"
+        + f"\n\nThreat matrix{' ' + repr(tag) if tag else ''}: robust accuracy under each threat model, n = {', '.join(map(str, sorted(n)))}.\n"
     )
+
+
+def matrix_tags(run_dirs: Sequence[str | Path]) -> list[str]:
+    """The tags of the threat matrices the runs hold (``""`` for the untagged one), untagged first."""
+    tags = {
+        p.stem[len("eval-threats") :].lstrip("-") for d in map(Path, run_dirs) for p in d.glob("eval-threats*.json")
+    }
+    return sorted(tags, key=lambda t: (t != "", t))

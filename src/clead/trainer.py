@@ -25,6 +25,7 @@ from . import awp, distributed, offline_views, precision
 from . import run as runmod
 from .attacks import PGD
 from .attacks.autoattack import AutoAttackPreset
+from .checks import attack_counts
 from .config import TrainConfig
 from .data import load_dataset, split, to_float
 from .data.augment import random_crop_flip
@@ -82,17 +83,9 @@ def validate(
         attack = AutoAttackPreset(cfg.eps, cfg.norm, "apgd-ce", seed=cfg.seed, batch_size=batch_size)
     else:
         attack = PGD(cfg.eps, steps=cfg.val_attack_steps, norm=cfg.norm)
-    xs, ys = dist.shard(x), dist.shard(y)
-    clean = robust = 0.0
     with eval_mode(model):
-        for i in range(0, len(ys), batch_size):
-            xb, yb = to_float(xs[i : i + batch_size]).to(device), ys[i : i + batch_size].to(device)
-            with torch.no_grad():
-                clean += float((model(xb).argmax(1) == yb).sum())
-            x_adv = attack(model, xb, yb)
-            with torch.no_grad():
-                robust += float((model(x_adv).argmax(1) == yb).sum())
-    return dist.sum(clean) / len(y), dist.sum(robust) / len(y)
+        clean, robust = attack_counts(model, attack, dist.shard(x), dist.shard(y), batch_size, None, device)
+    return dist.sum(float(clean)) / len(y), dist.sum(float(robust)) / len(y)
 
 
 def train(

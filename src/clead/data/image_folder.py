@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import CleadError
-from ..io import atomic_write
+from ..io import key_digest, load_keyed_npz, save_keyed_npz
 from .base import DATASETS, ImageData
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -206,6 +206,9 @@ def _build(src: _Source, image_size: int | None, classes: list[str]) -> dict[str
     return out
 
 
+CACHED = ("train_x", "train_y", "test_x", "test_y", "classes", "mean", "std")  # the arrays of a folder's cache
+
+
 @DATASETS.register("folder")
 def load_folder(data_dir: str | None = None, image_size: int | None = None, **_: object) -> ImageData:
     if not data_dir:
@@ -215,20 +218,15 @@ def load_folder(data_dir: str | None = None, image_size: int | None = None, **_:
         raise CleadError(f"--data-dir {root} does not exist")
     src = _Source(root)
     key = src.key(image_size)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     stem = "folder-" + hashlib.sha256(str(key["source"]).encode()).hexdigest()[:12]
-    path = cache_dir() / f"{stem}-{digest}.npz"
-    arrays = _load_cache(path, key)
+    path = cache_dir() / f"{stem}-{key_digest(key)}.npz"
+    arrays = load_keyed_npz(path, key, CACHED)
     if arrays is None:
         arrays = _decode_source(src, image_size)
-        arrays["key"] = np.array(json.dumps(key, sort_keys=True))
-        try:
-            atomic_write(path, lambda f: np.savez(f, **arrays), mode="wb")
+        if save_keyed_npz(path, key, arrays):
             for old in path.parent.glob(f"{stem}-*.npz"):
                 if old != path:
                     old.unlink(missing_ok=True)
-        except OSError:  # a read-only home: work without a cache
-            pass
     t = {k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in ("train_x", "train_y", "test_x", "test_y")}
     return ImageData(
         name="folder",
@@ -256,16 +254,3 @@ def _decode_source(src: _Source, image_size: int | None) -> dict[str, "np.ndarra
     arrays = _build(src, image_size, classes)
     mean, std = channel_stats(torch.from_numpy(arrays["train_x"]))
     return {**arrays, "classes": np.array(classes), "mean": np.array(mean), "std": np.array(std)}
-
-
-def _load_cache(path: Path, key: dict[str, object]) -> dict[str, "np.ndarray"] | None:
-    """The cached arrays if the file exists and was made from exactly ``key``; otherwise None."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if json.loads(str(z["key"])) != json.loads(json.dumps(key, sort_keys=True)):
-                return None
-            return {k: z[k] for k in ("train_x", "train_y", "test_x", "test_y", "classes", "mean", "std")}
-    except (OSError, ValueError, KeyError):
-        return None
