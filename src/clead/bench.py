@@ -270,6 +270,40 @@ SUITES.register("fmnist-paper-protocol")(
     )
 )
 
+# C-LEAD's best recipes at the fmnist-full-0.1 budget: the two settings that led the short-budget ablation and
+# C-LEAD with AWP, compared (paired, same 1,000 test images) with that suite's PGD-AT, which is reused.
+SUITES.register("fmnist-full-recipes")(
+    Suite(
+        name="fmnist-full-recipes",
+        title="C-LEAD recipes at full budget, Fashion-MNIST, Linf eps = 0.1",
+        description=(
+            "C-LEAD at the fmnist-full-0.1 budget (all 50,000 training images, 20 epochs, PGD-10) with: the "
+            "two-stage protocol (instance mode, views from PGD, FGSM and CW, started from fmnist-full-0.1's "
+            "standard model), mixed views (PGD, FGSM and CW), and AWP (gamma 0.01); AutoAttack, PGD-50x3 and CW "
+            "on the first 1,000 test images, FGSM and PGD-20 on all 10,000; compare with "
+            "results/fmnist-full-0.1/pgd-at"
+        ),
+        base={
+            **FMNIST,
+            "eps": 0.1,
+            "epochs": 20,
+            "train_size": None,
+            "attack_steps": 10,
+            "val_n": 1000,
+            "method": "clead",
+        },
+        runs={
+            "two-stage": {
+                "init": "results/fmnist-full-0.1/standard",
+                "method_args": {"mode": "instance", "view_attacks": "pgd,fgsm,cw"},
+            },
+            "mixed-views": {"method_args": {"view_attacks": "pgd,fgsm,cw"}},
+            "clead-awp": {"awp_gamma": 0.01},
+        },
+        evals=MAIN_EVALS,
+    )
+)
+
 # C-LEAD's inner-attack anchors (training-mode or eval-mode clean embeddings), on the fmnist-linf-0.1 budget with
 # small-cnn (dropout) and on a batch-norm network at a budget this CPU allows
 _SMALL = {**FMNIST, **FP32, "eps": 0.1, "epochs": 3, "train_size": 20000, "method": "clead"}
