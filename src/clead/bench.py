@@ -68,8 +68,8 @@ class Suite:
     def config(self, run: str, out: Path | None = None) -> cfgmod.TrainConfig:
         """The run's config; an ``init`` naming another run of the suite becomes that run's directory in ``out``."""
         d = cfgmod.merge(self.base, self.seed_overrides(run))
-        if d.get("init") in self.runs:
-            d["init"] = str(Path(out or Path("results") / self.name) / d["init"])
+        if d.get("init"):
+            d["init"] = str(self.run_dir(d["init"], Path(out or Path("results") / self.name)))
         return cfgmod.from_dict(d, source=f"suite {self.name}/{run}")
 
     def seed_overrides(self, run: str) -> dict[str, Any]:
@@ -217,6 +217,9 @@ SUITES.register("fmnist-amp")(
 )
 
 
+# the fmnist-full-0.1 budget, for the suites that reuse its runs
+FULL_01 = {**FMNIST, "eps": 0.1, "epochs": 20, "train_size": None, "attack_steps": 10, "val_n": 1000}
+
 # The C-LEAD authors' public protocol at the fmnist-full-0.1 budget: views made once from that suite's standard
 # model (FGSM and CW-Linf here; their code: FGSM and L2-CW with c = 1), a contrastive stage on them alone (their
 # SimCLRLoss: mode pairs, no cross-entropy), then a linear probe on the frozen features (their SGD 0.1, momentum
@@ -233,7 +236,7 @@ SUITES.register("fmnist-paper-protocol")(
             "10,000; then the authors' evaluation (threat matrix 'paper': PGD-3 made on standard-transfer) on "
             "the same 1,000 images for the probe and for fmnist-full-0.1's clead, pgd-at and standard"
         ),
-        base={**FMNIST, "eps": 0.1, "epochs": 20, "train_size": None, "attack_steps": 10, "val_n": 1000},
+        base=FULL_01,
         runs={
             "standard-transfer": {"method": "standard", "seed": 1},
             "contrastive": {
@@ -283,15 +286,7 @@ SUITES.register("fmnist-full-recipes")(
             "on the first 1,000 test images, FGSM and PGD-20 on all 10,000; compare with "
             "results/fmnist-full-0.1/pgd-at"
         ),
-        base={
-            **FMNIST,
-            "eps": 0.1,
-            "epochs": 20,
-            "train_size": None,
-            "attack_steps": 10,
-            "val_n": 1000,
-            "method": "clead",
-        },
+        base={**FULL_01, "method": "clead"},
         runs={
             "two-stage": {
                 "init": "results/fmnist-full-0.1/standard",
