@@ -179,6 +179,9 @@ def test_dry_run_says_what_resumes_and_who_gets_seeds(tiny_suite, tmp_path):
     tiny_suite.seeds, tiny_suite.seed_margin = (1, 2), 0.02
     (out / "clead").mkdir(parents=True)
     (out / "clead" / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    (out / "clead" / "last.pt").write_bytes(b"state")
+    (out / "standard").mkdir()  # epochs logged, but no last.pt: training starts again
+    (out / "standard" / "metrics.jsonl").write_text('{"epoch": 1}\n')
     from clead.evaluate import STATE_FORMAT
     from clead.io import save_torch, sha256_file
 
@@ -187,7 +190,8 @@ def test_dry_run_says_what_resumes_and_who_gets_seeds(tiny_suite, tmp_path):
     save_torch(out / "clead" / "eval_state-full.pt", {"key": key})
     (out / "clead" / "eval_state.pt").write_bytes(b"")  # unreadable: not resumed
     steps = bench.run_suite("tiny", out, dry_run=True, progress=False)
-    assert "train clead (resumes after epoch 2 of 3)" in steps and "train standard" in steps
+    assert "train clead (resumes after epoch 2 of 3)" in steps
+    assert "train standard (starts afresh: 1 epoch(s) logged but no last.pt to resume from)" in steps
     assert "eval clead full (resumes)" in steps and "eval clead main (its saved state is stale: starts afresh)" in steps
     assert (
         steps[-1] == "then seeds 1, 2 of clead and every baseline within 2 points of it (or ahead) by seed-0 AutoAttack"

@@ -582,9 +582,17 @@ def _bring_up(
         if not time_left():
             return False
         done = len(runmod.read_metrics(d)) if (d / "metrics.jsonl").is_file() else 0
-        steps.append(f"train {run}" + (f" (resumes after epoch {done} of {cfg.epochs})" if dry_run and done else ""))
+        resume = (d / "last.pt").is_file()
+        note = ""
+        if dry_run and done:
+            # only last.pt resumes a run: epochs logged without it are trained again from the start
+            note = (
+                f" (resumes after epoch {done} of {cfg.epochs})"
+                if resume
+                else f" (starts afresh: {done} epoch(s) logged but no last.pt to resume from)"
+            )
+        steps.append(f"train {run}{note}")
         if not dry_run:
-            resume = (d / "last.pt").is_file()
             log.info("bench %s: training %s%s", suite.name, run, " (resuming)" if resume else "")
             train(cfg, d, resume=resume, overwrite=not resume and d.exists(), progress=progress)
     for spec in evals:

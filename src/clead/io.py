@@ -13,12 +13,20 @@ import torch
 import yaml
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w") -> None:
-    """Call ``write(fileobj)`` on a temporary file and rename it to ``path`` when it succeeds."""
+    """Call ``write(fileobj)`` on a temporary file and rename it to ``path`` when it succeeds. The file gets the
+    permissions a plain ``open(path, "w")`` would give (mkstemp's are owner-only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
