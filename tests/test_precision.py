@@ -22,6 +22,16 @@ def test_auto_resolves_to_bf16_only_where_the_cpu_has_bf16_units(monkeypatch, na
     assert precision.resolve_amp("bf16", CPU) == "bf16"
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_explicit_bf16_warns_only_where_the_cpu_emulates_it(monkeypatch, caplog, native):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    assert precision.resolve_amp("bf16", CPU) == "bf16"
+    assert ("bf16 is emulated" in caplog.text) is not native
+    caplog.clear()
+    precision.resolve_amp("auto", CPU)
+    assert "emulated" not in caplog.text
+
+
 def test_auto_on_cuda_follows_bf16_support(monkeypatch):
     for supported, expected in ((True, "bf16"), (False, "none")):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda s=supported: s)

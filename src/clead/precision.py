@@ -5,7 +5,10 @@
 * ``auto`` resolves at the start of training to ``bf16`` where the device computes bf16 natively (CUDA
   with bf16 support; a CPU with AMX or AVX512-BF16 units, read from the CPU flags) and to ``none``
   elsewhere. The resolved value is what ``config.yaml`` and ``metrics.jsonl`` record.
-* ``bf16``: autocast to bfloat16 (no loss scaling needed: bf16 has fp32's exponent range).
+* ``bf16``: autocast to bfloat16 (no loss scaling needed: bf16 has fp32's exponent range). Kept on a CPU
+  without bf16 units, with a warning: there it is emulated and several times slower than fp32. A run resumed
+  with ``clead train --resume`` takes ``config.yaml``'s resolved precision, so a run started in bf16 on one CPU
+  needs ``--amp none`` to continue in fp32 on a CPU without them (``clead bench`` re-resolves ``auto``).
 * ``fp16``: autocast to float16 with gradient scaling; CUDA only.
 * ``none``: fp32.
 
@@ -64,6 +67,13 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     if amp == "fp16" and device.type != "cuda":
         log.warning("--amp fp16 needs CUDA (gradient scaling); training on %s in fp32", device)
         return "none"
+    if amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        # kept (an explicit choice, or a run resumed from a machine that had bf16 units), but said: emulated
+        # bf16 ran about 9x slower than fp32 on an AMD EPYC without AVX512 (docs/speed.md)
+        log.warning(
+            "--amp bf16 on a CPU without AMX or AVX512-BF16: bf16 is emulated here, several times slower than "
+            "fp32; pass --amp none (or auto) to train in fp32, e.g. when resuming a run started on another CPU"
+        )
     return amp
 
 
