@@ -562,6 +562,22 @@ def default_jobs() -> int:
     return 1 if torch.cuda.is_available() else max(1, os.cpu_count() or 1)
 
 
+def _time_left(logged: list[dict], epochs: int) -> str:
+    """``; about H h at the S s/epoch logged (AMP)``: the estimate for ``epochs`` more epochs from the median
+    epoch time in a run's own metrics.jsonl (measured on whatever machine trained it, which it names by its
+    precision), or nothing when no epoch logged its time."""
+    import statistics
+
+    secs = [m["seconds"] for m in logged if isinstance(m.get("seconds"), (int, float))]
+    if not secs or epochs <= 0:
+        return ""
+    per = statistics.median(secs)
+    amps = sorted({str(m.get("amp")) for m in logged if m.get("amp")})
+    return f"; about {epochs * per / 3600:.1f} h at the {per:.0f} s/epoch logged" + (
+        f" ({', '.join(amps)})" if amps else ""
+    )
+
+
 def _bring_up(
     suite: Suite, out: Path, run: str, deadline: float | None, progress: bool, dry_run: bool, steps: list[str]
 ) -> bool:
@@ -581,15 +597,17 @@ def _bring_up(
     if training:
         if not time_left():
             return False
-        done = len(runmod.read_metrics(d)) if (d / "metrics.jsonl").is_file() else 0
+        logged = runmod.read_metrics(d)
+        done = len(logged)
         resume = (d / "last.pt").is_file()
         note = ""
         if dry_run and done:
             # only last.pt resumes a run: epochs logged without it are trained again from the start
             note = (
-                f" (resumes after epoch {done} of {cfg.epochs})"
+                f" (resumes after epoch {done} of {cfg.epochs}{_time_left(logged, cfg.epochs - done)})"
                 if resume
-                else f" (starts afresh: {done} epoch(s) logged but no last.pt to resume from)"
+                else f" (starts afresh: {done} epoch(s) logged but no last.pt to resume from"
+                f"{_time_left(logged, cfg.epochs)})"
             )
         steps.append(f"train {run}{note}")
         if not dry_run:
