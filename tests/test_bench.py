@@ -356,3 +356,24 @@ def test_tagged_threat_matrices_come_last_and_cover_runs_of_other_suites(tiny_su
     assert bench.run_suite("tiny", out, progress=False) == []  # made once
     md = (out / "report.md").read_text()
     assert "transfer-pgd3 (PGD-3)" in md and f"| {other} |" in md and "| clead | clead |" in md
+
+
+def test_report_shows_the_reused_runs_and_compares_the_named_pairs(tiny_suite, tmp_path, monkeypatch):
+    """A suite that compares its runs with a run of another suite: the report holds that run and gets the pairs
+    by directory name (fails if report_with or pairs are not passed on)."""
+    import clead.report
+
+    out, other = tmp_path / "t", tmp_path / "other" / "pgd-at"
+    for d in (out / "standard", out / "clead", other):
+        d.mkdir(parents=True)
+        (d / "metrics.jsonl").write_text('{"epoch": 1}\n')
+        (d / "best.pt").write_bytes(b"weights")
+        (d / "eval.json").write_text(json.dumps({"per_attack": {"fgsm": 0.5, "pgd20": 0.4}, "n": 24}))
+        (d / "eval-full.json").write_text(json.dumps({"per_attack": {"fgsm": 0.5}, "n": 100}))
+    tiny_suite.report_with = (str(other),)
+    tiny_suite.pairs = (("clead", str(other)), ("standard", "clead"))
+    got = {}
+    monkeypatch.setattr(clead.report, "write_suite_report", lambda dirs, o, t, pairs: got.update(d=dirs, p=pairs))
+    assert bench.run_suite("tiny", out, progress=False) == []
+    assert sorted(map(str, got["d"])) == sorted(map(str, (out / "clead", out / "standard", other)))
+    assert got["p"] == [("clead", "pgd-at"), ("standard", "clead")]

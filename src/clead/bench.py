@@ -60,6 +60,11 @@ class Suite:
     no_eval: tuple[str, ...] = ()  # runs that are trained only (a stage whose classifier is not the model)
     title: str = ""
     threat_evals: tuple[ThreatSpec, ...] = ()  # tagged threat matrices, after everything else
+    # runs of other suites (paths) the report shows beside the suite's own, e.g. a reused baseline
+    report_with: tuple[str, ...] = ()
+    # the report's verdict and paired tables: (A, B) run names or paths, each A against B; default: C-LEAD
+    # against the most robust baseline
+    pairs: tuple[tuple[str, str], ...] | None = None
 
     def run_dir(self, run: str, out: Path) -> Path:
         """A run of the suite (in ``out``), or a run directory named by path (one of another suite)."""
@@ -270,6 +275,11 @@ SUITES.register("fmnist-paper-protocol")(
                 transfer_from="standard-transfer",
             ),
         ),
+        # the question the suite asks: clead's C-LEAD against the authors' protocol (and against PGD-AT)
+        pairs=(
+            ("results/fmnist-full-0.1/clead", "probe"),
+            ("results/fmnist-full-0.1/clead", "results/fmnist-full-0.1/pgd-at"),
+        ),
     )
 )
 
@@ -296,6 +306,8 @@ SUITES.register("fmnist-full-recipes")(
             "clead-awp": {"awp_gamma": 0.01},
         },
         evals=MAIN_EVALS,
+        report_with=("results/fmnist-full-0.1/pgd-at",),
+        pairs=tuple((r, "results/fmnist-full-0.1/pgd-at") for r in ("two-stage", "mixed-views", "clead-awp")),
     )
 )
 
@@ -538,11 +550,14 @@ def run_suite(
         # the runs of other suites that the threat matrices compare with
         done += [
             suite.run_dir(r, out)
-            for r in dict.fromkeys(r for spec in suite.threat_evals for r in spec.runs)
+            for r in dict.fromkeys([*(r for spec in suite.threat_evals for r in spec.runs), *suite.report_with])
             if r not in suite.runs and (suite.run_dir(r, out) / "eval.json").is_file()
         ]
+        pairs = None
+        if suite.pairs is not None:  # the report names runs by their directory's name
+            pairs = [tuple(suite.run_dir(r, out).name for r in pair) for pair in suite.pairs]
         if done:
-            write_suite_report(done, out, suite.title or name)
+            write_suite_report(done, out, suite.title or name, pairs)
             log.info(
                 "bench %s: report in %s/report.md and report.html%s",
                 name,

@@ -224,7 +224,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         write_text(args.out, "# clead report\n\n" + table)
         log.info("wrote %s", args.out)
     if args.full:
-        md, html = write_suite_report(runs, args.full, args.title)
+        names = {Path(r).name for r in runs}
+        unknown = [n for pair in args.pair or [] for n in pair if n not in names]
+        if unknown:
+            raise CleadError(f"--pair names {', '.join(unknown)}, not among the runs ({', '.join(sorted(names))})")
+        md, html = write_suite_report(runs, args.full, args.title, args.pair)
         log.info("wrote %s and %s", md, html)
     return 0
 
@@ -430,6 +434,15 @@ def build_parser() -> argparse.ArgumentParser:
         "checks, training curves, eps sweeps, adversarial examples",
     )
     r.add_argument("--title", default="clead report", help="title of the --full report")
+    r.add_argument(
+        "--pair",
+        nargs=2,
+        action="append",
+        metavar=("A", "B"),
+        default=None,
+        help="in the --full report, the verdict and paired table of run A against run B (names of the run "
+        "directories; repeatable) instead of C-LEAD against the most robust baseline",
+    )
     r.set_defaults(func=cmd_report)
 
     c = sub.add_parser(

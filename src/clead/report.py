@@ -304,8 +304,14 @@ def plot_curves(path: Path, rows: list[dict[str, Any]]) -> None:
     _save_fig(fig, path)
 
 
-def write_suite_report(run_dirs: Sequence[str | Path], out_dir: str | Path, title: str) -> tuple[Path, Path]:
-    """``report.md`` and a self-contained ``report.html`` (plots embedded) for a set of runs."""
+def write_suite_report(
+    run_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    title: str,
+    pairs: Sequence[tuple[str, str]] | None = None,
+) -> tuple[Path, Path]:
+    """``report.md`` and a self-contained ``report.html`` (plots embedded) for a set of runs; ``pairs`` (run
+    names A, B) replace the default comparison of C-LEAD with the best baseline (`verdict`)."""
     import base64
     import html
 
@@ -315,7 +321,7 @@ def write_suite_report(run_dirs: Sequence[str | Path], out_dir: str | Path, titl
     out_dir = Path(out_dir)
     rows = suite_rows(run_dirs)
     tables = suite_markdown(rows, title)
-    said = verdict(rows)
+    said = verdict(rows, pairs)
     head, rest = tables.split("\n", 1)
     md = f"{head}\n\n{said}{rest}" if said else tables  # the answer above the tables
     plot_curves(out_dir / "curves.png", rows)
@@ -332,7 +338,7 @@ def write_suite_report(run_dirs: Sequence[str | Path], out_dir: str | Path, titl
     from .threats import matrix_tags, threat_table
 
     checks = check_matrix(rows)
-    against = against_best_baseline(rows)
+    against = against_best_baseline(rows, pairs)
     dirs = [r["dir"] for r in rows]
     threats = "\n".join(threat_table(dirs, t) for t in matrix_tags(dirs))
     threats_md = "\n## Threat matrix\n\n" + threats if threats else ""
@@ -347,10 +353,11 @@ def write_suite_report(run_dirs: Sequence[str | Path], out_dir: str | Path, titl
     write_text(out_dir / "report.md", md_full)
     body = [f"<h1>{html.escape(title)}</h1>"]
     if said:
-        body.append("<p><b>" + html.escape(said.strip().replace("**", "")) + "</b></p>")
+        body += ["<p><b>" + html.escape(line.replace("**", "")) + "</b></p>" for line in said.strip().splitlines()]
     body.append(_md_table_html(tables))
     if against:
-        body += ["<h2>Against the best baseline</h2>", _md_table_html(against)]
+        body += [f"<h2>{'Against the best baseline' if pairs is None else 'Paired comparisons'}</h2>"]
+        body.append(_md_table_html(against))
     if threats:
         body += ["<h2>Threat matrix</h2>", _md_table_html(threats)]
     body += ["<h2>Sanity checks</h2>", _md_table_html(checks)]
@@ -415,16 +422,24 @@ def _clead_and_best(rows: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, 
     return clead, (max(baselines, key=lambda r: r["worst"][0]) if baselines else None)
 
 
-def verdict(rows: list[dict[str, Any]]) -> str:
-    """One sentence: C-LEAD against the best baseline on the main evaluation (difference, interval, p, from
-    `clead compare`; over seeds too where both have seed siblings); empty without such a pair."""
+def _pairs(rows: list[dict[str, Any]], pairs: Sequence[tuple[str, str]] | None) -> list[tuple[dict, dict]]:
+    """The (A, B) rows a report compares: the named pairs (run names, as in the table) whose runs it holds, or
+    C-LEAD (seed 0) against the seed-0 baseline with the highest worst-case robust accuracy."""
+    if pairs is None:
+        clead, best = _clead_and_best(rows)
+        return [] if clead is None or best is None else [(clead, best)]
+    by_name = {r["run"]: r for r in rows}
+    # a pair whose runs are not in the report yet (a partial suite report) is left out
+    return [(by_name[a], by_name[b]) for a, b in pairs if a in by_name and b in by_name]
+
+
+def _pair_sentence(a: dict[str, Any], b: dict[str, Any], default: bool) -> str:
+    """One sentence: A against B on the main evaluation (difference, interval, p, from `clead compare`; over
+    seeds too where both have seed siblings); empty when the two are not comparable."""
     from .compare import compare
 
-    clead, best = _clead_and_best(rows)
-    if clead is None or best is None:
-        return ""
     try:
-        (res,) = compare([clead["dir"], best["dir"]])
+        (res,) = compare([a["dir"], b["dir"]])
     except CleadError:
         return ""
 
@@ -440,37 +455,48 @@ def verdict(rows: list[dict[str, Any]]) -> str:
     rob = res["seeds"]["robust"] if "seeds" in res else res["robust"]
     lo, hi = rob["ci"] if rob.get("ci") else (0.0, 0.0)
     word = "more robust than" if lo > 0 else "less robust than" if hi < 0 else "level in robustness with"
+    who = "C-LEAD" if default else f"{a['run']} ({a['method']})"
+    whom = f"{b['method']} ({b['run']}), the best baseline" if default else f"{b['run']} ({b['method']})"
     return (
-        f"**Verdict: C-LEAD is {word} {best['method']} ({best['run']}), the best baseline: "
-        f"{said('robust', 'robust')}; {said('clean', 'clean')}.** (C-LEAD minus {best['run']}, worst case "
-        f"of the main evaluation.)\n"
+        f"**Verdict: {who} is {word} {whom}: {said('robust', 'robust')}; {said('clean', 'clean')}.** "
+        f"({'C-LEAD' if default else a['run']} minus {b['run']}, worst case of the main evaluation.)\n"
     )
 
 
-def against_best_baseline(rows: list[dict[str, Any]]) -> str:
-    """`clead compare` of C-LEAD (seed 0) against the baseline with the highest worst-case robust accuracy,
-    on the main evaluation and, where both have it, on the full test set; empty if there is no such pair."""
+def verdict(rows: list[dict[str, Any]], pairs: Sequence[tuple[str, str]] | None = None) -> str:
+    """The report's answer, one sentence per pair: by default C-LEAD against the best baseline; with
+    ``pairs``, each named run A against run B (a suite's own comparison, e.g. each recipe against a reused
+    PGD-AT). Empty without a comparable pair."""
+    return "\n".join(filter(None, (_pair_sentence(a, b, pairs is None) for a, b in _pairs(rows, pairs))))
+
+
+def against_best_baseline(rows: list[dict[str, Any]], pairs: Sequence[tuple[str, str]] | None = None) -> str:
+    """`clead compare` of each pair (default: C-LEAD, seed 0, against the baseline with the highest worst-case
+    robust accuracy) on the main evaluation and, where both have it, on the full test set; empty if no pair."""
     from .compare import compare, markdown
 
-    clead, best = _clead_and_best(rows)
-    if clead is None or best is None:
+    found = _pairs(rows, pairs)
+    if not found:
         return ""
-    lines = [
-        "",
-        "## Against the best baseline",
-        "",
-        f"C-LEAD ({clead['run']}) against {best['run']}, the baseline with the highest worst-case robust "
-        "accuracy, on the same test images (`clead compare`; A = C-LEAD, differences in points):",
-        "",
-    ]
-    for tag in ("", "full"):
-        sfx = f"-{tag}" if tag else ""
-        if not all((r["dir"] / f"per_sample{sfx}.csv").is_file() for r in (clead, best)):
-            continue
-        try:
-            lines += [f"Evaluation `eval{sfx}.json`:", "", markdown(compare([clead["dir"], best["dir"]], tag=tag))]
-        except CleadError as e:
-            lines += [f"Evaluation `eval{sfx}.json`: not comparable ({e})", ""]
+    lines = ["", "## Against the best baseline" if pairs is None else "## Paired comparisons", ""]
+    for a, b in found:
+        lines += [
+            (
+                f"C-LEAD ({a['run']}) against {b['run']}, the baseline with the highest worst-case robust "
+                "accuracy, on the same test images (`clead compare`; A = C-LEAD, differences in points):"
+            )
+            if pairs is None
+            else f"{a['run']} against {b['run']} on the same test images (`clead compare`; differences in points):",
+            "",
+        ]
+        for tag in ("", "full"):
+            sfx = f"-{tag}" if tag else ""
+            if not all((r["dir"] / f"per_sample{sfx}.csv").is_file() for r in (a, b)):
+                continue
+            try:
+                lines += [f"Evaluation `eval{sfx}.json`:", "", markdown(compare([a["dir"], b["dir"]], tag=tag))]
+            except CleadError as e:
+                lines += [f"Evaluation `eval{sfx}.json`: not comparable ({e})", ""]
     return "\n".join(lines) + "\n"
 
 
