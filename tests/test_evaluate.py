@@ -505,3 +505,24 @@ def test_a_paused_evaluation_of_best_is_not_resumed_on_last(idx_dir, tmp_path, m
     (run / "best.pt.new").replace(run / "best.pt")
     evaluate_run(run, checkpoint="best", **kw)
     assert "belongs to another evaluation" in caplog.text and "checkpoint_sha256" in caplog.text
+
+
+def test_progress_off_a_terminal_is_a_log_line_per_chunk_with_the_survivors_so_far(
+    trained_toy, toy_data, tmp_path, caplog
+):
+    """A background evaluation (no terminal: no bar) still says how far it is: the last chunk always logs,
+    with the share of attacked (clean-correct) images that survive, which equals robust / clean at the end."""
+    import logging
+
+    x, y = toy_data[0][:40], toy_data[1][:40]
+    kw = dict(attacks=["fgsm"], eps=0.2, batch_size=16, checks=False, state_path=tmp_path / "myrun" / "state.pt")
+    with caplog.at_level(logging.INFO, logger="clead"):
+        res = clead.evaluate(trained_toy, x, y, progress=True, **kw)
+    correct = round(res["clean_accuracy"] * 40)
+    chunks = -(-correct // 16)
+    survive = 100 * res["per_attack"]["fgsm"] * 40 / correct
+    assert f"myrun: fgsm chunk {chunks}/{chunks}: {survive:.1f}% of the attacked images survive so far" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="clead"):
+        clead.evaluate(trained_toy, x, y, progress=False, **kw)
+    assert "chunk" not in caplog.text

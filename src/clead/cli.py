@@ -414,7 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run the model with channels_last weights (fp32 either way; faster on CPU) [default: on]",
     )
-    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument(
+        "--quiet", action="store_true", help="no progress bar (nor, off a terminal, the per-chunk progress lines)"
+    )
     _add_procs(e, "the attack chunks are split across them; same numbers as one process")
     e.set_defaults(func=cmd_eval)
 

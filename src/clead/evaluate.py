@@ -75,10 +75,13 @@ def check_inputs(
         raise CleadError(f"labels range {int(y.min())}..{int(y.max())} but the model has {out.shape[1]} classes")
 
 
-def _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, state, save, progress, name, dist):
+def _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, state, save, progress, name, dist, label=""):
     """Run ``attack`` on the samples ``idx`` chunk by chunk, filling ``state`` and saving after each chunk.
-    Under torchrun each rank takes every ``world``-th chunk and the results are summed across ranks."""
+    Under torchrun each rank takes every ``world``-th chunk and the results are summed across ranks.
+    Progress: a bar on a terminal; elsewhere (a log file, a background job) a log line at most once a minute
+    and after the last chunk."""
     chunks = [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
+    last_line = time.monotonic()
     here = device_name(device)
     bar = tqdm(
         total=len(chunks),
@@ -119,9 +122,28 @@ def _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, state, sa
             state["chunks_done"] = c + 1
             save()
         bar.update(1)
+        if progress and bar.disable and dist.main and (time.monotonic() - last_line >= 60 or c == len(chunks) - 1):
+            last_line = time.monotonic()
+            _log_chunk(label, name, c + 1, len(chunks), state, idx[: (c + 1) * batch_size], dt)
     bar.close()
     if dist.enabled:
         _merge_across_ranks(state, len(chunks), dist)
+
+
+def _log_chunk(label: str, name: str, done: int, total: int, state: dict, attacked: torch.Tensor, dt: float) -> None:
+    """``RUN: ATTACK chunk i/n, x% of the clean-correct images so far survive, s/chunk, about m min left``."""
+    survive = state["ok"][attacked].float().mean().item() if len(attacked) else float("nan")
+    left = (total - done) * dt / 60
+    log.info(
+        "%s%s chunk %d/%d: %.1f%% of the attacked images survive so far; %.0f s/chunk%s",
+        f"{label}: " if label else "",
+        name,
+        done,
+        total,
+        100 * survive,
+        dt,
+        f", about {left:.0f} min left" if done < total else "",
+    )
 
 
 def _merge_across_ranks(state: dict[str, Any], n_chunks: int, dist) -> None:
@@ -244,7 +266,8 @@ def evaluate(
         for name, attack in tqdm(built.items(), desc="attacks", disable=True if quiet else None, leave=False):
             st = state["attacks"].setdefault(name, _new_state(n))
             chunk = attack.batch_size if isinstance(attack, AutoAttackPreset) else batch_size
-            _attack_chunks(model, attack, x, y, idx, chunk, seed, device, st, save, progress, name, dist)
+            label = Path(state_path).parent.name if state_path is not None else ""
+            _attack_chunks(model, attack, x, y, idx, chunk, seed, device, st, save, progress, name, dist, label)
         result = _summarise(built, state["attacks"], correct, pred_clean, x, y, eps, norm, seed)
         if any(isinstance(a, AutoAttackPreset) for a in built.values()):
             result["autoattack_chunk"] = key["autoattack_chunk"]
