@@ -238,6 +238,9 @@ def test_suite_table_says_where_each_run_trained_and_when_it_changed_machines():
     ]
     md = suite_markdown(rows, "t")
     assert "Trained on: a: GPU (epochs 1-2, 42 s/epoch), cpu (epoch 3, 250 s/epoch); b, c: cpu." in md
+    # the precision is part of where: the same CPU in bf16, then (resumed elsewhere) in fp32 is two spans
+    amp = [{**m(1, "cpu (X)", 10), "amp": "bf16"}, {**m(2, "cpu (X)", 30), "amp": "none"}]
+    assert trained_on(amp) == "cpu (X), bf16 (epoch 1, 10 s/epoch), cpu (X), fp32 (epoch 2, 30 s/epoch)"
     assert "Main evaluation on" not in md  # no evaluation records its machine
     rows[0]["main"] = {"devices": {"GPU": 720.0, "cpu": 2400.0}}
     rows[1]["main"] = {"devices": {"cpu": 30.0}}

@@ -181,7 +181,9 @@ def test_resumed_evaluation_equals_an_uninterrupted_one(trained_toy, toy_data, t
     for key in ("clean_accuracy", "robust_accuracy", "per_attack"):
         assert resumed[key] == full[key]
     # the record says where the attack time was spent, across the interruption
-    assert full["devices"].keys() == {"cpu"}
+    from clead.distributed import device_name
+
+    assert full["devices"].keys() == {device_name(torch.device("cpu"))}  # e.g. "cpu (AMD EPYC)"
     assert resumed["devices"].keys() == {"first machine", "second machine"}
     assert sum(resumed["devices"].values()) == pytest.approx(sum(resumed["seconds"].values()), abs=0.05)
     assert resumed["per_sample"]["broken_by"] == full["per_sample"]["broken_by"]

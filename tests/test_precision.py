@@ -51,8 +51,9 @@ def test_cpu_flags_are_read_from_cpuinfo(monkeypatch, tmp_path):
         ("fpu amx_tile amx_bf16", True),
         ("fpu sse avx2", False),
     ):
-        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nmodel name\t: AMD  EPYC {flags}\nflags\t\t: {flags}\n")
         precision.cpu_has_native_bf16.cache_clear()
+        precision.cpu_model.cache_clear()
         real_read = Path.read_text
         monkeypatch.setattr(
             Path,
@@ -62,8 +63,13 @@ def test_cpu_flags_are_read_from_cpuinfo(monkeypatch, tmp_path):
             ),
         )
         assert precision.cpu_has_native_bf16() is expected
+        assert precision.cpu_model() == f"AMD EPYC {flags}"  # spaces collapsed
+        from clead.distributed import device_name
+
+        assert device_name(torch.device("cpu")) == f"cpu (AMD EPYC {flags})"
         monkeypatch.undo()
     precision.cpu_has_native_bf16.cache_clear()
+    precision.cpu_model.cache_clear()
 
 
 def test_autocast_bf16_runs_the_network_in_bf16_on_cpu():

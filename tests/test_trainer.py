@@ -45,7 +45,11 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(idx_dir, tmp_path
     lines = [json.loads(s) for s in (part / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [1, 2, 3]
     assert {"loss", "ce_adv", "con", "val_clean", "val_pgd", "seconds"} <= set(lines[0])
-    assert {m["device"] for m in lines} == {"cpu"}  # where each epoch ran: a resumed run may change machines
+    from clead.distributed import device_name
+
+    assert {m["device"] for m in lines} == {
+        device_name(torch.device("cpu"))
+    }  # where each epoch ran: a resumed run may change machines
 
 
 def test_load_model_returns_the_classifier_in_eval_mode(idx_dir, tmp_path):

@@ -49,9 +49,16 @@ class Dist:
 
 
 def device_name(device: torch.device) -> str:
-    """What a record says it ran on: the GPU's name on CUDA (e.g. "NVIDIA H100 80GB HBM3"), else the type."""
+    """What a record says it ran on: the GPU's name on CUDA (e.g. "NVIDIA H100 80GB HBM3"), the CPU's model
+    on CPU (e.g. "cpu (AMD EPYC)"; plain "cpu" where unknown), else the type."""
+    from .precision import cpu_model
+
     device = torch.device(device)
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu" and cpu_model():
+        return f"cpu ({cpu_model()})"
+    return device.type
 
 
 def setup(device: torch.device) -> Dist:

@@ -41,15 +41,27 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU has bf16 matrix or vector units (AMX-BF16 or AVX512-BF16), per /proc/cpuinfo."""
+def _cpuinfo(field: str) -> str:
+    """The first ``field`` line of /proc/cpuinfo (e.g. ``flags``, ``model name``), or "" where unreadable."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith(field)), "")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has bf16 matrix or vector units (AMX-BF16 or AVX512-BF16), per /proc/cpuinfo."""
+    flags = _cpuinfo("flags").split()
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name (e.g. "AMD EPYC", "Intel(R) Xeon(R) Platinum 8488C"), or "" where unknown: the
+    machines this project runs on change CPU between sessions, and speed and precision depend on it."""
+    return " ".join(_cpuinfo("model name").split())
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -205,16 +205,18 @@ def seed_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def trained_on(metrics: list[dict[str, Any]]) -> str | None:
-    """Where a run's epochs ran, e.g. ``cpu`` or ``NVIDIA H100 (epochs 1-14, 43 s/epoch), cpu (epochs 15-20, ...)``
-    for a run resumed on another machine; None when its metrics predate the ``device`` field."""
-    spans: list[list[Any]] = []  # [device, first epoch, last epoch, seconds]
+    """Where a run's epochs ran and in which precision, e.g. ``cpu (AMD EPYC), fp32`` or ``NVIDIA H100, bf16
+    (epochs 1-14, 43 s/epoch), cpu, bf16 (epochs 15-20, ...)`` for a run resumed on another machine; None when
+    its metrics predate the ``device`` field."""
+    spans: list[list[Any]] = []  # [device and precision, first epoch, last epoch, seconds]
     for m in metrics:
         if "device" not in m:
             continue
-        if spans and spans[-1][0] == m["device"]:
+        where = m["device"] + (f", {'fp32' if m['amp'] == 'none' else m['amp']}" if m.get("amp") else "")
+        if spans and spans[-1][0] == where:
             spans[-1][2], spans[-1][3] = m["epoch"], spans[-1][3] + m.get("train_seconds", 0)
         else:
-            spans.append([m["device"], m["epoch"], m["epoch"], m.get("train_seconds", 0)])
+            spans.append([where, m["epoch"], m["epoch"], m.get("train_seconds", 0)])
     if len(spans) <= 1:
         return spans[0][0] if spans else None
     return ", ".join(
