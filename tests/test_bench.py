@@ -3,6 +3,7 @@ representation analysis, on tiny synthetic data."""
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -380,3 +381,25 @@ def test_report_shows_the_reused_runs_and_compares_the_named_pairs(tiny_suite, t
     assert bench.run_suite("tiny", out, progress=False) == []
     assert sorted(map(str, got["d"])) == sorted(map(str, (out / "clead", out / "standard", other)))
     assert got["p"] == [("clead", "pgd-at"), ("standard", "clead")]
+
+
+def test_seeds_go_to_every_run_within_the_margin_of_a_reference_run(tiny_suite, tmp_path, monkeypatch):
+    """Runs within seed_margin of an outside reference run (by seed-0 AutoAttack) or ahead of it get the
+    seeds; fails if the margin is ignored, taken the other way, or measured against C-LEAD instead."""
+    import clead.report
+
+    aa = {"ref": 0.50, "standard": 0.489, "clead": 0.491}
+    monkeypatch.setattr(
+        clead.report,
+        "suite_rows",
+        lambda dirs: [{"run": d.name, "cells": {"autoattack": (aa[d.name], 1000)}} for d in map(Path, dirs)],
+    )
+    tiny_suite.seeds, tiny_suite.seed_margin, tiny_suite.seed_reference = (1,), 0.01, str(tmp_path / "ref")
+    assert bench._clead_and_close_baselines(tiny_suite, tmp_path / "t") == ["clead"]
+    aa["standard"] = 0.6  # ahead of the reference
+    assert bench._clead_and_close_baselines(tiny_suite, tmp_path / "t") == ["standard", "clead"]
+    steps = bench.run_suite("tiny", tmp_path / "t", dry_run=True, progress=False)
+    assert (
+        steps[-1]
+        == f"then seeds 1 of every run within 1 point(s) of {tmp_path / 'ref'} (or ahead) by seed-0 AutoAttack"
+    )

@@ -56,6 +56,9 @@ class Suite:
     # with a margin: seeds for C-LEAD and every baseline whose AutoAttack accuracy at seed 0 is at most this far
     # below C-LEAD's (or above it), instead of the best baseline only
     seed_margin: float | None = None
+    # with a reference run (a path, e.g. a reused baseline): seeds for every run of the suite whose AutoAttack
+    # accuracy at seed 0 is at most seed_margin below the reference's (or above it)
+    seed_reference: str | None = None
     seed_evals: list[EvalSpec] | None = None  # evaluations of the extra seeds [default: evals]
     no_eval: tuple[str, ...] = ()  # runs that are trained only (a stage whose classifier is not the model)
     title: str = ""
@@ -308,6 +311,12 @@ SUITES.register("fmnist-full-recipes")(
         evals=MAIN_EVALS,
         report_with=("results/fmnist-full-0.1/pgd-at",),
         pairs=tuple((r, "results/fmnist-full-0.1/pgd-at") for r in ("two-stage", "mixed-views", "clead-awp")),
+        # a recipe that comes within 1 point of PGD-AT's AutoAttack accuracy (or beats it) gets seeds 1 and 2,
+        # compared over seeds with fmnist-full-0.1's pgd-at-seed1 and -seed2
+        seeds=(1, 2),
+        seed_margin=0.01,
+        seed_reference="results/fmnist-full-0.1/pgd-at",
+        seed_evals=SEED_EVALS,
     )
 )
 
@@ -406,9 +415,14 @@ SUITES.register("cifar10-gpu")(
 
 def _clead_and_close_baselines(suite: Suite, out: Path) -> list[str]:
     """C-LEAD and the best baseline by seed-0 AutoAttack accuracy, or, with ``seed_margin``, every baseline
-    within that margin of C-LEAD or ahead of it."""
+    within that margin of C-LEAD or ahead of it; with ``seed_reference`` (a run of another suite), every run of
+    the suite within ``seed_margin`` of that run or ahead of it."""
     from .report import suite_rows
 
+    if suite.seed_reference:
+        ref = suite_rows([Path(suite.seed_reference)])[0]["cells"].get("autoattack", (0, 0))[0]
+        ours = {r["run"]: r["cells"].get("autoattack", (0, 0))[0] for r in suite_rows([out / r for r in suite.runs])}
+        return [r for r in suite.runs if ours[r] >= ref - (suite.seed_margin or 0.0)]
     rows = {r["run"]: r for r in suite_rows([out / r for r in suite.runs])}
     aa = {r: rows[r]["cells"].get("autoattack", (0, 0))[0] for r in suite.runs if r not in ("standard", "clead")}
     if not aa:
@@ -532,6 +546,9 @@ def run_suite(
         who = (
             ", ".join(suite.seed_runs)
             if suite.seed_runs
+            else f"every run within {100 * (suite.seed_margin or 0):g} point(s) of {suite.seed_reference} (or ahead) "
+            "by seed-0 AutoAttack"
+            if suite.seed_reference
             else (
                 "clead and "
                 + (
