@@ -81,7 +81,7 @@ def _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, state, sa
     Progress: a bar on a terminal; elsewhere (a log file, a background job) a log line at most once a minute
     and after the last chunk."""
     chunks = [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
-    last_line = time.monotonic()
+    last_line, mine = time.monotonic(), []  # this process's chunks (all of them without torchrun)
     here = device_name(device)
     bar = tqdm(
         total=len(chunks),
@@ -122,16 +122,20 @@ def _attack_chunks(model, attack, x, y, idx, batch_size, seed, device, state, sa
             state["chunks_done"] = c + 1
             save()
         bar.update(1)
-        if progress and bar.disable and dist.main and (time.monotonic() - last_line >= 60 or c == len(chunks) - 1):
+        mine.append(j)
+        last = c + dist.world >= len(chunks)  # this process's last chunk
+        if progress and bar.disable and dist.main and (time.monotonic() - last_line >= 60 or last):
             last_line = time.monotonic()
-            _log_chunk(label, name, c + 1, len(chunks), state, idx[: (c + 1) * batch_size], dt)
+            _log_chunk(label, name, c + 1, len(chunks), state, torch.cat(mine), dt / dist.world)
     bar.close()
     if dist.enabled:
         _merge_across_ranks(state, len(chunks), dist)
 
 
 def _log_chunk(label: str, name: str, done: int, total: int, state: dict, attacked: torch.Tensor, dt: float) -> None:
-    """``RUN: ATTACK chunk i/n, x% of the clean-correct images so far survive, s/chunk, about m min left``."""
+    """``RUN: ATTACK chunk i/n, x% of the attacked images survive so far, s/chunk, about m min left``: the
+    attacked images are the clean-correct ones this process has attacked; ``dt`` is the wall time per chunk of
+    all processes together."""
     survive = state["ok"][attacked].float().mean().item() if len(attacked) else float("nan")
     left = (total - done) * dt / 60
     log.info(
