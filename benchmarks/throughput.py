@@ -117,7 +117,9 @@ def flops_per_image(name: str, steps: int, x: torch.Tensor, y: torch.Tensor) -> 
     return counter.get_total_flops() / len(y)
 
 
-def worker(rank: int, port: int, methods: list[str], steps: int, settings: list[str], x, y, inbox, outbox) -> None:
+def worker(
+    rank: int, port: int, methods: list[str], steps: int, settings: list[str], x, y, inbox, outbox, matmul_n: int
+) -> None:
     """One of the two DDP processes: builds every (method, setting) once, then runs steps on command."""
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
@@ -126,7 +128,7 @@ def worker(rank: int, port: int, methods: list[str], steps: int, settings: list[
     setups = {(m, s): build(m, steps, SETTINGS[s][1], SETTINGS[s][3]) for m in methods for s in settings}
     half = len(y) // 2
     shard = x[rank * half : (rank + 1) * half], y[rank * half : (rank + 1) * half]
-    outbox.put(("ready", matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)))
+    outbox.put(("ready", matmul_gflops(torch.float32, matmul_n), matmul_gflops(torch.bfloat16, matmul_n)))
     while True:
         cmd = inbox.get()
         if cmd is None:
@@ -155,6 +157,13 @@ def main() -> None:
     ap.add_argument("--settings", default=",".join(SETTINGS))
     ap.add_argument("--run", default=None, help="run directory whose model the PGD-20 speed is measured on")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument(
+        "--matmul-n",
+        type=int,
+        default=2048,
+        help="size of the square matmul that measures the peak (a 2048 bf16 matmul takes about 25 s on a CPU "
+        "without bf16 units, where bf16 is emulated; tests pass a small one)",
+    )
     args = ap.parse_args()
 
     torch.set_flush_denormal(True)  # as the trainer does on CPU
@@ -170,7 +179,7 @@ def main() -> None:
     local = [s for s in settings if SETTINGS[s][2] == 1]
     multi = [s for s in settings if SETTINGS[s][2] == 2]
 
-    peak = {"none": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    peak = {"none": matmul_gflops(torch.float32, args.matmul_n), "bf16": matmul_gflops(torch.bfloat16, args.matmul_n)}
     flops = {m: flops_per_image(m, k, x, y) for m in methods}
     setups = {(m, s): build(m, k, SETTINGS[s][1], False) for m in methods for s in local}
 
@@ -181,7 +190,9 @@ def main() -> None:
         port = free_port()
         for rank in range(2):
             inbox, outbox = ctx.Queue(), ctx.Queue()
-            p = ctx.Process(target=worker, args=(rank, port, methods, k, multi, x, y, inbox, outbox), daemon=True)
+            p = ctx.Process(
+                target=worker, args=(rank, port, methods, k, multi, x, y, inbox, outbox, args.matmul_n), daemon=True
+            )
             p.start()
             workers.append(p)
             inboxes.append(inbox)
@@ -221,7 +232,7 @@ def main() -> None:
         f"{cores} cores, {args.rounds} interleaved rounds"
     )
     print(
-        f"\nmatmul peak (2048 x 2048): fp32 {peak['none']:.0f} GFLOPS, bf16 {peak['bf16']:.0f} GFLOPS with "
+        f"\nmatmul peak ({args.matmul_n} x {args.matmul_n}): fp32 {peak['none']:.0f} GFLOPS, bf16 {peak['bf16']:.0f} GFLOPS with "
         f"{cores} threads"
         + (f"; two 1-thread processes: fp32 {peak2['none']:.0f}, bf16 {peak2['bf16']:.0f}" if peak2 else "")
     )
