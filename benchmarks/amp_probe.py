@@ -11,7 +11,6 @@ import argparse
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -20,16 +19,6 @@ from clead import precision
 from clead.models import create_model
 
 MODELS = {"small-cnn": ({}, (1, 28, 28)), "preact-resnet18 (width 8)": ({"width": 8}, (3, 32, 32))}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, amp: str) -> float:
@@ -49,7 +38,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     native = precision.cpu_has_native_bf16()
     print(
-        f"# bf16 against fp32 on {cpu_name()}: bf16 units (AMX or AVX512-BF16) {'yes' if native else 'no'}, "
+        f"# bf16 against fp32 on {precision.cpu_model() or platform.processor() or 'unknown CPU'}: bf16 units (AMX or AVX512-BF16) {'yes' if native else 'no'}, "
         f"so --amp auto picks {precision.resolve_amp('auto', torch.device('cpu'))}; {args.threads} thread(s), "
         f"batch {args.batch_size}, torch {torch.__version__}\n"
     )

@@ -56,9 +56,8 @@ def device_name(device: torch.device) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    if device.type == "cpu" and cpu_model():
-        return f"cpu ({cpu_model()})"
-    return device.type
+    model = cpu_model() if device.type == "cpu" else ""
+    return f"cpu ({model})" if model else device.type
 
 
 def setup(device: torch.device) -> Dist:

@@ -267,10 +267,10 @@ def evaluate(
         correct = pred_clean == y
         idx = correct.nonzero().squeeze(1)
         quiet = not progress or len(built) < 2
+        label = Path(state_path).parent.name if state_path is not None else ""  # the run, in progress lines
         for name, attack in tqdm(built.items(), desc="attacks", disable=True if quiet else None, leave=False):
             st = state["attacks"].setdefault(name, _new_state(n))
             chunk = attack.batch_size if isinstance(attack, AutoAttackPreset) else batch_size
-            label = Path(state_path).parent.name if state_path is not None else ""
             _attack_chunks(model, attack, x, y, idx, chunk, seed, device, st, save, progress, name, dist, label)
         result = _summarise(built, state["attacks"], correct, pred_clean, x, y, eps, norm, seed)
         if any(isinstance(a, AutoAttackPreset) for a in built.values()):
