@@ -170,6 +170,28 @@ def test_channels_last_changes_layout_not_outputs():
     assert torch.allclose(model(x), ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("capability, safe", [("AVX2", False), ("AVX512", True), ("AVX512_BF16", True)])
+def test_channels_last_stays_off_where_onednn_crashes_on_a_narrow_strided_1x1_convolution(
+    monkeypatch, caplog, capability, safe
+):
+    """Catches channels_last applied to a PreAct ResNet-18 at width 4 on an AVX2-only CPU, whose first
+    shortcut (4 -> 8, 1x1, stride 2) makes oneDNN's NHWC weight gradient corrupt the heap (abort or hang),
+    and a check so broad that it also turns channels_last off for safe layers or CPUs."""
+    from clead.models import create_model
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    narrow = create_model("preact-resnet18", 10, (1, 16, 16), (0.5,), (0.5,), width=4)
+    # (a 3x3 weight: a 1x1 one is contiguous in both layouts)
+    assert (
+        precision.to_channels_last(narrow).layers[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        == safe
+    )
+    assert safe or "channels_last off" in caplog.text and "layers.2.shortcut (4 -> 8" in caplog.text
+    wide = create_model("preact-resnet18", 10, (1, 16, 16), (0.5,), (0.5,), width=8)
+    assert precision.channels_last_hazard(wide) is None
+    assert precision.to_channels_last(wide).layers[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_loss_terms_run_in_fp32_inside_a_bf16_region():
     """Softmax-based loss terms are invariant to adding one constant to a row of logits, so their gradient
     sums to 0 over each row. In bf16 (CPU autocast keeps softmax in bf16) a confident probability rounds

@@ -201,12 +201,6 @@ def test_init_refuses_another_architecture(idx_dir, tmp_path):
         tiny(idx_dir, init=str(src), init_checkpoint="final")
 
 
-@pytest.mark.skipif(
-    not __import__("clead.precision", fromlist=["x"]).cpu_has_native_bf16(),
-    reason="known crash, under investigation: on an AMD EPYC with AVX2 only, this probe's backward aborts inside "
-    "torch ('corrupted size vs. prev_size', heap corruption), also at the commit before this change; passes on "
-    "the Intel Xeon (AMX) machines",
-)
 def test_linear_probe_trains_the_head_only_and_keeps_batch_norm_statistics(idx_dir, tmp_path):
     """Catches a linear probe whose frozen features still move: weights given to the optimizer, or batch
     norm running statistics updated by training-mode forwards (a network with batch norm is used)."""

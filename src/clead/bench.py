@@ -59,6 +59,9 @@ class Suite:
     # with a reference run (a path, e.g. a reused baseline): seeds for every run of the suite whose AutoAttack
     # accuracy at seed 0 is at most seed_margin below the reference's (or above it)
     seed_reference: str | None = None
+    # with seed_reference: runs of the suite that are not candidates themselves but get the seeds whenever any
+    # candidate does (a same-precision copy of the reference, for a comparison over seeds at one precision)
+    seed_with: tuple[str, ...] = ()
     seed_evals: list[EvalSpec] | None = None  # evaluations of the extra seeds [default: evals]
     no_eval: tuple[str, ...] = ()  # runs that are trained only (a stage whose classifier is not the model)
     title: str = ""
@@ -106,6 +109,9 @@ METHODS5 = {m: {"method": m} for m in ("standard", "pgd-at", "trades", "mart", "
 # paper's PGD-AT setting: gamma 0.01 from the first epoch), added to suites that had already run as extra runs
 PEERS = {"ascl": {"method": "ascl"}, "pgd-at-awp": {"method": "pgd-at", "awp_gamma": 0.01}}
 PEERS_NOTE = "; extra runs: ASCL and PGD-AT with AWP (gamma 0.01)"
+# C-LEAD against each of them and against PGD-AT, the baseline with seeds (by default a report compares C-LEAD
+# with the single most robust baseline only, which at eps 0.1 ties between ASCL and C-LEAD)
+PEER_PAIRS = (("clead", "pgd-at"), ("clead", "ascl"), ("clead", "pgd-at-awp"))
 MAIN_EVALS = [
     EvalSpec("", ["fgsm", "pgd20", "pgd50", "cw", "autoattack"], 1000, sweep=True),
     EvalSpec("full", ["fgsm", "pgd20"], None),
@@ -131,6 +137,7 @@ for eps in (0.1, 0.3):
             base={**FMNIST, **FP32, "eps": eps, "epochs": 3, "train_size": 20000},
             runs={**METHODS5, **PEERS} if eps == 0.1 else METHODS5,
             evals=MAIN_EVALS,
+            pairs=PEER_PAIRS if eps == 0.1 else None,
             seeds=(1, 2),
             seed_evals=SEED_EVALS,
         )
@@ -163,6 +170,7 @@ for eps, steps, val in ((0.1, 10, {"val_n": 1000}), (0.3, 20, {"val_n": 500, "va
                 **(PEERS if eps == 0.1 else {}),
             },
             evals=MAIN_EVALS,
+            pairs=PEER_PAIRS if eps == 0.1 else None,
             seeds=(1, 2) if eps == 0.1 else (),
             seed_margin=0.02,
             seed_evals=SEED_EVALS,
@@ -295,11 +303,13 @@ SUITES.register("fmnist-full-recipes")(
         description=(
             "C-LEAD at the fmnist-full-0.1 budget (all 50,000 training images, 20 epochs, PGD-10) with: the "
             "two-stage protocol (instance mode, views from PGD, FGSM and CW, started from fmnist-full-0.1's "
-            "standard model), mixed views (PGD, FGSM and CW), and AWP (gamma 0.01); AutoAttack, PGD-50x3 and CW "
-            "on the first 1,000 test images, FGSM and PGD-20 on all 10,000; compare with "
-            "results/fmnist-full-0.1/pgd-at"
+            "standard model), mixed views (PGD, FGSM and CW), and AWP (gamma 0.01), all in fp32, and PGD-AT "
+            "trained again in fp32 as a same-precision reference; AutoAttack, PGD-50x3 and CW on the first 1,000 "
+            "test images, FGSM and PGD-20 on all 10,000; compare with results/fmnist-full-0.1/pgd-at (bf16)"
         ),
-        base={**FULL_01, "method": "clead"},
+        # fp32 pinned: one precision on every machine a run resumes on (auto is bf16 on the Intel Xeon, fp32 on
+        # the AMD EPYC), with a PGD-AT of the same precision beside the bf16 one fmnist-full-0.1 trained
+        base={**FULL_01, "method": "clead", "amp": "none"},
         runs={
             "two-stage": {
                 "init": "results/fmnist-full-0.1/standard",
@@ -307,15 +317,21 @@ SUITES.register("fmnist-full-recipes")(
             },
             "mixed-views": {"method_args": {"view_attacks": "pgd,fgsm,cw"}},
             "clead-awp": {"awp_gamma": 0.01},
+            "pgd-at-fp32": {"method": "pgd-at"},
         },
         evals=MAIN_EVALS,
         report_with=("results/fmnist-full-0.1/pgd-at",),
-        pairs=tuple((r, "results/fmnist-full-0.1/pgd-at") for r in ("two-stage", "mixed-views", "clead-awp")),
+        pairs=tuple(
+            (r, ref)
+            for r in ("two-stage", "mixed-views", "clead-awp")
+            for ref in ("results/fmnist-full-0.1/pgd-at", "pgd-at-fp32")
+        ),
         # a recipe that comes within 1 point of PGD-AT's AutoAttack accuracy (or beats it) gets seeds 1 and 2,
         # compared over seeds with fmnist-full-0.1's pgd-at-seed1 and -seed2
         seeds=(1, 2),
         seed_margin=0.01,
         seed_reference="results/fmnist-full-0.1/pgd-at",
+        seed_with=("pgd-at-fp32",),
         seed_evals=SEED_EVALS,
     )
 )
@@ -421,8 +437,10 @@ def _clead_and_close_baselines(suite: Suite, out: Path) -> list[str]:
 
     if suite.seed_reference:
         ref = suite_rows([Path(suite.seed_reference)])[0]["cells"].get("autoattack", (0, 0))[0]
-        ours = {r["run"]: r["cells"].get("autoattack", (0, 0))[0] for r in suite_rows([out / r for r in suite.runs])}
-        return [r for r in suite.runs if ours[r] >= ref - (suite.seed_margin or 0.0)]
+        cands = [r for r in suite.runs if r not in suite.seed_with]
+        ours = {r["run"]: r["cells"].get("autoattack", (0, 0))[0] for r in suite_rows([out / r for r in cands])}
+        close = [r for r in cands if ours[r] >= ref - (suite.seed_margin or 0.0)]
+        return [*close, *suite.seed_with] if close else []
     rows = {r["run"]: r for r in suite_rows([out / r for r in suite.runs])}
     aa = {r: rows[r]["cells"].get("autoattack", (0, 0))[0] for r in suite.runs if r not in ("standard", "clead")}
     if not aa:
@@ -547,7 +565,7 @@ def run_suite(
             ", ".join(suite.seed_runs)
             if suite.seed_runs
             else f"every run within {100 * (suite.seed_margin or 0):g} point(s) of {suite.seed_reference} (or ahead) "
-            "by seed-0 AutoAttack"
+            "by seed-0 AutoAttack" + (f", and then of {', '.join(suite.seed_with)}" if suite.seed_with else "")
             if suite.seed_reference
             else (
                 "clead and "

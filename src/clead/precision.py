@@ -96,9 +96,42 @@ def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManage
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
+def channels_last_hazard(model: nn.Module) -> str | None:
+    """The layer that makes ``channels_last`` unsafe for ``model`` on this CPU, or None.
+
+    oneDNN's (torch 2.13, oneDNN 3.12) AVX2 kernels corrupt the heap in the weight gradient of a 1x1
+    convolution with stride 2 and fewer than 8 input channels in NHWC: glibc aborts ("corrupted size vs.
+    prev_size", "double free") or the process hangs, with one thread or two. Measured on an AMD EPYC (AVX2, no
+    AVX512): PreAct ResNet-18 at width 4 (its first shortcut is 4 -> 8, stride 2); width 8 and up, 3x3
+    convolutions and the contiguous layout are unaffected. The AVX512 kernels (Intel Xeon) are not."""
+    if torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return None
+    for name, m in model.named_modules():
+        if (
+            isinstance(m, nn.Conv2d)
+            and m.weight.device.type == "cpu"
+            and m.kernel_size == (1, 1)
+            and m.stride != (1, 1)
+            and m.in_channels < 8
+        ):
+            return f"{name} ({m.in_channels} -> {m.out_channels}, 1x1, stride {m.stride[0]})"
+    return None
+
+
 def to_channels_last(model: nn.Module) -> nn.Module:
     """Store 4-d weights as NHWC (``channels_last``): oneDNN on CPU and cuDNN run convolutions faster in it.
-    Only the layout changes, not the values; inputs need no conversion (convolutions follow the weight)."""
+    Only the layout changes, not the values; inputs need no conversion (convolutions follow the weight).
+    Kept contiguous, with a warning, where oneDNN's NHWC kernels crash on one of its layers
+    (``channels_last_hazard``)."""
+    hazard = channels_last_hazard(model)
+    if hazard is not None:
+        log.warning(
+            "channels_last off: on this CPU (%s kernels) oneDNN corrupts memory in the backward of %s in NHWC; "
+            "the model stays contiguous (fp32 results are the same, only slower)",
+            torch.backends.cpu.get_cpu_capability(),
+            hazard,
+        )
+        return model
     return model.to(memory_format=torch.channels_last)
 
 
