@@ -301,8 +301,9 @@ SUITES.register("fmnist-full-recipes")(
             "C-LEAD at the fmnist-full-0.1 budget (all 50,000 training images, 20 epochs, PGD-10) with: the "
             "two-stage protocol (instance mode, views from PGD, FGSM and CW, started from fmnist-full-0.1's "
             "standard model), mixed views (PGD, FGSM and CW), and AWP (gamma 0.01); AutoAttack, PGD-50x3 and CW "
-            "on the first 1,000 test images, FGSM and PGD-20 on all 10,000; compare with "
-            "results/fmnist-full-0.1/pgd-at"
+            "on the first 1,000 test images, FGSM and PGD-20 on all 10,000; then the authors' evaluation (threat "
+            "matrix 'paper': PGD-3 made on results/fmnist-paper-protocol/standard-transfer) on the same 1,000; "
+            "compare with results/fmnist-full-0.1/pgd-at"
         ),
         # amp auto, as fmnist-full-0.1: bf16 on a CPU with bf16 units, fp32 on one without (10x faster there);
         # a run that spans both machines records each epoch's precision and its report says so
@@ -318,6 +319,16 @@ SUITES.register("fmnist-full-recipes")(
         evals=MAIN_EVALS,
         report_with=("results/fmnist-full-0.1/pgd-at",),
         pairs=tuple((r, "results/fmnist-full-0.1/pgd-at") for r in ("two-stage", "mixed-views", "clead-awp")),
+        # each recipe under the authors' transfer attack too, from the separate standard model that
+        # fmnist-paper-protocol made it on (its threat matrix holds C-LEAD's, PGD-AT's and the probe's)
+        threat_evals=(
+            ThreatSpec(
+                "paper",
+                ["transfer-pgd3"],
+                ["two-stage", "mixed-views", "clead-awp"],
+                transfer_from="results/fmnist-paper-protocol/standard-transfer",
+            ),
+        ),
         # a recipe that comes within 1 point of PGD-AT's AutoAttack accuracy (or beats it) gets seeds 1 and 2,
         # compared over seeds with fmnist-full-0.1's pgd-at-seed1 and -seed2
         seeds=(1, 2),
