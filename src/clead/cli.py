@@ -412,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--channels-last",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="run the model with channels_last weights (fp32 either way; faster on CPU) [default: on]",
+        help="run the model with channels_last weights (fp32 either way; faster on CPU; kept off, with a warning, "
+        "where oneDNN's NHWC kernels crash on one of its layers) [default: on]",
     )
     e.add_argument(
         "--quiet", action="store_true", help="no progress bar (nor, off a terminal, the per-chunk progress lines)"

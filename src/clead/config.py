@@ -93,7 +93,11 @@ class TrainConfig:
         "bf16 natively: CUDA, or a CPU with AMX / AVX512-BF16; else none), none (fp32), bf16, or "
         "fp16 (CUDA); the resolved value is recorded. Validation and evaluation always run in fp32",
     )
-    channels_last: bool = _f(True, "store convolution weights channels_last (NHWC), faster on CPU (oneDNN) and CUDA")
+    channels_last: bool = _f(
+        True,
+        "store convolution weights channels_last (NHWC), faster on CPU (oneDNN) and CUDA; kept off, with a warning, "
+        "where oneDNN's NHWC kernels crash on one of the model's layers (precision.channels_last_hazard)",
+    )
     compile: bool = _f(False, "torch.compile the model (CUDA)")
     model_args: dict = _f({}, "extra model constructor arguments, e.g. {dropout: 0.0} or {width: 32}")
     awp_gamma: float = _f(
