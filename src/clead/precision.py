@@ -103,7 +103,8 @@ def channels_last_hazard(model: nn.Module) -> str | None:
     convolution with stride 2 and fewer than 8 input channels in NHWC: glibc aborts ("corrupted size vs.
     prev_size", "double free") or the process hangs, with one thread or two. Measured on an AMD EPYC (AVX2, no
     AVX512): PreAct ResNet-18 at width 4 (its first shortcut is 4 -> 8, stride 2); width 8 and up, 3x3
-    convolutions and the contiguous layout are unaffected. The AVX512 kernels (Intel Xeon) are not."""
+    convolutions and the contiguous layout are unaffected. Not seen with the AVX512 kernels: the same width-4
+    test passed on the Intel Xeon (AVX512, AMX) machines, so the layout is kept there."""
     if torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
         return None
     for name, m in model.named_modules():
