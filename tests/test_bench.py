@@ -182,7 +182,9 @@ def test_dry_run_says_what_resumes_and_who_gets_seeds(tiny_suite, tmp_path):
     (out / "clead" / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')
     (out / "clead" / "last.pt").write_bytes(b"state")
     (out / "standard").mkdir()  # epochs logged, but no last.pt: training starts again
-    (out / "standard" / "metrics.jsonl").write_text('{"epoch": 1, "seconds": 1800, "amp": "bf16"}\n')
+    (out / "standard" / "metrics.jsonl").write_text(
+        '{"epoch": 1, "seconds": 1800, "amp": "none", "device": "cpu (AMD EPYC)"}\n'
+    )
     from clead.evaluate import STATE_FORMAT
     from clead.io import save_torch, sha256_file
 
@@ -195,7 +197,7 @@ def test_dry_run_says_what_resumes_and_who_gets_seeds(tiny_suite, tmp_path):
     # 3 epochs to train again at the 1,800 s the logged one took: 1.5 h
     assert (
         "train standard (starts afresh: 1 epoch(s) logged but no last.pt to resume from; about 1.5 h at the "
-        "1800 s/epoch logged (bf16))" in steps
+        "1800 s/epoch logged (cpu (AMD EPYC), fp32))" in steps
     )
     assert "eval clead full (resumes)" in steps and "eval clead main (its saved state is stale: starts afresh)" in steps
     assert (

@@ -613,18 +613,20 @@ def default_jobs() -> int:
 
 
 def _time_left(logged: list[dict], epochs: int) -> str:
-    """``; about H h at the S s/epoch logged (AMP)``: the estimate for ``epochs`` more epochs from the median
+    """``; about H h at the S s/epoch logged (DEVICE, PRECISION)``: the estimate for ``epochs`` more epochs from the median
     epoch time in a run's own metrics.jsonl (measured on whatever machine trained it, which it names by its
     precision), or nothing when no epoch logged its time."""
     import statistics
+
+    from .report import epoch_where
 
     secs = [m["seconds"] for m in logged if isinstance(m.get("seconds"), (int, float))]
     if not secs or epochs <= 0:
         return ""
     per = statistics.median(secs)
-    amps = sorted({str(m.get("amp")) for m in logged if m.get("amp")})
+    where = sorted({w for w in map(epoch_where, logged) if w})
     return f"; about {epochs * per / 3600:.1f} h at the {per:.0f} s/epoch logged" + (
-        f" ({', '.join(amps)})" if amps else ""
+        f" ({'; '.join(where)})" if where else ""
     )
 
 

@@ -204,6 +204,14 @@ def seed_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def epoch_where(m: dict[str, Any]) -> str:
+    """One logged epoch's machine and precision, e.g. ``cpu (AMD EPYC), fp32`` (AMP "none" is fp32); as much of
+    it as the epoch logged."""
+    amp = m.get("amp")
+    prec = "fp32" if amp == "none" else amp
+    return ", ".join(str(x) for x in (m.get("device"), prec) if x)
+
+
 def trained_on(metrics: list[dict[str, Any]]) -> str | None:
     """Where a run's epochs ran and in which precision, e.g. ``cpu (AMD EPYC), fp32`` or ``NVIDIA H100, bf16
     (epochs 1-14, 43 s/epoch), cpu, bf16 (epochs 15-20, ...)`` for a run resumed on another machine; None when
@@ -212,7 +220,7 @@ def trained_on(metrics: list[dict[str, Any]]) -> str | None:
     for m in metrics:
         if "device" not in m:
             continue
-        where = m["device"] + (f", {'fp32' if m['amp'] == 'none' else m['amp']}" if m.get("amp") else "")
+        where = epoch_where(m)
         if spans and spans[-1][0] == where:
             spans[-1][2], spans[-1][3] = m["epoch"], spans[-1][3] + m.get("train_seconds", 0)
         else:
