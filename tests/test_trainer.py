@@ -254,3 +254,24 @@ def test_views_from_a_fixed_model_are_made_once_and_replace_the_methods_attack(i
     train(cfg, tmp_path / "c2", progress=False)
     with pytest.raises(CleadError, match="methods with views: clead"):
         tiny(idx_dir, method="pgd-at", views_from=str(src))
+
+
+def test_off_a_terminal_training_logs_how_far_each_epoch_is(idx_dir, tmp_path, monkeypatch, caplog):
+    """A background run has no bar: every PROGRESS_LINE_SECONDS a line names the step, the running mean loss
+    and the time left in the epoch (here every step but the last, which the epoch's own line follows); none
+    with progress off."""
+    import logging
+
+    import clead.trainer as trainer
+
+    monkeypatch.setattr(trainer, "PROGRESS_LINE_SECONDS", 0.0)
+    with caplog.at_level(logging.INFO, logger="clead"):
+        train(tiny(idx_dir, epochs=1), tmp_path / "bg", progress=True)  # pytest captures: not a terminal
+    lines = [r.getMessage() for r in caplog.records if " step " in r.getMessage()]
+    assert [ln.split("  ")[0] for ln in lines] == ["bg: epoch 1/1 step 1/3 (33%)", "bg: epoch 1/1 step 2/3 (67%)"]
+    assert all("min left in this epoch" in ln for ln in lines)
+    assert all(float(ln.split("loss ")[1].split()[0]) > 0 for ln in lines)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="clead"):
+        train(tiny(idx_dir, epochs=1), tmp_path / "quiet", progress=False)
+    assert not any(" step " in r.getMessage() for r in caplog.records)

@@ -309,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory to create (required), e.g. runs/NAME")
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from last.pt")
     t.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--quiet", action="store_true", help="no progress bar (nor, off a terminal, the once-a-minute progress lines)"
+    )
     _add_procs(t, "the global batch is split across them")
     _add_train_args(t)
     t.set_defaults(func=cmd_train)
@@ -495,7 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
         "[default: the number of CPU cores, 1 with CUDA]",
     )
     b.add_argument("--dry-run", action="store_true", help="print what would run")
-    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.add_argument(
+        "--quiet", action="store_true", help="no progress bars (nor, off a terminal, the once-a-minute progress lines)"
+    )
     b.set_defaults(func=cmd_bench)
 
     a = sub.add_parser("analyze", help="representation analysis of runs (feature similarity, probes, t-SNE)")

@@ -36,6 +36,10 @@ from .models.base import eval_mode
 
 log = logging.getLogger("clead")
 
+# Off a terminal (a log file, a background job) there is no bar: a line at most this often says how far the
+# epoch is, as the evaluation's per-chunk lines do (an epoch can take half an hour on one CPU core).
+PROGRESS_LINE_SECONDS = 60.0
+
 
 def lr_at(cfg: TrainConfig, progress: float) -> float:
     """Learning rate at ``progress`` = epochs done (fractional) / total epochs, in [0, 1]."""
@@ -248,7 +252,7 @@ def _one_epoch(run: _Run, epoch: int) -> tuple[dict[str, float], int]:
         dynamic_ncols=True,
         mininterval=1.0,
     )
-    seen = 0
+    seen, last_line = 0, time.monotonic()
     for i in bar:
         idx = dist.shard(order[i * cfg.batch_size : (i + 1) * cfg.batch_size])
         xb = to_float(splits.train_x[idx])
@@ -262,10 +266,16 @@ def _one_epoch(run: _Run, epoch: int) -> tuple[dict[str, float], int]:
         for k, v in {"loss": loss.detach(), **parts}.items():
             sums[k] = sums.get(k, 0.0) + float(v) * len(yb)
         if run.progress:
-            bar.set_postfix(
-                {k: f"{v / seen:.3f}" for k, v in sums.items()}
-                | {"img/s": f"{seen * dist.world / (time.perf_counter() - t0):.0f}"}
-            )
+            rate = seen * dist.world / (time.perf_counter() - t0)
+            bar.set_postfix({k: f"{v / seen:.3f}" for k, v in sums.items()} | {"img/s": f"{rate:.0f}"})
+            if bar.disable and dist.main and i + 1 < steps and time.monotonic() - last_line >= PROGRESS_LINE_SECONDS:
+                last_line = time.monotonic()
+                left = (steps - i - 1) * cfg.batch_size / rate / 60
+                log.info(
+                    "%s: epoch %d/%d step %d/%d (%.0f%%)  loss %.4f  %.0f img/s, about %.0f min left in this epoch",
+                    run.out.name, epoch + 1, cfg.epochs, i + 1, steps, 100 * (i + 1) / steps, sums["loss"] / seen,
+                    rate, left,
+                )  # fmt: skip
     bar.close()
     return {k: dist.sum(v) for k, v in sums.items()}, dist.sum(seen)
 
