@@ -275,3 +275,20 @@ def test_off_a_terminal_training_logs_how_far_each_epoch_is(idx_dir, tmp_path, m
     with caplog.at_level(logging.INFO, logger="clead"):
         train(tiny(idx_dir, epochs=1), tmp_path / "quiet", progress=False)
     assert not any(" step " in r.getMessage() for r in caplog.records)
+
+
+def test_a_run_with_amp_auto_resumes_on_a_machine_of_other_precision(idx_dir, tmp_path, monkeypatch):
+    """amp auto resolves per machine (bf16 on a GPU or a CPU with bf16 units, fp32 elsewhere): a suite moved
+    between such machines continues in the new machine's precision and records it per epoch, while an explicit
+    precision that differs from the run's is still refused."""
+    from clead import precision
+
+    out = tmp_path / "r"
+    train(tiny(idx_dir, epochs=2, amp="bf16"), out, progress=False, stop_after=1)
+    with pytest.raises(CleadError, match="config differs in amp"):
+        train(tiny(idx_dir, epochs=2, amp="none"), out, resume=True, progress=False)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)  # a machine without bf16 units
+    train(tiny(idx_dir, epochs=2, amp="auto"), out, resume=True, progress=False)
+    lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(m["epoch"], m["amp"]) for m in lines] == [(1, "bf16"), (2, "none")]
+    assert "amp: bf16" in (out / "config.yaml").read_text()  # the precision the run started in

@@ -8,7 +8,9 @@ loaded with ``weights_only=True``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from .errors import CleadError
 from .io import load_torch
 from .methods import METHODS, Budget, Method
 from .models import Classifier, create_model
+
+log = logging.getLogger("clead")
 
 RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "eval.json", "train.log")
 CHECKPOINTS = ("best", "last")
@@ -130,14 +134,22 @@ def init_from(model: Classifier, cfg: cfgmod.TrainConfig, meta: dict[str, Any]) 
     return int(state["epoch"])
 
 
-def prepare_out(out: Path, cfg: cfgmod.TrainConfig, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix runs: an existing run is continued (--resume) or replaced (--overwrite), never both."""
+def prepare_out(out: Path, cfg: cfgmod.TrainConfig, resume: bool, overwrite: bool, amp_auto: bool = False) -> None:
+    """Refuse to mix runs: an existing run is continued (--resume) or replaced (--overwrite), never both.
+    ``amp_auto``: ``cfg.amp`` is what ``auto`` resolved to on this machine, so a run resumed on a machine of
+    other precision (fp32 on a CPU without bf16 units, bf16 on a GPU) continues in this machine's precision;
+    each epoch's ``amp`` in metrics.jsonl says which it ran in."""
     if resume and overwrite:
         raise CleadError("--resume and --overwrite exclude each other")
     if resume:
         if not is_run(out):
             raise CleadError(f"cannot resume: {out} holds no run (no config.yaml)")
         old = read_config(out)
+        if amp_auto and old.amp != cfg.amp:
+            log.info(
+                "resuming %s in %s (amp auto on this machine); its earlier epochs ran in %s", out, cfg.amp, old.amp
+            )
+            old = dataclasses.replace(old, amp=cfg.amp)
         if old.to_dict() != cfg.to_dict():
             diff = [k for k in cfgmod.field_names() if getattr(old, k) != getattr(cfg, k)]
             raise CleadError(

@@ -162,9 +162,10 @@ def _setup(cfg, out, resume, overwrite, progress, device, dist) -> _Run:
         # many times over; flushing them to zero changes no result that matters
         torch.set_flush_denormal(True)
     # ``auto`` is resolved here, once, so config.yaml records the precision actually used
+    auto = cfg.amp == "auto"
     cfg = dataclasses.replace(cfg, amp=precision.resolve_amp(cfg.amp, device))
     if dist.main:
-        runmod.prepare_out(out, cfg, resume, overwrite)
+        runmod.prepare_out(out, cfg, resume, overwrite, amp_auto=auto)
     dist.barrier()
     if cfg.batch_size % dist.world:
         raise CleadError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {dist.world}")
