@@ -8,7 +8,10 @@
 * ``bf16``: autocast to bfloat16 (no loss scaling needed: bf16 has fp32's exponent range). Kept on a CPU
   without bf16 units, with a warning: there it is emulated and several times slower than fp32. A run resumed
   with ``clead train --resume`` takes ``config.yaml``'s resolved precision, so a run started in bf16 on one CPU
-  needs ``--amp none`` to continue in fp32 on a CPU without them (``clead bench`` re-resolves ``auto``).
+  needs ``--amp none`` (or ``--amp auto``) to continue in fp32 on a CPU without them. ``clead bench`` passes
+  ``auto`` again, so a suite's run continues in each machine's precision (fp32 on such a CPU, bf16 on a GPU);
+  ``config.yaml`` keeps the precision the run started in and each epoch's ``amp`` in ``metrics.jsonl`` says
+  which it ran in.
 * ``fp16``: autocast to float16 with gradient scaling; CUDA only.
 * ``none``: fp32.
 
