@@ -3,10 +3,11 @@
 # (from .venv, without its 44 MB of examples) and the data: `fmnist` (the Fashion-MNIST archives, 31 MB),
 # `cifar10` (the CIFAR-10 JPEG tarball from ../shared/data, 20 MB) or both (the default).
 # Then it prints what would travel: the tracked files plus .devkit must stay under the device's 64 MiB.
-# The committed checkpoints alone are over that, so park them for the call and bring them back after:
+# The committed checkpoints alone are over that, so park them for the call and bring them back after; a suite
+# that resumes keeps its own (and the runs it starts from: --init, transfer sources), e.g. ':!results/SUITE':
 #
 #   bash benchmarks/devkit.sh cifar10
-#   git ls-files -z 'results/*.pt' | tar --null -cf /tmp/parked-pt.tar -T - && git ls-files -z 'results/*.pt' | xargs -0 rm
+#   git ls-files -z 'results/*.pt' ':!results/SUITE' | tar --null -cf /tmp/parked-pt.tar -T - && tar -tf /tmp/parked-pt.tar | xargs rm
 #   ... run(command="NO_WEIGHTS=1 bash benchmarks/device_suite.sh cifar10-gpu 2 540", carry=[".devkit"]) ...
 #   tar -xf /tmp/parked-pt.tar && git status --short results | head     # nothing left missing
 set -eu
