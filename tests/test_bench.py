@@ -174,7 +174,8 @@ def test_only_accepts_seed_runs_and_rejects_unknown_names(tiny_suite, tmp_path):
         bench.run_suite("tiny", tmp_path / "t", only=["cleed"], dry_run=True, progress=False)
 
 
-def test_dry_run_says_what_resumes_and_who_gets_seeds(tiny_suite, tmp_path):
+def test_dry_run_says_what_resumes_and_who_gets_seeds(tiny_suite, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "_this_machine", lambda: "cpu (Intel Xeon)")  # not where the epoch below ran
     out = tmp_path / "t"
     tiny_suite.base = {**tiny_suite.base, "epochs": 3}
     tiny_suite.seeds, tiny_suite.seed_margin = (1, 2), 0.02
@@ -404,4 +405,31 @@ def test_seeds_go_to_every_run_within_the_margin_of_a_reference_run(tiny_suite, 
     assert (
         steps[-1]
         == f"then seeds 1 of every run within 1 point(s) of {tmp_path / 'ref'} (or ahead) by seed-0 AutoAttack"
+    )
+
+
+def test_dry_run_estimates_from_the_epochs_this_machine_ran(tiny_suite, tmp_path, monkeypatch):
+    """A run that moved between a CPU and a GPU (30 times faster here): the time left comes from the epochs
+    logged on the machine the bench runs on, or from all of them where none ran there."""
+    out = tmp_path / "t"
+    tiny_suite.base = {**tiny_suite.base, "epochs": 7}
+    (out / "clead").mkdir(parents=True)
+    logged = [(1200, "cpu (AMD EPYC)", "none")] * 2 + [(40, "NVIDIA H200", "bf16")] * 3
+    (out / "clead" / "metrics.jsonl").write_text(
+        "".join(
+            f'{{"epoch": {i + 1}, "seconds": {s}, "device": "{d}", "amp": "{a}"}}\n'
+            for i, (s, d, a) in enumerate(logged)
+        )
+    )
+    (out / "clead" / "last.pt").write_bytes(b"state")
+
+    def plan(machine):
+        monkeypatch.setattr(bench, "_this_machine", lambda: machine)
+        return bench.run_suite("tiny", out, only=["clead"], dry_run=True, progress=False)[0]
+
+    # 2 epochs left
+    assert plan("cpu (AMD EPYC)").endswith("about 40 min at the 1200 s/epoch logged here (cpu (AMD EPYC), fp32))")
+    assert plan("NVIDIA H200").endswith("about 1 min at the 40 s/epoch logged here (NVIDIA H200, bf16))")
+    assert plan("cpu (Intel Xeon)").endswith(
+        "about 1 min at the 40 s/epoch logged (NVIDIA H200, bf16; cpu (AMD EPYC), fp32))"
     )

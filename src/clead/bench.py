@@ -612,21 +612,35 @@ def default_jobs() -> int:
     return 1 if torch.cuda.is_available() else max(1, os.cpu_count() or 1)
 
 
+def _this_machine() -> str:
+    """What a record names the machine a bench here would train on (``device`` in ``metrics.jsonl``)."""
+    import torch
+
+    from .distributed import device_name
+
+    return device_name(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def _time_left(logged: list[dict], epochs: int) -> str:
-    """``; about H h at the S s/epoch logged (DEVICE, PRECISION)``: the estimate for ``epochs`` more epochs from the median
-    epoch time in a run's own metrics.jsonl (measured on whatever machine trained it, which it names by its
-    precision), or nothing when no epoch logged its time."""
+    """``; about H h at the S s/epoch logged (DEVICE, PRECISION)``: the estimate for ``epochs`` more epochs from the
+    median epoch time in a run's own metrics.jsonl, taken from the epochs that ran on this machine where there are
+    any (a run moved between a GPU and a CPU runs 30 times faster on one), else from all of them, and naming where
+    they ran; nothing when no epoch logged its time."""
     import statistics
 
     from .report import epoch_where
 
-    secs = [m["seconds"] for m in logged if isinstance(m.get("seconds"), (int, float))]
-    if not secs or epochs <= 0:
+    timed = [m for m in logged if isinstance(m.get("seconds"), (int, float))]
+    here = [m for m in timed if m.get("device") == _this_machine()]
+    timed = here or timed
+    if not timed or epochs <= 0:
         return ""
-    per = statistics.median(secs)
-    where = sorted({w for w in map(epoch_where, logged) if w})
-    return f"; about {epochs * per / 3600:.1f} h at the {per:.0f} s/epoch logged" + (
-        f" ({'; '.join(where)})" if where else ""
+    per = statistics.median(m["seconds"] for m in timed)
+    left = epochs * per
+    where = sorted({w for w in map(epoch_where, timed) if w})
+    span = f"{left / 3600:.1f} h" if left >= 3600 else f"{max(1, round(left / 60))} min"
+    return f"; about {span} at the {per:.0f} s/epoch logged" + (
+        f"{' here' if here else ''} ({'; '.join(where)})" if where else ""
     )
 
 
