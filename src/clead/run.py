@@ -146,9 +146,7 @@ def prepare_out(out: Path, cfg: cfgmod.TrainConfig, resume: bool, overwrite: boo
             raise CleadError(f"cannot resume: {out} holds no run (no config.yaml)")
         old = read_config(out)
         if amp_auto and old.amp != cfg.amp:
-            log.info(
-                "resuming %s in %s (amp auto on this machine); its earlier epochs ran in %s", out, cfg.amp, old.amp
-            )
+            log.info("resuming %s in %s (amp auto on this machine); it started in %s", out, cfg.amp, old.amp)
             old = dataclasses.replace(old, amp=cfg.amp)
         if old.to_dict() != cfg.to_dict():
             diff = [k for k in cfgmod.field_names() if getattr(old, k) != getattr(cfg, k)]
