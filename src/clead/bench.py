@@ -614,11 +614,9 @@ def default_jobs() -> int:
 
 def _this_machine() -> str:
     """What a record names the machine a bench here would train on (``device`` in ``metrics.jsonl``)."""
-    import torch
-
     from .distributed import device_name
 
-    return device_name(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    return device_name(runmod.resolve_device("auto"))
 
 
 def _time_left(logged: list[dict], epochs: int) -> str:
@@ -631,7 +629,8 @@ def _time_left(logged: list[dict], epochs: int) -> str:
     from .report import epoch_where
 
     timed = [m for m in logged if isinstance(m.get("seconds"), (int, float))]
-    here = [m for m in timed if m.get("device") == _this_machine()]
+    machine = _this_machine()
+    here = [m for m in timed if m.get("device") == machine]
     timed = here or timed
     if not timed or epochs <= 0:
         return ""
