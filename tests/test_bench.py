@@ -251,6 +251,33 @@ def test_suite_table_says_where_each_run_trained_and_when_it_changed_machines():
     assert "Main evaluation on: a: GPU (12 min), cpu (40 min); b: cpu (older" in suite_markdown(rows, "t")
 
 
+def test_suite_table_times_each_run_on_one_machine_and_keys_machines_when_they_differ():
+    from clead.report import _main_machine, suite_markdown
+
+    def m(epoch, device, s, amp="none"):
+        return {"epoch": epoch, "device": device, "amp": amp, "train_seconds": s}
+
+    # two GPU epochs at 40 s among three CPU epochs at 1,200 s: the CPU's mean, not (80 + 3,600) / 5
+    moved = [m(1, "cpu", 1200), m(2, "GPU", 40, "bf16"), m(3, "GPU", 40, "bf16"), m(4, "cpu", 1100), m(5, "cpu", 1300)]
+    where, epochs = _main_machine(moved)
+    assert where == "cpu, fp32" and sum(e["train_seconds"] for e in epochs) / len(epochs) == 1200
+    assert _main_machine(moved[:3])[0] == "GPU, bf16"
+    assert _main_machine([m(1, "cpu", 9), m(2, "GPU", 1)])[0] == "GPU, fp32"  # a tie: the later machine
+    assert _main_machine([{"epoch": 1, "train_seconds": 5}]) == (None, [{"epoch": 1, "train_seconds": 5}])
+    base = {"method": "clead", "cells": {}, "worst": None, "checks": "-", "peak_mb": None}
+    rows = [
+        {**base, "run": "a", "epoch_s": 1200.0, "epoch_on": "cpu, fp32"},
+        {**base, "run": "b", "epoch_s": 25.0, "epoch_on": "GPU, bf16"},
+        {**base, "run": "c", "epoch_s": 137.0, "epoch_on": None},
+        {**base, "run": "d", "epoch_s": None, "epoch_on": None},
+    ]
+    md = suite_markdown(rows, "t")
+    assert "| 1200 [m1] | - |" in md and "| 25 [m2] | - |" in md and "| 137 [m3] | - |" in md
+    assert "m1 = cpu, fp32; m2 = GPU, bf16; m3 = not recorded (older run)." in md
+    one = suite_markdown([rows[0], {**rows[1], "epoch_on": "cpu, fp32"}], "t")
+    assert "| 25 | - |" in one and "[m1]" not in one and "s/epoch:" not in one  # one machine: no keys
+
+
 def test_suite_runs_side_by_side_in_worker_processes(tiny_suite, tmp_path):
     out = tmp_path / "tiny"
     steps = bench.run_suite("tiny", out, progress=False, jobs=2)

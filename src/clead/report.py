@@ -132,7 +132,7 @@ def suite_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
                 if name not in cells or n > cells[name][1]:
                     cells[name] = (acc, n)
         main = evals.get("eval") or next(iter(evals.values()), None)
-        epochs = [m for m in metrics if "train_seconds" in m]
+        epoch_on, epochs = _main_machine([m for m in metrics if "train_seconds" in m])
         rows.append(
             {
                 "run": d.name,
@@ -144,6 +144,7 @@ def suite_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
                 "worst": (main["robust_accuracy"], main["n"]) if main else None,
                 "checks": _checks(main),
                 "epoch_s": sum(m["train_seconds"] for m in epochs) / len(epochs) if epochs else None,
+                "epoch_on": epoch_on,
                 "peak_mb": max((m.get("peak_rss_mb") or m.get("peak_memory_mb") or 0) for m in metrics)
                 if metrics
                 else None,
@@ -153,6 +154,21 @@ def suite_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _main_machine(epochs: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+    """The machine and precision (`epoch_where`) that ran most of a run's timed epochs (the later one on a tie),
+    and those epochs: a run moved between a GPU and a CPU gets its s/epoch from one machine, not a mean of both.
+    (None, all epochs) when they predate the ``device`` field."""
+    counts: dict[str, int] = {}
+    for m in epochs:
+        if "device" in m:
+            where = epoch_where(m)
+            counts[where] = counts.pop(where, 0) + 1  # re-inserted: the later machine wins a tie in max()
+    if not counts:
+        return None, epochs
+    top = max(reversed(counts), key=counts.__getitem__)
+    return top, [m for m in epochs if "device" in m and epoch_where(m) == top]
 
 
 def apgd_ct(row: dict[str, Any]) -> float | None:
@@ -264,9 +280,16 @@ def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]
+    # s/epoch compares runs only on one machine: where the table's runs trained on several, each cell names its
+    # machine by a key listed under the table
+    machines = list(dict.fromkeys(r.get("epoch_on") for r in rows if r["epoch_s"]))
+    keyed = len(machines) > 1
     for r in rows:
         cells = [_ci(*r["cells"].get(c, (None, None))) for c in columns]
         worst = _ci(*r["worst"]) if r["worst"] else "-"
+        secs = f"{r['epoch_s']:.0f}" if r["epoch_s"] else "-"
+        if keyed and r["epoch_s"]:
+            secs += f" [m{machines.index(r.get('epoch_on')) + 1}]"
         lines.append(
             "| "
             + " | ".join(
@@ -276,7 +299,7 @@ def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
                     *cells,
                     worst,
                     r["checks"],
-                    f"{r['epoch_s']:.0f}" if r["epoch_s"] else "-",
+                    secs,
                     f"{r['peak_mb']:.0f}" if r["peak_mb"] else "-",
                 ]
             )
@@ -284,6 +307,12 @@ def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
         )
     ns = sorted({f"{c}: n={r['cells'][c][1]}" for r in rows for c in columns if c in r["cells"]})
     lines += ["", "Samples: " + ", ".join(ns) + "; worst case over all attacks of the main evaluation (eval.json)."]
+    if keyed:
+        keys = [f"m{i + 1} = {m or 'not recorded (older run)'}" for i, m in enumerate(machines)]
+        lines += [
+            "",
+            "s/epoch: mean over the epochs of the machine that ran most of each run's; " + "; ".join(keys) + ".",
+        ]
     trained = _by_machine(rows, lambda r: trained_on(r.get("metrics") or []))
     if trained:
         lines += ["", f"Trained on: {trained}."]
