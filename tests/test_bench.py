@@ -9,6 +9,7 @@ import pytest
 
 from clead import bench
 from clead.analyze import analyze, intra_inter_ratio
+from clead.errors import CleadError
 from clead.report import wilson
 
 
@@ -162,8 +163,6 @@ def test_seed_table_is_mean_and_sample_std_per_group():
 
 
 def test_only_accepts_seed_runs_and_rejects_unknown_names(tiny_suite, tmp_path):
-    from clead.errors import CleadError
-
     tiny_suite.seeds = (1,)
     assert bench.run_suite("tiny", tmp_path / "t", only=["clead-seed1"], dry_run=True, progress=False) == [
         "train clead-seed1",
@@ -365,10 +364,11 @@ def test_a_training_only_stage_is_not_evaluated(tiny_suite, tmp_path):
     ]
 
 
-def test_tagged_threat_matrices_come_last_and_cover_runs_of_other_suites(tiny_suite, tmp_path):
+def test_tagged_threat_matrices_come_after_the_runs_and_cover_runs_of_other_suites(tiny_suite, tmp_path):
     """A suite's threat_evals run once its runs are evaluated, on its own runs and on other run directories
     named by path, attacked from the named source run; they are made once, and the report shows them and the
-    outside runs. Catches the spec's source, tag or external runs being ignored."""
+    outside runs; they come before the extra seeds (hours more), and may not name a seed run. Catches the
+    spec's source, tag or external runs being ignored, or the matrices waiting for the seeds."""
     import shutil
 
     out = tmp_path / "tiny"
@@ -390,6 +390,18 @@ def test_tagged_threat_matrices_come_last_and_cover_runs_of_other_suites(tiny_su
     assert bench.run_suite("tiny", out, progress=False) == []  # made once
     md = (out / "report.md").read_text()
     assert "transfer-pgd3 (PGD-3)" in md and f"| {other} |" in md and "| clead | clead |" in md
+    tiny_suite.seeds, tiny_suite.seed_runs = (1,), ("standard",)
+    tiny_suite.seed_evals = [bench.EvalSpec("", ["fgsm"], 24)]
+    tiny_suite.threat_evals = (bench.ThreatSpec("again", ["transfer-pgd3"], ["standard"], "standard", n=24),)
+    assert bench.run_suite("tiny", out, dry_run=True, progress=False) == [
+        "threats again standard",
+        "then seeds 1 of standard",
+    ]
+    steps = bench.run_suite("tiny", out, progress=False)
+    assert steps[0] == "threats again standard" and "train standard-seed1" in steps
+    tiny_suite.threat_evals = (bench.ThreatSpec("s", ["transfer-pgd3"], ["standard-seed1"], "standard", n=24),)
+    with pytest.raises(CleadError, match="names a seed run"):
+        bench.run_suite("tiny", out, dry_run=True, progress=False)
 
 
 def test_report_shows_the_reused_runs_and_compares_the_named_pairs(tiny_suite, tmp_path, monkeypatch):

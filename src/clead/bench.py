@@ -557,6 +557,13 @@ def run_suite(
         )
     runs = [r for r in [*suite.runs, *seed_runs] if r in only] if only else list(suite.runs)
     complete = bring_up_all(runs)
+    # the threat matrices name seed-0 runs (and other suites' runs): they run before the seeds, which take
+    # hours more, and a session stopped during the seeds keeps them
+    threat_runs = {r for spec in suite.threat_evals for r in spec.runs}
+    if threat_runs & set(seed_runs):
+        raise CleadError(f"suite {name}: a threat matrix names a seed run ({', '.join(threat_runs & set(seed_runs))})")
+    if suite.threat_evals and not only and (complete or dry_run):
+        complete = _threat_evals(suite, out, deadline, progress, dry_run, steps) and complete
     if complete and suite.seeds and not only and not dry_run:
         bases = suite.seed_runs or _clead_and_close_baselines(suite, out)
         complete = bring_up_all([seed_run(b, s) for b in bases for s in suite.seeds]) and complete
@@ -578,8 +585,6 @@ def run_suite(
             )
         )
         steps.append(f"then seeds {', '.join(map(str, suite.seeds))} of {who}")
-    if suite.threat_evals and not only and (complete or dry_run):
-        complete = _threat_evals(suite, out, deadline, progress, dry_run, steps) and complete
     if report and not dry_run:
         done = [p.parent for p in sorted(out.glob("*/metrics.jsonl")) if (p.parent / "eval.json").is_file()]
         # the runs of other suites that the threat matrices compare with
