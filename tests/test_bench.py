@@ -240,14 +240,20 @@ def test_suite_table_says_where_each_run_trained_and_when_it_changed_machines():
         {**base, "run": "old", "metrics": [{"epoch": 1}]},
     ]
     md = suite_markdown(rows, "t")
-    assert "Trained on: a: GPU (epochs 1-2, 42 s/epoch), cpu (epoch 3, 250 s/epoch); b, c: cpu." in md
+    assert (
+        "Trained on: a: GPU (epochs 1-2, 42 s/epoch), cpu (epoch 3, 250 s/epoch); b, c: cpu; "
+        "old: not recorded (older run)." in md
+    )
     # the precision is part of where: the same CPU in bf16, then (resumed elsewhere) in fp32 is two spans
     amp = [{**m(1, "cpu (X)", 10), "amp": "bf16"}, {**m(2, "cpu (X)", 30), "amp": "none"}]
     assert trained_on(amp) == "cpu (X), bf16 (epoch 1, 10 s/epoch), cpu (X), fp32 (epoch 2, 30 s/epoch)"
     assert "Main evaluation on" not in md  # no evaluation records its machine
     rows[0]["main"] = {"devices": {"GPU": 720.0, "cpu": 2400.0}}
     rows[1]["main"] = {"devices": {"cpu": 30.0}}
-    assert "Main evaluation on: a: GPU (12 min), cpu (40 min); b: cpu (older" in suite_markdown(rows, "t")
+    rows[2]["main"] = {"n": 10}  # evaluated before evaluations named their machine; "old" is not evaluated
+    assert "Main evaluation on: a: GPU (12 min), cpu (40 min); b: cpu; c: not recorded (older run)." in suite_markdown(
+        rows, "t"
+    )
 
 
 def test_suite_table_times_each_run_on_one_machine_and_keys_machines_when_they_differ():
@@ -423,6 +429,27 @@ def test_report_shows_the_reused_runs_and_compares_the_named_pairs(tiny_suite, t
     assert bench.run_suite("tiny", out, progress=False) == []
     assert sorted(map(str, got["d"])) == sorted(map(str, (out / "clead", out / "standard", other)))
     assert got["p"] == [("clead", "pgd-at"), ("standard", "clead")]
+
+
+def test_report_only_rewrites_the_report_from_disk_and_runs_nothing(tiny_suite, tmp_path, capsys):
+    """``clead bench SUITE --report-only``: the report of the evaluated runs on disk while another process trains
+    the rest; fails if it trains or evaluates anything (clead has no metrics.jsonl, standard no best.pt) or
+    succeeds with nothing to report."""
+    from clead.cli import main
+    from clead.io import write_yaml
+
+    out = tmp_path / "t"
+    d = out / "standard"
+    d.mkdir(parents=True)
+    write_yaml(d / "config.yaml", tiny_suite.config("standard", out).to_dict())
+    (d / "metrics.jsonl").write_text('{"epoch": 1, "loss": 1.0, "val_clean": 0.5, "val_pgd": 0.25}\n')
+    ev = {"per_attack": {"fgsm": 0.5}, "robust_accuracy": 0.5, "n": 24, "clean_accuracy": 0.75}
+    (d / "eval.json").write_text(json.dumps(ev))
+    assert main(["bench", "tiny", "--out", str(out), "--report-only", "--quiet"]) == 0
+    assert "| standard | standard | 75.00" in (out / "report.md").read_text() and (out / "report.html").is_file()
+    assert not (out / "clead").exists() and not (d / "best.pt").exists()
+    assert main(["bench", "tiny", "--out", str(tmp_path / "empty"), "--report-only"]) == 2
+    assert "nothing to report" in capsys.readouterr().err
 
 
 def test_seeds_go_to_every_run_within_the_margin_of_a_reference_run(tiny_suite, tmp_path, monkeypatch):

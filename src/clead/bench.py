@@ -521,6 +521,32 @@ def _threat_evals(suite: Suite, out: Path, deadline: float | None, progress: boo
     return True
 
 
+def write_report(suite: Suite, out: Path, complete: bool = True) -> bool:
+    """The suite's report.md and report.html from the runs on disk that are evaluated (its own and the runs of
+    other suites it compares with); False, writing nothing, when none is."""
+    from .report import write_suite_report
+
+    done = [p.parent for p in sorted(out.glob("*/metrics.jsonl")) if (p.parent / "eval.json").is_file()]
+    # the runs of other suites that the threat matrices compare with
+    done += [
+        suite.run_dir(r, out)
+        for r in dict.fromkeys([*(r for spec in suite.threat_evals for r in spec.runs), *suite.report_with])
+        if r not in suite.runs and (suite.run_dir(r, out) / "eval.json").is_file()
+    ]
+    pairs = None
+    if suite.pairs is not None:  # the report names runs by their directory's name
+        pairs = [tuple(suite.run_dir(r, out).name for r in pair) for pair in suite.pairs]
+    if done:
+        write_suite_report(done, out, suite.title or suite.name, pairs)
+        log.info(
+            "bench %s: report in %s/report.md and report.html%s",
+            suite.name,
+            out,
+            "" if complete else " (partial: run the same command again to continue)",
+        )
+    return bool(done)
+
+
 def run_suite(
     name: str,
     out: str | Path | None = None,
@@ -536,8 +562,6 @@ def run_suite(
     ``jobs`` > 1 brings that many runs up to date side by side, each in its own process with an equal share
     of the CPU cores as torch threads (a run's numbers do not depend on it: one process per run, as with 1).
     """
-    from .report import write_suite_report
-
     suite: Suite = SUITES.get(name)
     out = Path(out or Path("results") / name)
     deadline = None if max_hours is None else time.monotonic() + max_hours * 3600
@@ -586,24 +610,7 @@ def run_suite(
         )
         steps.append(f"then seeds {', '.join(map(str, suite.seeds))} of {who}")
     if report and not dry_run:
-        done = [p.parent for p in sorted(out.glob("*/metrics.jsonl")) if (p.parent / "eval.json").is_file()]
-        # the runs of other suites that the threat matrices compare with
-        done += [
-            suite.run_dir(r, out)
-            for r in dict.fromkeys([*(r for spec in suite.threat_evals for r in spec.runs), *suite.report_with])
-            if r not in suite.runs and (suite.run_dir(r, out) / "eval.json").is_file()
-        ]
-        pairs = None
-        if suite.pairs is not None:  # the report names runs by their directory's name
-            pairs = [tuple(suite.run_dir(r, out).name for r in pair) for pair in suite.pairs]
-        if done:
-            write_suite_report(done, out, suite.title or name, pairs)
-            log.info(
-                "bench %s: report in %s/report.md and report.html%s",
-                name,
-                out,
-                "" if complete else " (partial: run the same command again to continue)",
-            )
+        write_report(suite, out, complete)
     return steps
 
 

@@ -259,6 +259,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if not args.suite:
         raise CleadError(f"name a suite: {', '.join(SUITES.names())} (or --list)")
+    if args.report_only:
+        from .bench import write_report
+
+        out = Path(args.out or Path("results") / args.suite)
+        if not write_report(SUITES.get(args.suite), out):
+            raise CleadError(f"no evaluated run of suite {args.suite} in {out}: nothing to report")
+        return 0
     only = [r.strip() for r in args.only.split(",")] if args.only else None
     from .bench import default_jobs
 
@@ -497,6 +504,12 @@ def build_parser() -> argparse.ArgumentParser:
         "[default: the number of CPU cores, 1 with CUDA]",
     )
     b.add_argument("--dry-run", action="store_true", help="print what would run")
+    b.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite OUT/report.md and report.html from the evaluated runs on disk; trains and evaluates nothing "
+        "(e.g. while --only processes bring other runs up to date)",
+    )
     b.add_argument(
         "--quiet", action="store_true", help="no progress bars (nor, off a terminal, the once-a-minute progress lines)"
     )

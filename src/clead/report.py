@@ -259,13 +259,23 @@ def evaluated_on(ev: dict[str, Any] | None) -> str | None:
     return ", ".join(f"{d} ({s / 60:.0f} min)" for d, s in devices.items())
 
 
-def _by_machine(rows: list[dict[str, Any]], where) -> str:
-    """``run, run: machine; run: machine`` grouping runs by what ``where(row)`` says (runs it says None of left out)."""
+def _by_machine(rows: list[dict[str, Any]], where, has) -> str:
+    """``run, run: machine; run: machine`` grouping runs by what ``where(row)`` says; the runs that ``has`` a
+    record older than the machine field are named as such at the end, those without one left out; "" when no
+    run's record names its machine."""
     groups: dict[str, list[str]] = {}
+    older = []
     for r in rows:
         if (dev := where(r)) is not None:
             groups.setdefault(dev, []).append(r["run"])
-    return "; ".join(f"{', '.join(runs)}: {dev}" for dev, runs in groups.items())
+        elif has(r):
+            older.append(r["run"])
+    if not groups:
+        return ""
+    return "; ".join(
+        [f"{', '.join(runs)}: {dev}" for dev, runs in groups.items()]
+        + ([f"{', '.join(older)}: not recorded (older run)"] if older else [])
+    )
 
 
 def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
@@ -313,12 +323,12 @@ def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
             "",
             "s/epoch: mean over the epochs of the machine that ran most of each run's; " + "; ".join(keys) + ".",
         ]
-    trained = _by_machine(rows, lambda r: trained_on(r.get("metrics") or []))
+    trained = _by_machine(rows, lambda r: trained_on(r.get("metrics") or []), lambda r: bool(r.get("metrics")))
     if trained:
         lines += ["", f"Trained on: {trained}."]
-    evaluated = _by_machine(rows, lambda r: evaluated_on(r.get("main")))
+    evaluated = _by_machine(rows, lambda r: evaluated_on(r.get("main")), lambda r: bool(r.get("main")))
     if evaluated:
-        lines += ["", f"Main evaluation on: {evaluated} (older evaluations did not record it)."]
+        lines += ["", f"Main evaluation on: {evaluated}."]
     lines += seed_table(rows)
     bad = [r["run"] for r in rows if r["checks"].startswith("FAILED")]
     if bad:
