@@ -452,6 +452,24 @@ def test_report_only_rewrites_the_report_from_disk_and_runs_nothing(tiny_suite, 
     assert "nothing to report" in capsys.readouterr().err
 
 
+def test_suite_table_takes_a_cell_from_the_main_evaluation_when_another_has_as_many_images(tiny_suite, tmp_path):
+    """A rerun of some attacks (eval-whitebox.json, sorted before eval.json) on the same 1,000 images must not
+    replace the main evaluation's cells; a larger n (eval-full.json) still wins."""
+    from clead.io import write_yaml
+    from clead.report import suite_rows
+
+    d = tmp_path / "r"
+    d.mkdir()
+    write_yaml(d / "config.yaml", tiny_suite.config("standard", tmp_path).to_dict())
+    (d / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    for tag, n, cw, fgsm in (("", 24, 0.5, 0.75), ("-whitebox", 24, 0.25, 0.25), ("-full", 100, None, 0.7)):
+        per = {"fgsm": fgsm, **({"cw": cw} if cw is not None else {})}
+        ev = {"per_attack": per, "n": n, "clean_accuracy": 0.9, "robust_accuracy": min(per.values())}
+        (d / f"eval{tag}.json").write_text(json.dumps(ev))
+    cells = suite_rows([d])[0]["cells"]
+    assert cells["cw"] == (0.5, 24) and cells["fgsm"] == (0.7, 100) and cells["clean"] == (0.9, 100)
+
+
 def test_seeds_go_to_every_run_within_the_margin_of_a_reference_run(tiny_suite, tmp_path, monkeypatch):
     """Runs within seed_margin of an outside reference run (by seed-0 AutoAttack) or ahead of it get the
     seeds; fails if the margin is ignored, taken the other way, or measured against C-LEAD instead."""
