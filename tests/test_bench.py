@@ -401,7 +401,9 @@ def test_tagged_threat_matrices_come_after_the_runs_and_cover_runs_of_other_suit
     tiny_suite.threat_evals = (bench.ThreatSpec("again", ["transfer-pgd3"], ["standard"], "standard", n=24),)
     assert bench.run_suite("tiny", out, dry_run=True, progress=False) == [
         "threats again standard",
-        "then seeds 1 of standard",
+        "seeds 1 of standard",
+        "train standard-seed1",
+        "eval standard-seed1 main",
     ]
     steps = bench.run_suite("tiny", out, progress=False)
     assert steps[0] == "threats again standard" and "train standard-seed1" in steps

@@ -581,6 +581,7 @@ def run_suite(
         )
     runs = [r for r in [*suite.runs, *seed_runs] if r in only] if only else list(suite.runs)
     complete = bring_up_all(runs)
+    seed0_left = bool(steps)  # with dry_run: whether the seed-0 runs have anything left to do
     # the threat matrices name seed-0 runs (and other suites' runs): they run before the seeds, which take
     # hours more, and a session stopped during the seeds keeps them
     threat_runs = {r for spec in suite.threat_evals for r in spec.runs}
@@ -608,7 +609,13 @@ def run_suite(
                 + " seed-0 AutoAttack"
             )
         )
-        steps.append(f"then seeds {', '.join(map(str, suite.seeds))} of {who}")
+        if seed0_left:
+            steps.append(f"then seeds {', '.join(map(str, suite.seeds))} of {who}")
+        else:  # the seed-0 runs are evaluated: who gets seeds is known, and what each seed run has left
+            bases = suite.seed_runs or _clead_and_close_baselines(suite, out)
+            why = "" if suite.seed_runs else f" ({who})"
+            steps.append(f"seeds {', '.join(map(str, suite.seeds))} of {', '.join(bases) or 'none'}{why}")
+            bring_up_all([seed_run(b, s) for b in bases for s in suite.seeds])
     if report and not dry_run:
         write_report(suite, out, complete)
     return steps
