@@ -140,6 +140,29 @@ def test_seeds_evaluated_with_other_attacks_are_named(tmp_path):
     assert "different attacks at different seeds (seed 0: autoattack, pgd20; seed 1: apgd, pgd20)" in text
 
 
+def test_seed_runs_left_out_of_the_pairing_are_named(tmp_path):
+    from clead.compare import markdown
+
+    ra, rb = outcomes(both=50, a_only=3, b_only=1, neither=46)
+    for sfx in ("", "-seed1"):
+        write_eval(tmp_path / f"clead{sfx}", [1] * 100, ra)
+        write_eval(tmp_path / f"pgd-at{sfx}", [1] * 100, rb)
+    write_eval(tmp_path / "pgd-at-seed2", [1] * 100, rb)  # clead has no seed 2
+    (tmp_path / "clead-seed2").mkdir()  # training: no evaluation yet
+    (tmp_path / "clead-seed2" / "config.yaml").write_text("seed: 2\n")
+    (tmp_path / "clead-seedling").mkdir()  # not a seed run of clead
+    (res,) = compare([tmp_path / "clead", tmp_path / "pgd-at"])
+    assert res["seeds"]["seeds"] == [0, 1]
+    assert res["left out"] == {"not evaluated": ["clead-seed2"], "no partner": ["pgd-at-seed2"]}
+    text = markdown([res])
+    assert (
+        "Seed runs left out: clead-seed2 (on disk, not evaluated yet); "
+        "pgd-at-seed2 (evaluated, but the other model has no run of that seed)." in text
+    )
+    (full,) = compare([tmp_path / "clead", tmp_path / "pgd-at"], seeds=False)
+    assert "left out" not in full and "Seed runs left out" not in markdown([full])
+
+
 def write_threats(d, clean, robust_by_threat, eps=None):
     """A run directory holding just a threat matrix: eval-threats.json and per_sample-threats.csv."""
     d.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,11 @@ from .errors import CleadError
 
 OUTCOMES = ("clean", "robust")
 Z95 = 1.959963984540054
+# why compare leaves a seed run out of the seed-by-seed pairing, as its table says
+LEFT_OUT = {
+    "not evaluated": "on disk, not evaluated yet",
+    "no partner": "evaluated, but the other model has no run of that seed",
+}
 
 
 def _read(ev_path: Path, csv_path: Path, hint: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
@@ -148,6 +153,17 @@ def seed_group(run_dir: Path, tag: str = "") -> dict[int, Path]:
     return dict(sorted(group.items()))
 
 
+def unevaluated_seeds(run_dir: Path, tag: str = "") -> list[str]:
+    """Names of ``run_dir``'s seed runs on disk that ``seed_group`` leaves out: not evaluated (with ``tag``) yet."""
+    run_dir = Path(run_dir)
+    evaluated = {p.name for p in seed_group(run_dir, tag).values()}
+    return sorted(
+        p.name
+        for p in run_dir.parent.glob(f"{run_dir.name}-seed*")
+        if p.is_dir() and re.fullmatch(re.escape(run_dir.name) + r"-seed(\d+)", p.name) and p.name not in evaluated
+    )
+
+
 def _two_sided(mean: float, se: float, sf) -> float:
     """Two-sided p of ``mean / se`` under the survival function ``sf``; a zero spread gives 1 or 0."""
     if se == 0.0:
@@ -207,6 +223,11 @@ def compare(
         if seeds:
             ga, gb = seed_group(ref, tag), seed_group(other, tag)
             common = [s for s in ga if s in gb]
+            unpaired = [g[s].name for g, h in ((ga, gb), (gb, ga)) for s in g if s and s not in h]
+            entry["left out"] = {
+                "not evaluated": unevaluated_seeds(ref, tag) + unevaluated_seeds(other, tag),
+                "no partner": unpaired,
+            }
             if len(common) > 1:
                 ea = [load_eval(ga[s], tag, threat) for s in common]
                 eb = [load_eval(gb[s], tag, threat) for s in common]
@@ -287,6 +308,10 @@ def markdown(results: list[dict[str, Any]]) -> str:
         ]
         notes = {_attack_note(r["seeds"]["attacks"]) for r in seeded} - {""}
         lines += ["", *sorted(notes)] if notes else []
+    left = {why: sorted({n for r in results for n in r.get("left out", {}).get(why, [])}) for why in LEFT_OUT}
+    if any(left.values()):
+        parts = [f"{', '.join(names)} ({LEFT_OUT[why]})" for why, names in left.items() if names]
+        lines += ["", "Seed runs left out: " + "; ".join(parts) + "."]
     return "\n".join(lines) + "\n"
 
 
