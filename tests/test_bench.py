@@ -205,6 +205,41 @@ def test_dry_run_says_what_resumes_and_who_gets_seeds(tiny_suite, tmp_path, monk
     )
 
 
+def test_dry_run_times_a_run_not_started_from_its_seed_siblings(tiny_suite, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "_this_machine", lambda: "cpu (AMD EPYC)")
+    out = tmp_path / "t"
+    tiny_suite.base = {**tiny_suite.base, "epochs": 4}
+    tiny_suite.seeds = (1, 2, 3)
+
+    def logged(run, *epochs):
+        (out / run).mkdir(parents=True)
+        (out / run / "metrics.jsonl").write_text(
+            "".join(
+                f'{{"epoch": {i + 1}, "seconds": {s}, "amp": "none", "device": "{d}"}}\n'
+                for i, (s, d) in enumerate(epochs)
+            )
+        )
+
+    here, gpu = "cpu (AMD EPYC)", "cuda (NVIDIA H200)"
+    logged("clead", (30, gpu), (30, gpu), (30, gpu))  # more epochs, none on this machine
+    logged("clead-seed2", (900, here), (600, gpu))  # the sibling with the most epochs here: median of its 900 s
+    logged("clead-seedling", (5, here), (5, here))  # not a seed run of clead
+    logged("standard", (7, here))  # another run
+    steps = bench.run_suite("tiny", out, only=["clead-seed1", "clead-seed3"], dry_run=True, progress=False)
+    # 4 epochs at 900 s: 1.0 h
+    assert "train clead-seed1 (not started; about 1.0 h at the 900 s/epoch clead-seed2 logged here (" in steps[0]
+    assert steps[0].endswith("cpu (AMD EPYC), fp32))")
+    assert "clead-seed2 logged here" in next(x for x in steps if x.startswith("train clead-seed3"))
+    (out / "clead-seed2" / "metrics.jsonl").unlink()  # only the GPU's epochs are left: they estimate, named as such
+    steps = bench.run_suite("tiny", out, only=["clead-seed1"], dry_run=True, progress=False)
+    assert (
+        steps[0]
+        == "train clead-seed1 (not started; about 2 min at the 30 s/epoch clead logged (cuda (NVIDIA H200), fp32))"
+    )
+    (out / "clead" / "metrics.jsonl").unlink()
+    assert bench.run_suite("tiny", out, only=["clead-seed1"], dry_run=True, progress=False)[0] == "train clead-seed1"
+
+
 def test_suite_table_adds_a_column_for_attacks_beyond_the_standard_set():
     from clead.report import suite_markdown
 

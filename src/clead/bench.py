@@ -9,6 +9,7 @@ evaluation that is complete is skipped, so a long suite can be run over several 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -638,11 +639,11 @@ def _this_machine() -> str:
     return device_name(runmod.resolve_device("auto"))
 
 
-def _time_left(logged: list[dict], epochs: int) -> str:
+def _time_left(logged: list[dict], epochs: int, by: str = "") -> str:
     """``; about H h at the S s/epoch logged (DEVICE, PRECISION)``: the estimate for ``epochs`` more epochs from the
-    median epoch time in a run's own metrics.jsonl, taken from the epochs that ran on this machine where there are
-    any (a run moved between a GPU and a CPU runs 30 times faster on one), else from all of them, and naming where
-    they ran; nothing when no epoch logged its time."""
+    median epoch time in a run's own metrics.jsonl (``by``: in the named sibling's), taken from the epochs that ran
+    on this machine where there are any (a run moved between a GPU and a CPU runs 30 times faster on one), else from
+    all of them, and naming where they ran; nothing when no epoch logged its time."""
     import statistics
 
     from .report import epoch_where
@@ -657,9 +658,26 @@ def _time_left(logged: list[dict], epochs: int) -> str:
     left = epochs * per
     where = sorted({w for w in map(epoch_where, timed) if w})
     span = f"{left / 3600:.1f} h" if left >= 3600 else f"{max(1, round(left / 60))} min"
-    return f"; about {span} at the {per:.0f} s/epoch logged" + (
+    return f"; about {span} at the {per:.0f} s/epoch{f' {by}' if by else ''} logged" + (
         f"{' here' if here else ''} ({'; '.join(where)})" if where else ""
     )
+
+
+def _sibling_time_left(out: Path, run: str, epochs: int) -> str:
+    """The time ``run``, not started, would take, from the epochs its seed siblings (``NAME``, ``NAME-seedN``: the
+    same settings but the seed) logged: the sibling with the most epochs on this machine, else with the most."""
+    base = re.sub(r"-seed\d+$", "", run)
+    machine = _this_machine()
+    best: tuple[int, int, str, list[dict]] | None = None
+    seeds = [d for d in sorted(out.glob(f"{base}-seed*")) if re.fullmatch(re.escape(base) + r"-seed\d+", d.name)]
+    for d in [out / base, *seeds]:
+        if d.name == run:
+            continue
+        timed = [m for m in runmod.read_metrics(d) if isinstance(m.get("seconds"), (int, float))]
+        key = (sum(m.get("device") == machine for m in timed), len(timed), d.name, timed)
+        if timed and (best is None or key[:2] > best[:2]):
+            best = key
+    return _time_left(best[3], epochs, by=best[2]) if best else ""
 
 
 def _bring_up(
@@ -693,6 +711,8 @@ def _bring_up(
                 else f" (starts afresh: {done} epoch(s) logged but no last.pt to resume from"
                 f"{_time_left(logged, cfg.epochs)})"
             )
+        elif dry_run and (guess := _sibling_time_left(out, run, cfg.epochs)):
+            note = f" (not started{guess})"
         steps.append(f"train {run}{note}")
         if not dry_run:
             log.info("bench %s: training %s%s", suite.name, run, " (resuming)" if resume else "")

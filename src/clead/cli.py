@@ -503,7 +503,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs brought up to date side by side, each in its own process with cores/N threads "
         "[default: the number of CPU cores, 1 with CUDA]",
     )
-    b.add_argument("--dry-run", action="store_true", help="print what would run")
+    b.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would run: which runs resume and at which epoch, with the time left from the epochs "
+        "logged (this machine's where any; a run not started, its seed siblings'), which evaluations resume, "
+        "and who gets seeds",
+    )
     b.add_argument(
         "--report-only",
         action="store_true",
