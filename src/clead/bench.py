@@ -666,11 +666,12 @@ def _time_left(logged: list[dict], epochs: int, by: str = "") -> str:
 def _sibling_time_left(out: Path, run: str, epochs: int) -> str:
     """The time ``run``, not started, would take, from the epochs its seed siblings (``NAME``, ``NAME-seedN``: the
     same settings but the seed) logged: the sibling with the most epochs on this machine, else with the most."""
+    from .compare import seed_dirs
+
     base = re.sub(r"-seed\d+$", "", run)
     machine = _this_machine()
     best: tuple[int, int, str, list[dict]] | None = None
-    seeds = [d for d in sorted(out.glob(f"{base}-seed*")) if re.fullmatch(re.escape(base) + r"-seed\d+", d.name)]
-    for d in [out / base, *seeds]:
+    for d in seed_dirs(out / base).values():
         if d.name == run:
             continue
         timed = [m for m in runmod.read_metrics(d) if isinstance(m.get("seconds"), (int, float))]

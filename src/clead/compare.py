@@ -141,27 +141,26 @@ def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def seed_group(run_dir: Path, tag: str = "") -> dict[int, Path]:
-    """``{0: NAME, 1: NAME-seed1, ...}`` for the runs of ``run_dir``'s seed group evaluated so far (with ``tag``)."""
+def seed_dirs(run_dir: Path) -> dict[int, Path]:
+    """``{0: NAME, 1: NAME-seed1, ...}``: ``run_dir`` and its seed runs on disk beside it, evaluated or not."""
     run_dir = Path(run_dir)
     group = {0: run_dir}
-    sfx = f"-{tag}" if tag else ""
     for p in run_dir.parent.glob(f"{run_dir.name}-seed*"):
         m = re.fullmatch(re.escape(run_dir.name) + r"-seed(\d+)", p.name)
-        if m and (p / f"per_sample{sfx}.csv").is_file() and (p / f"eval{sfx}.json").is_file():
+        if m and p.is_dir():
             group[int(m.group(1))] = p
     return dict(sorted(group.items()))
 
 
-def unevaluated_seeds(run_dir: Path, tag: str = "") -> list[str]:
-    """Names of ``run_dir``'s seed runs on disk that ``seed_group`` leaves out: not evaluated (with ``tag``) yet."""
-    run_dir = Path(run_dir)
-    evaluated = {p.name for p in seed_group(run_dir, tag).values()}
-    return sorted(
-        p.name
-        for p in run_dir.parent.glob(f"{run_dir.name}-seed*")
-        if p.is_dir() and re.fullmatch(re.escape(run_dir.name) + r"-seed(\d+)", p.name) and p.name not in evaluated
-    )
+def seed_group(run_dir: Path, tag: str = "", on_disk: dict[int, Path] | None = None) -> dict[int, Path]:
+    """``{0: NAME, 1: NAME-seed1, ...}`` for the runs of ``run_dir``'s seed group evaluated so far (with ``tag``);
+    ``on_disk``: its ``seed_dirs`` when the caller has them."""
+    sfx = f"-{tag}" if tag else ""
+    return {
+        s: p
+        for s, p in (on_disk or seed_dirs(run_dir)).items()
+        if s == 0 or (p / f"per_sample{sfx}.csv").is_file() and (p / f"eval{sfx}.json").is_file()
+    }
 
 
 def _two_sided(mean: float, se: float, sf) -> float:
@@ -221,12 +220,12 @@ def compare(
         other = Path(other)
         entry = paired(load_eval(ref, tag, threat), load_eval(other, tag, threat))
         if seeds:
-            ga, gb = seed_group(ref, tag), seed_group(other, tag)
+            da, db = seed_dirs(ref), seed_dirs(other)
+            ga, gb = seed_group(ref, tag, da), seed_group(other, tag, db)
             common = [s for s in ga if s in gb]
-            unpaired = [g[s].name for g, h in ((ga, gb), (gb, ga)) for s in g if s and s not in h]
             entry["left out"] = {
-                "not evaluated": unevaluated_seeds(ref, tag) + unevaluated_seeds(other, tag),
-                "no partner": unpaired,
+                "not evaluated": [d[s].name for d, g in ((da, ga), (db, gb)) for s in d if s not in g],
+                "no partner": [g[s].name for g, h in ((ga, gb), (gb, ga)) for s in g if s and s not in h],
             }
             if len(common) > 1:
                 ea = [load_eval(ga[s], tag, threat) for s in common]
