@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from clead import bench
 from clead.analyze import analyze, intra_inter_ratio
@@ -174,7 +175,8 @@ def test_only_accepts_seed_runs_and_rejects_unknown_names(tiny_suite, tmp_path):
 
 
 def test_dry_run_says_what_resumes_and_who_gets_seeds(tiny_suite, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "_this_machine", lambda: "cpu (Intel Xeon)")  # not where the epoch below ran
+    here = {"device": "cpu (Intel Xeon)", "amp": "bf16"}  # not where the epoch below ran
+    monkeypatch.setattr(bench, "_this_machine", lambda amp: here)
     out = tmp_path / "t"
     tiny_suite.base = {**tiny_suite.base, "epochs": 3}
     tiny_suite.seeds, tiny_suite.seed_margin = (1, 2), 0.02
@@ -206,7 +208,7 @@ def test_dry_run_says_what_resumes_and_who_gets_seeds(tiny_suite, tmp_path, monk
 
 
 def test_dry_run_times_a_run_not_started_from_its_seed_siblings(tiny_suite, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "_this_machine", lambda: "cpu (AMD EPYC)")
+    monkeypatch.setattr(bench, "_this_machine", lambda amp: {"device": "cpu (AMD EPYC)", "amp": "none"})
     out = tmp_path / "t"
     tiny_suite.base = {**tiny_suite.base, "epochs": 4}
     tiny_suite.seeds = (1, 2, 3)
@@ -230,6 +232,15 @@ def test_dry_run_times_a_run_not_started_from_its_seed_siblings(tiny_suite, tmp_
     assert "train clead-seed1 (not started; about 1.0 h at the 900 s/epoch clead-seed2 logged here (" in steps[0]
     assert steps[0].endswith("cpu (AMD EPYC), fp32))")
     assert "clead-seed2 logged here" in next(x for x in steps if x.startswith("train clead-seed3"))
+    # in bf16 on a CPU of that name no sibling ran "here", but clead-seed2's fp32 epoch on it times the run better
+    # than clead's three on the GPU
+    monkeypatch.setattr(bench, "_this_machine", lambda amp: {"device": "cpu (AMD EPYC)", "amp": "bf16"})
+    steps = bench.run_suite("tiny", out, only=["clead-seed1"], dry_run=True, progress=False)
+    assert (
+        steps[0]
+        == "train clead-seed1 (not started; about 1.0 h at the 900 s/epoch clead-seed2 logged (cpu (AMD EPYC), fp32))"
+    )
+    monkeypatch.setattr(bench, "_this_machine", lambda amp: {"device": "cpu (AMD EPYC)", "amp": "none"})
     (out / "clead-seed2" / "metrics.jsonl").unlink()  # only the GPU's epochs are left: they estimate, named as such
     steps = bench.run_suite("tiny", out, only=["clead-seed1"], dry_run=True, progress=False)
     assert (
@@ -526,6 +537,19 @@ def test_seeds_go_to_every_run_within_the_margin_of_a_reference_run(tiny_suite, 
     )
 
 
+def test_this_machine_names_the_precision_amp_resolves_to_here(monkeypatch):
+    """Two CPUs sold as "AMD EPYC", one with AVX512-BF16 and one without: what the dry run calls "here" is the device
+    and the precision a run's amp resolves to on it, as each logged epoch records them."""
+    from clead import precision
+
+    monkeypatch.setattr(bench.runmod, "resolve_device", lambda d: torch.device("cpu"))
+    monkeypatch.setattr(precision, "cpu_model", lambda: "AMD EPYC")
+    for units, auto in ((True, "bf16"), (False, "none")):
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda units=units: units)
+        assert bench._this_machine("auto") == {"device": "cpu (AMD EPYC)", "amp": auto}
+        assert bench._this_machine("none") == {"device": "cpu (AMD EPYC)", "amp": "none"}
+
+
 def test_dry_run_estimates_from_the_epochs_this_machine_ran(tiny_suite, tmp_path, monkeypatch):
     """A run that moved between a CPU and a GPU (30 times faster here): the time left comes from the epochs
     logged on the machine the bench runs on, or from all of them where none ran there."""
@@ -542,12 +566,21 @@ def test_dry_run_estimates_from_the_epochs_this_machine_ran(tiny_suite, tmp_path
     (out / "clead" / "last.pt").write_bytes(b"state")
 
     def plan(machine):
-        monkeypatch.setattr(bench, "_this_machine", lambda: machine)
+        monkeypatch.setattr(bench, "_this_machine", lambda amp: machine)
         return bench.run_suite("tiny", out, only=["clead"], dry_run=True, progress=False)[0]
 
     # 2 epochs left
-    assert plan("cpu (AMD EPYC)").endswith("about 40 min at the 1200 s/epoch logged here (cpu (AMD EPYC), fp32))")
-    assert plan("NVIDIA H200").endswith("about 1 min at the 40 s/epoch logged here (NVIDIA H200, bf16))")
-    assert plan("cpu (Intel Xeon)").endswith(
+    assert plan({"device": "cpu (AMD EPYC)", "amp": "none"}).endswith(
+        "about 40 min at the 1200 s/epoch logged here (cpu (AMD EPYC), fp32))"
+    )
+    assert plan({"device": "NVIDIA H200", "amp": "bf16"}).endswith(
+        "about 1 min at the 40 s/epoch logged here (NVIDIA H200, bf16))"
+    )
+    assert plan({"device": "cpu (Intel Xeon)", "amp": "bf16"}).endswith(
         "about 1 min at the 40 s/epoch logged (NVIDIA H200, bf16; cpu (AMD EPYC), fp32))"
+    )
+    # an AMD EPYC with bf16 units shares the name of the one without, but not its speed: its fp32 epochs are not
+    # "here", though they time it better than the GPU's
+    assert plan({"device": "cpu (AMD EPYC)", "amp": "bf16"}).endswith(
+        "about 40 min at the 1200 s/epoch logged (cpu (AMD EPYC), fp32))"
     )

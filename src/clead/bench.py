@@ -632,53 +632,68 @@ def default_jobs() -> int:
     return 1 if torch.cuda.is_available() else max(1, os.cpu_count() or 1)
 
 
-def _this_machine() -> str:
-    """What a record names the machine a bench here would train on (``device`` in ``metrics.jsonl``)."""
+def _this_machine(amp: str = "auto") -> dict[str, str]:
+    """The machine and precision a bench here would train in, as a logged epoch records them (``device``,
+    ``amp``): ``amp`` resolved on this machine, because CPUs sold under one name differ (an AMD EPYC with
+    AVX512-BF16 trains in bf16 about twice as fast as one without trains in fp32)."""
     from .distributed import device_name
+    from .precision import resolve_amp
 
-    return device_name(runmod.resolve_device("auto"))
+    device = runmod.resolve_device("auto")
+    return {"device": device_name(device), "amp": resolve_amp(amp, device)}
 
 
-def _time_left(logged: list[dict], epochs: int, by: str = "") -> str:
+def _likeness(m: dict, machine: dict[str, str]) -> int:
+    """How well a logged epoch ``m`` times a run on ``machine``: 2 where it ran there in the same precision, 1 on the
+    same device in another, 0 elsewhere (a GPU runs these 30 times faster than one CPU core)."""
+    from .report import epoch_where
+
+    if m.get("device") != machine["device"]:
+        return 0
+    return 2 if epoch_where(m) == epoch_where(machine) else 1
+
+
+def _time_left(logged: list[dict], epochs: int, machine: dict[str, str], by: str = "") -> str:
     """``; about H h at the S s/epoch logged (DEVICE, PRECISION)``: the estimate for ``epochs`` more epochs from the
-    median epoch time in a run's own metrics.jsonl (``by``: in the named sibling's), taken from the epochs that ran
-    on this machine where there are any (a run moved between a GPU and a CPU runs 30 times faster on one), else from
-    all of them, and naming where they ran; nothing when no epoch logged its time."""
+    median epoch time in a run's own metrics.jsonl (``by``: in the named sibling's), taken from the epochs most like
+    ``machine`` (``_this_machine``): those that ran there in its precision ("logged here"), else on its device in
+    another precision, else all of them, naming where they ran; nothing when no epoch logged its time."""
     import statistics
 
     from .report import epoch_where
 
     timed = [m for m in logged if isinstance(m.get("seconds"), (int, float))]
-    machine = _this_machine()
-    here = [m for m in timed if m.get("device") == machine]
-    timed = here or timed
     if not timed or epochs <= 0:
         return ""
+    best = max(_likeness(m, machine) for m in timed)
+    if best:
+        timed = [m for m in timed if _likeness(m, machine) == best]
     per = statistics.median(m["seconds"] for m in timed)
     left = epochs * per
     where = sorted({w for w in map(epoch_where, timed) if w})
     span = f"{left / 3600:.1f} h" if left >= 3600 else f"{max(1, round(left / 60))} min"
     return f"; about {span} at the {per:.0f} s/epoch{f' {by}' if by else ''} logged" + (
-        f"{' here' if here else ''} ({'; '.join(where)})" if where else ""
+        f"{' here' if best == 2 else ''} ({'; '.join(where)})" if where else ""
     )
 
 
-def _sibling_time_left(out: Path, run: str, epochs: int) -> str:
+def _sibling_time_left(out: Path, run: str, epochs: int, machine: dict[str, str]) -> str:
     """The time ``run``, not started, would take, from the epochs its seed siblings (``NAME``, ``NAME-seedN``: the
-    same settings but the seed) logged: the sibling with the most epochs on this machine, else with the most."""
+    same settings but the seed) logged: the sibling with the most epochs on ``machine`` in its precision, else on
+    its device, else with the most epochs."""
     from .compare import seed_dirs
 
     base = re.sub(r"-seed\d+$", "", run)
-    machine = _this_machine()
-    best: tuple[int, int, str, list[dict]] | None = None
+    best: tuple[int, int, int, str, list[dict]] | None = None
     for d in seed_dirs(out / base).values():
         if d.name == run:
             continue
         timed = [m for m in runmod.read_metrics(d) if isinstance(m.get("seconds"), (int, float))]
-        key = (sum(m.get("device") == machine for m in timed), len(timed), d.name, timed)
-        if timed and (best is None or key[:2] > best[:2]):
+        like = [_likeness(m, machine) for m in timed]
+        key = (like.count(2), len(like) - like.count(0), len(timed), d.name, timed)
+        if timed and (best is None or key[:3] > best[:3]):
             best = key
-    return _time_left(best[3], epochs, by=best[2]) if best else ""
+    return _time_left(best[4], epochs, machine, by=best[3]) if best else ""
 
 
 def _bring_up(
@@ -704,15 +719,16 @@ def _bring_up(
         done = len(logged)
         resume = (d / "last.pt").is_file()
         note = ""
+        machine = _this_machine(cfg.amp) if dry_run else {}
         if dry_run and done:
             # only last.pt resumes a run: epochs logged without it are trained again from the start
             note = (
-                f" (resumes after epoch {done} of {cfg.epochs}{_time_left(logged, cfg.epochs - done)})"
+                f" (resumes after epoch {done} of {cfg.epochs}{_time_left(logged, cfg.epochs - done, machine)})"
                 if resume
                 else f" (starts afresh: {done} epoch(s) logged but no last.pt to resume from"
-                f"{_time_left(logged, cfg.epochs)})"
+                f"{_time_left(logged, cfg.epochs, machine)})"
             )
-        elif dry_run and (guess := _sibling_time_left(out, run, cfg.epochs)):
+        elif dry_run and (guess := _sibling_time_left(out, run, cfg.epochs, machine)):
             note = f" (not started{guess})"
         steps.append(f"train {run}{note}")
         if not dry_run:
