@@ -110,6 +110,11 @@ def test_lr_schedules():
     assert lr_at(cos, 0) == pytest.approx(0.1) and lr_at(cos, 0.5) == pytest.approx(0.05) and lr_at(cos, 1) < 1e-12
     pw = from_dict({"lr": 0.1, "schedule": "piecewise", "milestones": [0.5, 0.75]})
     assert [lr_at(pw, p) for p in (0.4, 0.5, 0.8)] == pytest.approx([0.1, 0.01, 0.001])
+    cyc = from_dict({"lr": 0.2, "schedule": "cyclic", "cyclic_peak": 0.4})
+    expected = [0.0, 0.2 * 0.2 / 0.4, 0.2, 0.2 * 0.3 / 0.6, 0.0]  # linear up to lr at 0.4, linear down to 0
+    assert [lr_at(cyc, p) for p in (0, 0.2, 0.4, 0.7, 1.0)] == pytest.approx(expected)
+    with pytest.raises(CleadError, match="cyclic_peak"):
+        from_dict({"schedule": "cyclic", "cyclic_peak": 1.0})
 
 
 @pytest.mark.parametrize(

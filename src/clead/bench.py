@@ -394,6 +394,8 @@ CIFAR10_RECIPE = {
     "val_n": 500,
     "seed": 0,
 }
+# the cifar10-cpu budget: width 8, 15 epochs of PGD-5
+CIFAR10_W8 = {**CIFAR10_RECIPE, "model_args": {"width": 8}, "attack_steps": 5, "epochs": 15}
 SUITES.register("cifar10-cpu")(
     Suite(
         name="cifar10-cpu",
@@ -405,12 +407,82 @@ SUITES.register("cifar10-cpu")(
             "crop and flip; validation PGD-10 on 500 held-out images; standard AutoAttack, PGD-50x3 and CW on "
             "the first 1,000 (class-balanced) test images, FGSM and PGD-20 on all 10,000"
         ),
-        base={**CIFAR10_RECIPE, "model_args": {"width": 8}, "attack_steps": 5, "epochs": 15},
+        base=CIFAR10_W8,
         runs={m: {"method": m} for m in ("standard", "pgd-at", "clead", "trades", "ascl")},
         evals=MAIN_EVALS,
     )
 )
 
+
+# Robustness per unit of compute: single-step training (FGSM-RS, N-FGSM) and PGD-3 beside the PGD-10 runs of
+# fmnist-full-0.1 (reused), for PGD-AT and C-LEAD, at that suite's budget; each pair side by side in the order.
+_COSTS = {"fgsm-rs": {"train_attack": "fgsm-rs"}, "n-fgsm": {"train_attack": "n-fgsm"}, "pgd3": {"attack_steps": 3}}
+SUITES.register("fmnist-frontier")(
+    Suite(
+        name="fmnist-frontier",
+        title="Robustness per unit of compute, Fashion-MNIST, small-cnn, Linf eps = 0.1, full budget",
+        description=(
+            "PGD-AT and C-LEAD trained with FGSM-RS (step 1.25*eps), N-FGSM (noise 2*eps, step eps) and PGD-3, and "
+            "TRADES with FGSM-RS, at the fmnist-full-0.1 budget (all 50,000 training images, 20 epochs, Adam 1e-3 "
+            "cosine, batch 128); AutoAttack, PGD-50x3 and CW on the first 1,000 test images, FGSM and PGD-20 on "
+            "all 10,000; compared with fmnist-full-0.1's PGD-10 runs"
+        ),
+        base=FULL_01,
+        runs={
+            **{f"{m}-{k}": {"method": m, **v} for k, v in _COSTS.items() for m in ("pgd-at", "clead")},
+            "trades-fgsm-rs": {"method": "trades", **_COSTS["fgsm-rs"]},
+        },
+        evals=MAIN_EVALS,
+        report_with=("results/fmnist-full-0.1/pgd-at", "results/fmnist-full-0.1/clead"),
+        pairs=(
+            *((f"clead-{k}", f"pgd-at-{k}") for k in _COSTS),
+            ("results/fmnist-full-0.1/clead", "results/fmnist-full-0.1/pgd-at"),
+        ),
+    )
+)
+
+
+SUITES.register("cifar10-frontier")(
+    Suite(
+        name="cifar10-frontier",
+        title="Single-step training on CIFAR-10 (JPEG q75 copy), PreAct ResNet-18 width 8, Linf 8/255",
+        description=(
+            "PGD-AT and C-LEAD trained with FGSM-RS (step 1.25*eps) and N-FGSM (noise 2*eps, step eps) at the "
+            "cifar10-cpu budget (PreAct ResNet-18 width 8, 15 epochs, SGD 0.1 cosine, crop and flip), evaluated as "
+            "that suite is; compared with its PGD-5 runs"
+        ),
+        base=CIFAR10_W8,
+        runs={f"{m}-{k}": {"method": m, **_COSTS[k]} for k in ("fgsm-rs", "n-fgsm") for m in ("pgd-at", "clead")},
+        evals=MAIN_EVALS,
+        report_with=("results/cifar10-cpu/pgd-at", "results/cifar10-cpu/clead"),
+        pairs=(
+            *((f"clead-{k}", f"pgd-at-{k}") for k in ("fgsm-rs", "n-fgsm")),
+            ("results/cifar10-cpu/clead", "results/cifar10-cpu/pgd-at"),
+        ),
+    )
+)
+
+# Where does single-step PGD-AT collapse at this budget? FGSM-RS at two radii and two step sizes, one seed each,
+# trained only: the per-epoch validation PGD-10 is the measurement (docs/overfitting.md).
+SUITES.register("cifar10-co-probe")(
+    Suite(
+        name="cifar10-co-probe",
+        title="Catastrophic-overfitting probe: FGSM-RS PGD-AT on CIFAR-10 (JPEG q75 copy), PreAct ResNet-18 width 8",
+        description=(
+            "PGD-AT with FGSM-RS at the cifar10-cpu budget (width 8, 15 epochs, SGD 0.1 cosine): eps 16/255 with "
+            "steps 1.25*eps and 2*eps, eps 8/255 with step 2*eps; trained only, validation PGD-10 on 500 held-out "
+            "images after every epoch"
+        ),
+        base={**CIFAR10_W8, "method": "pgd-at", "train_attack": "fgsm-rs"},
+        runs={
+            "eps16-step1.25": {"eps": 16 / 255, "attack_alpha": 20 / 255},
+            "eps16-step2": {"eps": 16 / 255, "attack_alpha": 32 / 255},
+            "eps8-step2": {"eps": 8 / 255, "attack_alpha": 16 / 255},
+        },
+        evals=[],
+        no_eval=("eps16-step1.25", "eps16-step2", "eps8-step2"),
+    )
+)
 
 # The GPU lane (benchmarks/device_suite.sh cifar10-gpu 2 SECONDS with NO_WEIGHTS=1): full-width PreAct ResNet-18,
 # PGD-AT and C-LEAD side by side, PGD-10, sized so that training and evaluation end inside one 10-minute call

@@ -15,10 +15,11 @@ from typing import Any
 import yaml
 
 from .errors import CleadError
+from .methods.base import TRAIN_ATTACKS
 from .precision import AMP
 
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("cosine", "piecewise", "constant")
+SCHEDULES = ("cosine", "piecewise", "constant", "cyclic")
 SELECT = ("auto", "robust", "clean", "last")
 VAL_ATTACKS = ("pgd", "apgd-ce")
 
@@ -57,8 +58,17 @@ class TrainConfig:
     )
     norm: str = _f("linf", "threat model of the training attack: linf or l2")
     eps: float = _f(0.1, "training attack radius, a number or a fraction like 8/255")
-    attack_steps: int = _f(10, "PGD steps of the training attack (all methods)")
-    attack_alpha: float | None = _f(None, "PGD step size of the training attack (default 2.5*eps/steps)")
+    train_attack: str = _f(
+        "pgd",
+        "the training attack of every method (each on its own inner loss): pgd (attack_steps steps), fgsm-rs "
+        "(one step from a uniform start, projected onto the ball; Wong et al. 2020) or n-fgsm (one step of eps "
+        "from noise of attack_noise*eps, not projected onto the ball; de Jorge et al. 2022)",
+    )
+    attack_steps: int = _f(10, "PGD steps of the training attack (train_attack pgd; the others take one)")
+    attack_alpha: float | None = _f(
+        None, "step size of the training attack (default: pgd 2.5*eps/steps, fgsm-rs 1.25*eps, n-fgsm eps)"
+    )
+    attack_noise: float = _f(2.0, "n-fgsm: radius of the noise start in multiples of eps (the paper's k = 2)")
     epochs: int = _f(10, "training epochs")
     batch_size: int = _f(128, "batch size")
     optimizer: str = _f(
@@ -68,8 +78,19 @@ class TrainConfig:
     lr: float = _f(0.001, "peak learning rate")
     momentum: float = _f(0.9, "SGD momentum")
     weight_decay: float = _f(0.0, "weight decay")
-    schedule: str = _f("cosine", "learning-rate schedule: cosine, piecewise or constant")
+    schedule: str = _f(
+        "cosine",
+        "learning-rate schedule: cosine, piecewise, constant or cyclic (one cycle: linear from 0 up to lr at "
+        "cyclic_peak, then down to 0, as the fast adversarial training papers train)",
+    )
     milestones: list = _f([0.5, 0.75], "piecewise: fractions of training at which the LR drops by 10x")
+    cyclic_peak: float = _f(0.4, "cyclic: the fraction of training at which the LR peaks (Wong et al. 2020: 2/5)")
+    ema_decay: float = _f(
+        0.0,
+        "weight averaging: keep an exponential moving average of the weights (and batch-norm statistics) with "
+        "this decay, e.g. 0.999, warmed up as min(decay, (1+t)/(10+t)) over the t steps done; validation, "
+        "best.pt and the exported weights are the average; 0 = off",
+    )
     seed: int = _f(0, "random seed (weights, data order, attack starts)")
     train_size: int | None = _f(None, "train on the first N training images only (quick runs)")
     val_size: int = _f(5000, "last N training images held out for checkpoint selection")
@@ -150,6 +171,7 @@ class TrainConfig:
             ("select", SELECT),
             ("schedule", SCHEDULES),
             ("val_attack", VAL_ATTACKS),
+            ("train_attack", TRAIN_ATTACKS),
             ("init_checkpoint", ("best", "last")),
         ):
             if getattr(self, name) not in valid:
@@ -161,6 +183,12 @@ class TrainConfig:
                 raise CleadError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.awp_gamma < 0 or self.awp_warmup < 0:
             raise CleadError(f"awp_gamma and awp_warmup must be >= 0, got {self.awp_gamma} and {self.awp_warmup}")
+        if self.attack_noise < 0:
+            raise CleadError(f"attack_noise must be >= 0, got {self.attack_noise}")
+        if not 0 < self.cyclic_peak < 1:
+            raise CleadError(f"cyclic_peak must be in (0, 1), got {self.cyclic_peak}")
+        if not 0 <= self.ema_decay < 1:
+            raise CleadError(f"ema_decay must be in [0, 1), e.g. 0.999 (0 = off), got {self.ema_decay}")
         if self.lr <= 0:
             raise CleadError(f"lr must be > 0, got {self.lr}")
         if self.views_from:

@@ -85,7 +85,8 @@ def build(cfg: cfgmod.TrainConfig, meta: dict[str, Any]) -> tuple[Classifier, Me
     model = create_model(
         cfg.model, meta["num_classes"], tuple(meta["image_shape"]), meta["mean"], meta["std"], **cfg.model_args
     )
-    budget = Budget(eps=cfg.eps, norm=cfg.norm, steps=cfg.attack_steps, alpha=cfg.attack_alpha)
+    budget = Budget(eps=cfg.eps, norm=cfg.norm, steps=cfg.attack_steps, alpha=cfg.attack_alpha,
+                    kind=cfg.train_attack, noise=cfg.attack_noise)  # fmt: skip
     method = METHODS.get(cfg.method)(cfg.method_params(), budget, model.feature_dim, meta["num_classes"])
     return model, method
 

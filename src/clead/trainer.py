@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import awp, distributed, offline_views, precision
+from . import awp, collapse, distributed, offline_views, precision
 from . import run as runmod
 from .attacks import PGD
 from .attacks.autoattack import AutoAttackPreset
@@ -29,6 +29,7 @@ from .checks import attack_counts
 from .config import TrainConfig
 from .data import load_dataset, split, to_float
 from .data.augment import random_crop_flip
+from .ema import WeightAverage
 from .errors import CleadError, TrainingDiverged
 from .io import save_torch, write_text, write_yaml
 from .methods import Method
@@ -45,6 +46,9 @@ def lr_at(cfg: TrainConfig, progress: float) -> float:
     """Learning rate at ``progress`` = epochs done (fractional) / total epochs, in [0, 1]."""
     if cfg.schedule == "cosine":
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.schedule == "cyclic":
+        peak = cfg.cyclic_peak
+        return cfg.lr * (progress / peak if progress < peak else (1 - progress) / (1 - peak))
     if cfg.schedule == "piecewise":
         return cfg.lr * 0.1 ** sum(progress >= m for m in cfg.milestones)
     return cfg.lr
@@ -138,8 +142,14 @@ class _Run:
     optimizer: torch.optim.Optimizer
     scaler: Any
     step_module: nn.Module
+    ema: WeightAverage | None = None  # the averaged weights (--ema-decay), which are validated and exported
     start_epoch: int = 0
     best_score: float = -1.0
+    history: list = dataclasses.field(default_factory=list)  # each epoch's validation accuracies (collapse guard)
+
+    def exported(self) -> nn.Module:
+        """The model the run validates and writes to best.pt: the weight average when on, else the model."""
+        return self.model if self.ema is None else self.ema.average
 
 
 def _train(cfg, out, resume, overwrite, progress, stop_after, device, dist) -> Path:
@@ -198,16 +208,22 @@ def _setup(cfg, out, resume, overwrite, progress, device, dist) -> _Run:
         model.head.requires_grad_(True)
     optimizer = make_optimizer(cfg, [*(p for p in model.parameters() if p.requires_grad), *method.parameters()])
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and device.type == "cuda")
-    start_epoch, best_score = 0, -1.0
+    start_epoch, best_score, history = 0, -1.0, []
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
 
     if resume:
         state = runmod.load_checkpoint(out / "last.pt")
         try:
-            model.load_state_dict(state["model"])
+            # with weight averaging, "model" is the average (what the run exports) and "train_model" the weights
+            model.load_state_dict(state["train_model" if ema else "model"])
+            if ema:
+                ema.average.load_state_dict(state["model"])
+                ema.updates = int(state["ema_updates"])
             method.load_state_dict(state["method"])
             optimizer.load_state_dict(state["optimizer"])
         except (KeyError, RuntimeError, ValueError) as e:
             raise CleadError(f"cannot resume from {out / 'last.pt'}: {type(e).__name__}: {e}") from None
+        history = list(state.get("history", []))  # absent in runs from before the collapse guard
         start_epoch = int(state["epoch"]) + 1
         # runs from before ``select`` stored the best validation robust accuracy as best_val_robust
         old = state.get("best_val_robust", -1.0) if cfg.selection() == "robust" else -1.0
@@ -229,7 +245,8 @@ def _setup(cfg, out, resume, overwrite, progress, device, dist) -> _Run:
             find_unused_parameters=not method.uses_all_parameters(),
         )
     return _Run(cfg, out, device, dist, progress, meta, splits, splits.val_x[: cfg.val_n], splits.val_y[: cfg.val_n],
-                augment, fixed, model, method, optimizer, scaler, step_module, start_epoch, best_score)  # fmt: skip
+                augment, fixed, model, method, optimizer, scaler, step_module, ema, start_epoch, best_score,
+                history)  # fmt: skip
 
 
 def _one_epoch(run: _Run, epoch: int) -> tuple[dict[str, float], int]:
@@ -313,14 +330,22 @@ def _step(run: _Run, epoch: int, i: int, idx: torch.Tensor, xb: torch.Tensor, yb
     run.scaler.update()
     if awp_on:
         awp.add(model, w_delta, -1.0)  # the update was taken at w + w_delta, which is not kept
+    if run.ema is not None:
+        run.ema.update(model)
     return loss, parts
 
 
 def _validate_select_and_write(run: _Run, epoch: int, sums: dict[str, float], seen: int, train_s: float,
                                t0: float) -> None:  # fmt: skip
-    """Validation, checkpoint selection (best.pt by ``select``), last.pt and the epoch's metrics line."""
+    """Validation, checkpoint selection (best.pt by ``select``, never a collapsed epoch), last.pt and the epoch's
+    metrics line."""
     cfg, dist, out = run.cfg, run.dist, run.out
-    val_clean, val_robust = validate(run.model, cfg, run.val_x, run.val_y, run.device, dist)
+    val_clean, val_robust = validate(run.exported(), cfg, run.val_x, run.val_y, run.device, dist)
+    # the collapse guard watches adversarial training only (a standard model's robust accuracy just falls)
+    fell = run.method.adversarial and collapse.collapsed(run.history, val_clean, val_robust)
+    first_fall = fell and not any(h.get("collapsed") for h in run.history)
+    before = collapse.best_robust(run.history)
+    run.history.append({"epoch": epoch + 1, "val_clean": val_clean, "val_pgd": val_robust, "collapsed": fell})
     record = {
         "epoch": epoch + 1,
         **{k: round(v / max(seen, 1), 6) for k, v in sums.items()},
@@ -330,6 +355,8 @@ def _validate_select_and_write(run: _Run, epoch: int, sums: dict[str, float], se
         "val_clean": val_clean,
         "val_pgd": val_robust,  # robust validation accuracy under val_attack (the name predates apgd-ce)
         "val_attack": cfg.val_attack,
+        "collapsed": fell,
+        **({"weights": "ema"} if run.ema else {}),
         "train_seconds": round(train_s, 2),
         "images_per_second": round(seen / train_s, 1),
         "seconds": round(time.perf_counter() - t0, 2),
@@ -338,16 +365,19 @@ def _validate_select_and_write(run: _Run, epoch: int, sums: dict[str, float], se
     if torch.cuda.is_available() and run.device.type == "cuda":
         record["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(run.device) / 2**20, 1)
     score = {"robust": val_robust, "clean": val_clean, "last": float(epoch)}[cfg.selection()]
-    is_best = score > run.best_score
-    run.best_score = max(run.best_score, score)
+    is_best = score > run.best_score and not fell
+    if not fell:
+        run.best_score = max(run.best_score, score)
     if not dist.main:
         return
-    weights = {"model": run.model.state_dict(), "meta": run.meta, "epoch": epoch, "val_clean": val_clean,
+    weights = {"model": run.exported().state_dict(), "meta": run.meta, "epoch": epoch, "val_clean": val_clean,
                "val_pgd": val_robust}  # fmt: skip
     if is_best:
         save_torch(out / "best.pt", weights)
     state = {**weights, "method": run.method.state_dict(), "optimizer": run.optimizer.state_dict(),
-             "best_score": run.best_score}  # fmt: skip
+             "best_score": run.best_score, "history": run.history}  # fmt: skip
+    if run.ema is not None:
+        state |= {"train_model": run.model.state_dict(), "ema_updates": run.ema.updates}
     save_torch(out / "last.pt", state)
     with open(out / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -363,6 +393,12 @@ def _validate_select_and_write(run: _Run, epoch: int, sums: dict[str, float], se
         "  (best)" if is_best else "",
         record["images_per_second"],
     )
+    if first_fall:
+        log.warning(
+            "%s: catastrophic overfitting at epoch %d: validation %s accuracy %.3f is below half of its best %.3f "
+            "(epoch %d) while clean accuracy %.3f held; best.pt keeps no collapsed epoch",
+            out.name, epoch + 1, cfg.val_attack, val_robust, before["val_pgd"], before["epoch"], val_clean,
+        )  # fmt: skip
 
 
 def _peak_rss_mb() -> float:

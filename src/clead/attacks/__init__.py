@@ -4,6 +4,7 @@ from . import autoattack, cw, fgsm, pgd  # noqa: F401  (register presets)
 from .base import ATTACKS, Attack, Objective, ce_objective, project
 from .cw import CWLinf, cw_margin_objective
 from .fgsm import FGSM
+from .nfgsm import NFGSM
 from .pgd import PGD
 
 
@@ -21,6 +22,7 @@ __all__ = [
     "CWLinf",
     "cw_margin_objective",
     "FGSM",
+    "NFGSM",
     "PGD",
     "create_attack",
 ]

@@ -85,6 +85,10 @@ class PGD(Attack):
             d = _randn(x, generator)
             d = d / _view(d.flatten(1).norm(dim=1).clamp_min(1e-12), x)
             delta = d * _view(_radius(x, generator), x) * self.eps
+        return self.project(x, delta)
+
+    def project(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Where a step may go: the eps-ball around ``x``, inside [0, 1]."""
         return project(x, delta, self.eps, self.norm)
 
     def step(self, delta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -114,7 +118,7 @@ class PGD(Attack):
                 delta = delta.detach()
                 if self.keep_best:
                     keep(x + delta, loss.detach(), logits.detach())
-                delta = project(x, self.step(delta, grad), self.eps, self.norm)
+                delta = self.project(x, self.step(delta, grad))
             if not self.keep_best:
                 return x + delta
             with torch.no_grad():

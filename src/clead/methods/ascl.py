@@ -118,7 +118,7 @@ class ASCL(Method):
         return F.normalize(self.projector(features).float(), dim=1)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
-        return {"x_adv": self.budget.pgd()(model, x, y)}
+        return {"x_adv": self.budget.attack()(model, x, y)}
 
     def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv, epoch: int):
         p = self.params

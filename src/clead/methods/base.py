@@ -20,32 +20,56 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..attacks import PGD, Objective, ce_objective
+from ..attacks import NFGSM, PGD, Objective, ce_objective
+from ..errors import CleadError
 from ..registry import Registry
 
 METHODS: Registry = Registry("method")
 
 
+TRAIN_ATTACKS = ("pgd", "fgsm-rs", "n-fgsm")
+
+
 @dataclass(frozen=True)
 class Budget:
-    """The adversary used inside training: the same for every method."""
+    """The adversary used inside training: the same for every method, which gives it its own objective.
+
+    ``kind`` (``--train-attack``) is the algorithm: ``pgd`` (``steps`` steps of ``alpha``, default
+    ``2.5 * eps / steps``, Madry et al. 2018), ``fgsm-rs`` (one step of ``alpha``, default ``1.25 * eps``, from
+    a uniform start in the ball, projected back onto it: Wong et al. 2020) or ``n-fgsm`` (one step of
+    ``alpha``, default ``eps``, from noise of radius ``noise * eps``, not projected onto the ball: de Jorge
+    et al. 2022). ``alpha`` is the step of ``kind``; another kind asked for by name (C-LEAD's
+    ``view_attacks``) takes its own default step.
+    """
 
     eps: float
     norm: str = "linf"
     steps: int = 10
-    alpha: float | None = None  # default 2.5 * eps / steps
+    alpha: float | None = None
+    kind: str = "pgd"
+    noise: float = 2.0
 
-    def pgd(self, objective: Objective = ce_objective, init: str = "uniform") -> PGD:
-        """The inner attack: last iterate, no restarts (as in adversarial training practice)."""
-        return PGD(
-            self.eps,
-            steps=self.steps,
-            alpha=self.alpha,
-            norm=self.norm,
-            init=init,
-            objective=objective,
-            keep_best=False,
-        )
+    def __post_init__(self) -> None:
+        if self.kind not in TRAIN_ATTACKS:
+            raise CleadError(f"unknown training attack {self.kind!r}; valid: {', '.join(TRAIN_ATTACKS)}")
+
+    def forward_backward_passes(self) -> int:
+        """Gradient computations of the inner attack per image (the training step's own come on top)."""
+        return self.steps if self.kind == "pgd" else 1
+
+    def attack(self, objective: Objective = ce_objective, init: str = "uniform", kind: str | None = None) -> PGD:
+        """The inner attack maximising ``objective``: last iterate, no restarts (as in adversarial training
+        practice). ``init`` is PGD's start (TRADES and MART start at ``0.001 * N(0, 1)``); the single-step
+        attacks need their random start and keep it. ``kind`` defaults to the run's ``--train-attack``."""
+        kind = kind or self.kind
+        alpha = self.alpha if kind == self.kind else None
+        if kind == "n-fgsm":
+            return NFGSM(self.eps, noise=self.noise, alpha=alpha, norm=self.norm, objective=objective)
+        if kind == "fgsm-rs":
+            alpha = 1.25 * self.eps if alpha is None else alpha
+            return PGD(self.eps, steps=1, alpha=alpha, norm=self.norm, objective=objective, keep_best=False)
+        return PGD(self.eps, steps=self.steps, alpha=alpha, norm=self.norm, init=init, objective=objective,
+                   keep_best=False)  # fmt: skip
 
 
 def projection_head(feature_dim: int, hidden: int, out: int) -> nn.Sequential:
@@ -60,6 +84,8 @@ class NoParams:
 
 class Method(nn.Module):
     Params: ClassVar[type] = NoParams
+    # trained against an attack: the trainer's collapse guard (clead.collapse) watches its validation
+    adversarial: ClassVar[bool] = True
 
     def __init__(self, params: Any, budget: Budget, feature_dim: int, num_classes: int) -> None:
         super().__init__()

@@ -3,7 +3,8 @@
 Per batch (x, y), with feature extractor h (the model's ``features``), projection head g (a 2-layer MLP
 owned by this method, not part of the exported classifier) and z = normalize(g(h(.))):
 
-1. ``views`` adversarial copies of x, each by PGD (own random start) inside the eps-ball maximising
+1. ``views`` adversarial copies of x, each by the training attack (``--train-attack``: PGD, FGSM-RS or
+   N-FGSM, own random start) inside the eps-ball (N-FGSM: see `clead.attacks.nfgsm`) maximising
    ``attack_loss``: ``ce`` = CE(f(x_adv), y); ``contrastive`` = L_con over [clean; this view];
    ``joint`` = the training loss below (its w_clean term does not depend on x_adv). The attack runs in
    eval mode, like every attack. The clean embeddings it contrasts with (held constant during it) are,
@@ -39,7 +40,9 @@ from .base import METHODS, Budget, Method, projection_head
 MODES = ("supervised", "instance", "pairs")
 ANCHORS = ("train", "eval")
 ATTACK_LOSSES = ("ce", "contrastive", "joint")
-VIEW_ATTACKS = ("pgd", "fgsm", "cw")
+# a view made by "train" is made by the run's --train-attack (what `views` copies are made by); "fgsm" is the
+# older name of fgsm-rs; cw is the training attack on the CW margin
+VIEW_ATTACKS = ("train", "pgd", "fgsm", "fgsm-rs", "n-fgsm", "cw")
 
 
 @dataclass
@@ -74,8 +77,10 @@ class CLEADParams:
         default="",
         metadata={
             "help": "C-LEAD: comma-separated attacks making the views, one "
-            "view each: pgd (PGD on attack_loss), fgsm (one signed step of 1.25*eps from a random "
-            "start, on attack_loss), cw (PGD on the CW margin); empty: `views` PGD views"
+            "view each: train (the run's --train-attack on attack_loss), pgd (PGD on attack_loss), "
+            "fgsm-rs or its older name fgsm (one signed step of 1.25*eps from a random start, on attack_loss), "
+            "n-fgsm (one step of eps from noise of 2*eps, not clipped to the ball), cw (the training attack "
+            "on the CW margin); empty: `views` views by the training attack"
         },
     )
 
@@ -103,7 +108,7 @@ class CLEADParams:
         """The attack making each adversarial view, in order."""
         if self.view_attacks.strip():
             return [k.strip() for k in self.view_attacks.split(",") if k.strip()]
-        return ["pgd"] * self.views
+        return ["train"] * self.views
 
 
 @METHODS.register("clead")
@@ -170,17 +175,12 @@ class CLEAD(Method):
         return objective
 
     def view_attack(self, kind: str, objective) -> PGD:
-        """The attack making one view: PGD or FGSM on the method's objective, or PGD on the CW margin."""
-        if kind == "fgsm":  # one step from a random start, step 1.25 eps (Wong et al. 2020, "Fast is better than free")
-            return PGD(
-                self.budget.eps,
-                steps=1,
-                alpha=1.25 * self.budget.eps,
-                norm=self.budget.norm,
-                objective=objective,
-                keep_best=False,
-            )
-        return self.budget.pgd(cw_margin_objective if kind == "cw" else objective)
+        """The attack making one view: the training attack, or one named, on the method's objective, or the
+        training attack on the CW margin."""
+        if kind == "cw":
+            return self.budget.attack(cw_margin_objective)
+        named = {"train": None, "fgsm": "fgsm-rs"}.get(kind, kind)
+        return self.budget.attack(objective, kind=named)
 
     def make_views(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, z_clean: torch.Tensor | None, epoch: int

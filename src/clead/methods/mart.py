@@ -21,7 +21,7 @@ class MART(Method):
     Params = TradesParams
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
-        return {"x_adv": self.budget.pgd(init="normal")(model, x, y)}
+        return {"x_adv": self.budget.attack(init="normal")(model, x, y)}
 
     def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv, epoch: int):
         bce, kl = mart_terms(model(x), model(adv["x_adv"]), y)

@@ -15,7 +15,7 @@ from .base import METHODS, Method
 @METHODS.register("pgd-at")
 class PGDAT(Method):
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int):
-        return {"x_adv": self.budget.pgd()(model, x, y)}
+        return {"x_adv": self.budget.attack()(model, x, y)}
 
     def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv, epoch: int):
         loss = F.cross_entropy(model(adv["x_adv"]), y)

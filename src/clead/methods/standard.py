@@ -11,6 +11,8 @@ from .base import METHODS, Method
 
 @METHODS.register("standard")
 class Standard(Method):
+    adversarial = False
+
     def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv, epoch: int):
         loss = F.cross_entropy(model(x), y)
         return loss, {"ce": loss.detach()}

@@ -42,7 +42,7 @@ class TRADES(Method):
             logits = m(xa)
             return kl_per_sample(clean_logits, logits), logits
 
-        return {"x_adv": self.budget.pgd(objective, init="normal")(model, x, y)}
+        return {"x_adv": self.budget.attack(objective, init="normal")(model, x, y)}
 
     def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv, epoch: int):
         logits_clean, logits_adv = model(x), model(adv["x_adv"])
