@@ -441,7 +441,7 @@ def test_tagged_threat_matrices_come_after_the_runs_and_cover_runs_of_other_suit
         assert row["attack"] == f"PGD-3 on {out / 'standard'}" and row["n"] == 24
     assert bench.run_suite("tiny", out, progress=False) == []  # made once
     md = (out / "report.md").read_text()
-    assert "transfer-pgd3 (PGD-3)" in md and f"| {other} |" in md and "| clead | clead |" in md
+    assert "transfer-pgd3 (PGD-3)" in md and f"| {other} |" in md and "| clead | clead, PGD-1 |" in md
     tiny_suite.seeds, tiny_suite.seed_runs = (1,), ("standard",)
     tiny_suite.seed_evals = [bench.EvalSpec("", ["fgsm"], 24)]
     tiny_suite.threat_evals = (bench.ThreatSpec("again", ["transfer-pgd3"], ["standard"], "standard", n=24),)

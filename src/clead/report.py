@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import run as runmod
+from .collapse import collapse_epoch
 from .errors import CleadError
 
 
@@ -139,6 +140,9 @@ def suite_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
                 "run": d.name,
                 "dir": d,
                 "method": cfg.method,
+                "training": training_label(cfg),
+                "collapse": collapse_epoch(metrics),
+                "ema": cfg.ema_decay > 0,
                 "seed": cfg.seed,
                 "cfg": cfg,
                 "cells": cells,
@@ -155,6 +159,19 @@ def suite_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def training_label(cfg: Any) -> str:
+    """How a run trained, in a few words: its method, training attack and the options on top of them, e.g.
+    ``pgd-at, PGD-10`` or ``clead, N-FGSM + EMA``."""
+    if cfg.method == "standard":
+        attack = ""
+    elif cfg.views_from:
+        attack = "offline views"
+    else:
+        attack = {"pgd": f"PGD-{cfg.attack_steps}", "fgsm-rs": "FGSM-RS", "n-fgsm": "N-FGSM"}[cfg.train_attack]
+    extras = [name for name, on in (("AWP", cfg.awp_gamma > 0), ("EMA", cfg.ema_decay > 0)) if on]
+    return ", ".join(filter(None, [cfg.method, " + ".join(filter(None, [attack, *extras]))]))
 
 
 def _main_machine(epochs: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
@@ -282,7 +299,7 @@ def _by_machine(rows: list[dict[str, Any]], where, has) -> str:
 def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
     extra = list(dict.fromkeys(a for r in rows for a in r["cells"] if a not in COLUMNS))  # e.g. apgd-ce, apgd
     columns = [*COLUMNS[:-1], *extra, COLUMNS[-1]]
-    head = ["run", "method", *columns, "worst case", "checks", "s/epoch", "peak MB"]
+    head = ["run", "training", *columns, "worst case", "checks", "s/epoch", "peak MB"]
     lines = [
         f"# {title}",
         "",
@@ -306,7 +323,7 @@ def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
             + " | ".join(
                 [
                     r["run"],
-                    r["method"],
+                    r.get("training", r["method"]),
                     *cells,
                     worst,
                     r["checks"],
@@ -323,6 +340,21 @@ def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
         lines += [
             "",
             "s/epoch: mean over the epochs of the machine that ran most of each run's; " + "; ".join(keys) + ".",
+        ]
+    collapsed = [r for r in rows if r.get("collapse")]
+    if collapsed:
+        lines += [
+            "",
+            "Catastrophic overfitting (validation robust accuracy below half its best while clean accuracy held; "
+            "best.pt never keeps such an epoch): "
+            + "; ".join(f"{r['run']} at epoch {r['collapse']}" for r in collapsed)
+            + ".",
+        ]
+    averaged = [r["run"] for r in rows if r.get("ema")]
+    if averaged:
+        lines += [
+            "",
+            f"Weight averaging (EMA): {', '.join(averaged)} validated, selected and evaluated the averaged weights.",
         ]
     trained = _by_machine(rows, lambda r: trained_on(r.get("metrics") or []), lambda r: bool(r.get("metrics")))
     if trained:
@@ -345,13 +377,81 @@ def plot_curves(path: Path, rows: list[dict[str, Any]]) -> None:
         ep = [m["epoch"] for m in r["metrics"]]
         axes[0].plot(ep, [m["loss"] for m in r["metrics"]], label=r["run"])
         axes[1].plot(ep, [100 * m["val_clean"] for m in r["metrics"]], label=r["run"])
-        axes[2].plot(ep, [100 * m["val_pgd"] for m in r["metrics"]], label=r["run"])
-    for ax, t in zip(axes, ("training loss", "validation clean %", "validation robust % (val_attack)")):
+        (line,) = axes[2].plot(ep, [100 * m["val_pgd"] for m in r["metrics"]], label=r["run"])
+        fell = [m for m in r["metrics"] if m.get("collapsed")]
+        if fell:  # collapsed epochs (clead.collapse) marked on the robust curve
+            axes[2].plot([m["epoch"] for m in fell], [100 * m["val_pgd"] for m in fell], "x", color=line.get_color())
+    titles = ("training loss", "validation clean %", "validation robust % (val_attack; x: collapsed)")
+    for ax, t in zip(axes, titles):
         ax.set_title(t, fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[2].legend(fontsize=6)
     _save_fig(fig, path)
+
+
+def _cost_of(row: dict[str, Any], cost: dict[str, Any]) -> dict[str, Any] | None:
+    """A row's entry of a suite's ``cost.json`` (benchmarks/cost.py): by run name, or by path for a reused run."""
+    runs = cost.get("runs", {})
+    return runs.get(row["run"]) if row["run"] in runs else runs.get(str(row["dir"]))
+
+
+def cost_table(rows: list[dict[str, Any]], cost: dict[str, Any]) -> str:
+    """Each run's measured training cost beside its AutoAttack accuracy, cheapest first."""
+    priced = sorted((r for r in rows if _cost_of(r, cost)), key=lambda r: _cost_of(r, cost)["ratio"])
+    if not priced:
+        return ""
+    lines = [
+        "",
+        "## Cost and robustness",
+        "",
+        f"Training cost measured by `python benchmarks/cost.py` on {cost['machine']} ({cost['threads']} thread, "
+        f"{cost['rounds']} interleaved rounds): seconds per step of each run's own training step, as a ratio to "
+        f"{Path(cost['reference']).name if '/' in cost['reference'] else cost['reference']}"
+        + (f" ({cost['reference']})" if "/" in cost["reference"] else "")
+        + ", and the forward+backward passes per image of one step.",
+        "",
+        "| run | training | cost (x reference) | s/step | fwd+bwd per image | AutoAttack % | clean % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in priced:
+        c = _cost_of(r, cost)
+        aa, clean = r["cells"].get("autoattack"), r["cells"].get("clean")
+        lines.append(
+            f"| {r['run']} | {r['training']} | {c['ratio']:.2f} | {c['seconds_per_step']:.3f} | "
+            f"{c['fwd_bwd_per_image']} | {_ci(*aa) if aa else '-'} | {_ci(*clean) if clean else '-'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_frontier(path: Path, rows: list[dict[str, Any]], cost: dict[str, Any]) -> bool:
+    """AutoAttack accuracy against measured training cost, a line per method (with its options, e.g. EMA), each
+    point named by its training attack; False, drawing nothing, when no run has both."""
+    from .audit import _save_fig, plt
+
+    lines: dict[str, list[tuple[float, float, str]]] = {}
+    for r in rows:
+        c, aa = _cost_of(r, cost), r["cells"].get("autoattack")
+        if not c or not aa:
+            continue
+        words = r["training"].split(", ", 1)
+        attack, *extras = (words[1] if len(words) > 1 else "").split(" + ")
+        lines.setdefault(" + ".join([r["method"], *extras]), []).append((c["ratio"], 100 * aa[0], attack))
+    if not lines:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, pts in sorted(lines.items()):
+        pts.sort()
+        (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name)
+        for x, y, attack in pts:
+            ax.annotate(attack, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=line.get_color())
+    ax.set_xscale("log")
+    ax.set_xlabel(f"training cost (x {Path(cost['reference']).name}, measured)")
+    ax.set_ylabel("AutoAttack accuracy %")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save_fig(fig, path)
+    return True
 
 
 def write_suite_report(
@@ -376,6 +476,10 @@ def write_suite_report(
     md = f"{head}\n\n{said}{rest}" if said else tables  # the answer above the tables
     plot_curves(out_dir / "curves.png", rows)
     figures = [("Training curves", out_dir / "curves.png")]
+    cost = json.loads((out_dir / "cost.json").read_text()) if (out_dir / "cost.json").is_file() else {}
+    costs = cost_table(rows, cost) if cost else ""
+    if cost and plot_frontier(out_dir / "frontier.png", rows, cost):
+        figures.insert(0, ("AutoAttack accuracy against training cost", out_dir / "frontier.png"))
     sweeps = {r["run"]: r["sweep"] for r in rows if r["sweep"]}
     if sweeps:
         plot_sweeps(out_dir / "eps_sweeps.png", sweeps, rows[0]["cfg"].eps)
@@ -394,6 +498,7 @@ def write_suite_report(
     threats_md = "\n## Threat matrix\n\n" + threats if threats else ""
     md_full = (
         md
+        + costs
         + against
         + threats_md
         + checks
@@ -405,6 +510,8 @@ def write_suite_report(
     if said:
         body += ["<p><b>" + html.escape(line.replace("**", "")) + "</b></p>" for line in said.strip().splitlines()]
     body.append(_md_table_html(tables))
+    if costs:
+        body += ["<h2>Cost and robustness</h2>", _md_table_html(costs)]
     if against:
         body += [f"<h2>{'Against the best baseline' if pairs is None else 'Paired comparisons'}</h2>"]
         body.append(_md_table_html(against))

@@ -1,0 +1,75 @@
+"""Suite reports: how each run trained, the collapse and averaging notes, and the cost-robustness frontier."""
+
+import json
+
+from clead.config import from_dict
+from clead.io import write_yaml
+from clead.report import training_label, write_suite_report
+
+
+def test_training_label_names_the_attack_and_the_options():
+    assert training_label(from_dict({"method": "pgd-at"})) == "pgd-at, PGD-10"
+    assert training_label(from_dict({"method": "clead", "train_attack": "n-fgsm", "ema_decay": 0.999})) == (
+        "clead, N-FGSM + EMA"
+    )
+    assert training_label(from_dict({"method": "trades", "train_attack": "fgsm-rs", "awp_gamma": 0.01})) == (
+        "trades, FGSM-RS + AWP"
+    )
+    assert training_label(from_dict({"method": "standard"})) == "standard"
+
+
+def fake_run(d, cfg, aa, clean, metrics):
+    d.mkdir(parents=True)
+    write_yaml(d / "config.yaml", from_dict(cfg).to_dict())
+    (d / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    ev = {"per_attack": {"autoattack": aa}, "robust_accuracy": aa, "n": 1000, "clean_accuracy": clean}
+    (d / "eval.json").write_text(json.dumps(ev))
+
+
+def epochs(*pairs):
+    return [
+        {"epoch": i + 1, "loss": 1.0, "val_clean": c, "val_pgd": r, "collapsed": f} for i, (c, r, f) in enumerate(pairs)
+    ]
+
+
+def test_report_plots_the_frontier_and_marks_collapse(tmp_path):
+    out = tmp_path / "suite"
+    ok = epochs((0.5, 0.3, False), (0.6, 0.35, False))
+    fake_run(out / "pgd-at-fgsm-rs", {"method": "pgd-at", "train_attack": "fgsm-rs"}, 0.20, 0.8,
+             epochs((0.5, 0.3, False), (0.7, 0.05, True)))  # fmt: skip
+    fake_run(out / "clead-fgsm-rs", {"method": "clead", "train_attack": "fgsm-rs", "ema_decay": 0.99}, 0.40, 0.7, ok)
+    other = tmp_path / "elsewhere" / "pgd-at"
+    fake_run(other, {"method": "pgd-at"}, 0.45, 0.75, ok)
+    cost = {
+        "machine": "Test CPU",
+        "threads": 1,
+        "rounds": 3,
+        "reference": str(other),
+        "runs": {
+            "pgd-at-fgsm-rs": {"ratio": 0.2, "seconds_per_step": 0.1, "fwd_bwd_per_image": 2},
+            "clead-fgsm-rs": {"ratio": 0.3, "seconds_per_step": 0.15, "fwd_bwd_per_image": 3},
+            str(other): {"ratio": 1.0, "seconds_per_step": 0.5, "fwd_bwd_per_image": 11},
+        },
+    }
+    (out / "cost.json").write_text(json.dumps(cost))
+    write_suite_report([out / "pgd-at-fgsm-rs", out / "clead-fgsm-rs", other], out, "t")
+    md = (out / "report.md").read_text()
+    assert "## Cost and robustness" in md and "Test CPU" in md
+    table = md.split("## Cost and robustness")[1]
+    # cheapest first, the measured ratio beside the AutoAttack accuracy
+    assert table.index("| pgd-at-fgsm-rs | pgd-at, FGSM-RS | 0.20 |") < table.index("| clead-fgsm-rs |")
+    assert table.index("| clead-fgsm-rs | clead, FGSM-RS + EMA | 0.30 |") < table.index(
+        "| pgd-at | pgd-at, PGD-10 | 1.00"
+    )
+    assert "pgd-at-fgsm-rs at epoch 2" in md and "Weight averaging (EMA): clead-fgsm-rs" in md
+    assert (out / "frontier.png").stat().st_size > 1000 and "frontier.png" in md
+    assert "Cost and robustness" in (out / "report.html").read_text()
+
+
+def test_report_without_cost_has_no_frontier(tmp_path):
+    out = tmp_path / "suite"
+    fake_run(out / "a", {"method": "pgd-at"}, 0.4, 0.8, epochs((0.5, 0.3, False)))
+    write_suite_report([out / "a"], out, "t")
+    md = (out / "report.md").read_text()
+    assert "Cost and robustness" not in md and not (out / "frontier.png").exists()
+    assert "collapse" not in md.lower().replace("x: collapsed", "")
