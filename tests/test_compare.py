@@ -10,7 +10,7 @@ from clead.compare import compare, image_interval, mcnemar, mean_interval
 from clead.errors import CleadError
 
 
-def write_eval(d, clean, robust, labels=None, eps=0.1, attacks=("pgd20",), tag=""):
+def write_eval(d, clean, robust, labels=None, eps=0.1, attacks=("pgd20",), tag="", described=None, **recorded):
     """A run directory holding just what compare reads: eval[-TAG].json and per_sample[-TAG].csv."""
     d.mkdir(parents=True, exist_ok=True)
     n = len(clean)
@@ -26,6 +26,8 @@ def write_eval(d, clean, robust, labels=None, eps=0.1, attacks=("pgd20",), tag="
         "per_attack": {a: 0.0 for a in attacks},
         "clean_accuracy": sum(clean) / n,
         "robust_accuracy": sum(robust) / n,
+        **recorded,  # e.g. seed and checkpoint, as an evaluation records them
+        **({"attacks": described} if described else {}),  # the attacks' descriptions (steps, restarts, ...)
     }
     (d / f"eval{sfx}.json").write_text(json.dumps(ev))
     return d
@@ -68,22 +70,28 @@ def test_compare_counts_discordant_images_per_outcome(tmp_path):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"eps": 0.2}, "different eps"),
-        ({"attacks": ("pgd20", "cw")}, "different attacks"),
+        ({"eps": 0.2}, r"differently \(eps: 0.1 vs 0.2\)"),
+        ({"attacks": ("pgd50", "cw")}, r"differently \(attacks:"),
         ({"labels": [1] * 10}, "different images"),
+        # the same attack run with other settings, with another seed, or on another checkpoint
+        ({"described": {"pgd50": "PGD(steps=50, restarts=1)"}}, r"attack settings: .*restarts=3.* vs .*restarts=1"),
+        ({"seed": 9}, r"attack seed: 0 vs 9"),
+        ({"checkpoint": "last"}, r"checkpoint: best vs last"),
     ],
 )
 def test_compare_refuses_runs_evaluated_differently(tmp_path, change, message):
-    a = write_eval(tmp_path / "a", [1] * 10, [1] * 10)
-    b = write_eval(tmp_path / "b", [1] * 10, [0] * 10, **change)
+    same = {"attacks": ("pgd50",), "described": {"pgd50": "PGD(steps=50, restarts=3)"}, "seed": 0, "checkpoint": "best"}
+    a = write_eval(tmp_path / "a", [1] * 10, [1] * 10, **same)
+    b = write_eval(tmp_path / "b", [1] * 10, [0] * 10, **{**same, **change})
     with pytest.raises(CleadError, match=message):
         compare([a, b])
+    compare([a, write_eval(tmp_path / "c", [1] * 10, [0] * 10, **same)])  # evaluated alike: compared
 
 
 def test_compare_refuses_a_different_number_of_images(tmp_path):
     a = write_eval(tmp_path / "a", [1] * 10, [1] * 10)
     b = write_eval(tmp_path / "b", [1] * 12, [0] * 12)
-    with pytest.raises(CleadError, match="different n"):
+    with pytest.raises(CleadError, match="n: 10 vs 12"):
         compare([a, b])
 
 
@@ -203,7 +211,7 @@ def test_compare_pairs_one_threat_of_two_threat_matrices(tmp_path, capsys):
     with pytest.raises(CleadError, match="has no 'linf' threat; it has l2, l1"):
         compare([a, b], threat="linf")
     c = write_threats(tmp_path / "c", [1] * 100, {"l2": rb}, eps={"l2": 1.5})
-    with pytest.raises(CleadError, match="different eps"):
+    with pytest.raises(CleadError, match=r"differently \(eps: 0.667 vs 1.5\)"):
         compare([a, c], threat="l2")
     (tmp_path / "c" / "per_sample-threats.csv").unlink()
     with pytest.raises(CleadError, match="need a rerun"):

@@ -173,13 +173,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if c["passed"] is False:
                 log.warning("WARNING %s: check %s FAILED: %s %s", run_dir, c["name"], c["explanation"], c["numbers"])
     if os.environ.get("RANK", "0") == "0":
-        print(markdown_table(args.runs))
+        print(markdown_table(args.runs, tag=ec.tag))
     return 0
 
 
 def _eval_threats(args: argparse.Namespace, ec: EvalConfig) -> int:
     from . import threats as th
 
+    # a threat matrix makes its own threat models: flags that would change the one threat model of `clead eval`
+    # would be silently ignored here, so they are refused
+    ignored = [f"--{f}" for f in ("eps", "norm", "attacks", "restarts") if getattr(args, f, None) is not None]
+    if ignored:
+        raise CleadError(
+            f"{', '.join(ignored)} do not apply to a threat matrix (--threats): its radii come from the run's "
+            "eps and --threat-eps, its attack from --threat-attack"
+        )
     names = [t.strip() for t in (args.threats or ",".join(th.DEFAULT_THREATS)).split(",") if t.strip()]
     th.check_threats(names, args.transfer_from)
     eps = th.parse_threat_eps(args.threat_eps)
@@ -196,6 +204,7 @@ def _eval_threats(args: argparse.Namespace, ec: EvalConfig) -> int:
             device=ec.device,
             progress=ec.progress,
             tag=ec.tag,
+            checkpoint=ec.checkpoint,
         )
         log.info("%s: threat matrix -> %s/eval-%s.json", run_dir, run_dir, th.matrix_tag(ec.tag))
     print(th.threat_table(args.runs, ec.tag), end="")

@@ -83,7 +83,14 @@ def load_threat(run_dir: str | Path, threat: str, tag: str = "threats") -> dict[
     if threat not in by_threat or (rows and threat not in rows[0]):
         raise CleadError(f"{run_dir} has no {threat!r} threat; it has {', '.join(by_threat)}")
     t = by_threat[threat]
-    ev = {"n": t["n"], "eps": t["eps"], "threat_model": t["norm"], "per_attack": {t["attack"]: t["robust"]}}
+    ev = {
+        "n": t["n"],
+        "eps": t["eps"],
+        "threat_model": t["norm"],
+        "per_attack": {t["attack"]: t["robust"]},
+        "seed": matrix.get("seed"),
+        "checkpoint": matrix.get("checkpoint", "best"),  # matrices from before it was recorded: best.pt
+    }
     return _outcomes(run_dir, ev, rows, threat)
 
 
@@ -103,18 +110,30 @@ def load_eval(run_dir: str | Path, tag: str = "", threat: str | None = None) -> 
 
 
 def _settings(e: dict[str, Any]) -> dict[str, Any]:
+    """What must agree for two evaluations' per-image outcomes to be comparable: the images, threat model,
+    attacks with all their settings (steps, restarts, step size: their recorded descriptions), the attacks'
+    seed and which checkpoint was evaluated."""
     ev = e["eval"]
-    return {"n": ev["n"], "eps": ev["eps"], "threat model": ev["threat_model"], "attacks": sorted(ev["per_attack"])}
+    return {
+        "n": ev["n"],
+        "eps": ev["eps"],
+        "threat model": ev["threat_model"],
+        "attacks": sorted(ev["per_attack"]),
+        "attack settings": ev.get("attacks"),
+        "attack seed": ev.get("seed"),
+        "checkpoint": ev.get("checkpoint", "best"),
+    }
 
 
 def check_comparable(a: dict[str, Any], b: dict[str, Any]) -> None:
     sa, sb = _settings(a), _settings(b)
-    for key in sa:
-        if sa[key] != sb[key]:
-            raise CleadError(
-                f"{a['run']} and {b['run']} were evaluated with different {key} ({sa[key]} vs {sb[key]}); "
-                "a paired comparison needs the same images, eps and attacks"
-            )
+    differ = [key for key in sa if sa[key] != sb[key]]
+    if differ:
+        detail = "; ".join(f"{key}: {sa[key]} vs {sb[key]}" for key in differ)
+        raise CleadError(
+            f"{a['run']} and {b['run']} were evaluated differently ({detail}); a paired comparison needs the same "
+            "images, threat model, attacks and attack settings, seed and checkpoint: evaluate them alike"
+        )
     if a["label"] != b["label"]:
         raise CleadError(f"{a['run']} and {b['run']} were evaluated on different images (labels differ)")
 
@@ -133,7 +152,11 @@ def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Clean and robust comparison of two loaded evaluations (A minus B)."""
     check_comparable(a, b)
     n = len(a["label"])
-    out: dict[str, Any] = {"a": a["run"], "b": b["run"], **{k: v for k, v in _settings(a).items() if k != "n"}}
+    out: dict[str, Any] = {
+        "a": a["run"],
+        "b": b["run"],
+        **{k: _settings(a)[k] for k in ("eps", "threat model", "attacks")},
+    }
     for k in OUTCOMES:
         n10 = sum(x and not y for x, y in zip(a[k], b[k]))
         n01 = sum(y and not x for x, y in zip(a[k], b[k]))

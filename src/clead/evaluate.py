@@ -10,6 +10,7 @@ and ends with the same numbers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -21,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checks as chk
+from . import rundir
 from .attacks import PGD, create_attack
 from .attacks.autoattack import AutoAttackPreset
 from .attacks.base import check_threat_model, derive_seed
@@ -404,7 +406,7 @@ def run_checks(model, x, y, result, eps, norm, batch_size, seed, device, check_n
     ps = result["per_sample"]
     keep = ps["correct"].nonzero().squeeze(1)[:check_n]
     xc, yc = x[keep].to(device), y[keep].to(device)
-    out = [chk.deterministic_eval_mode(model, xc[:64])]
+    out = [chk.deterministic_eval_mode(model, x[:64].to(device))]  # any images: also when none is classified right
     if len(keep) == 0:
         return out
     out.append(chk.zero_gradients(model, xc, yc))
@@ -446,7 +448,9 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, **option
     if dist.enabled and dev.type == "cuda":
         dev = torch.device("cuda", dist.local_rank)
     try:
-        return _evaluate_run(run_dir, cfg, dev, dist, dataclasses.replace(ec, progress=ec.progress and dist.main))
+        # no training or second evaluation may change the run's files meanwhile
+        with rundir.locked(run_dir, "evaluation") if dist.main else contextlib.nullcontext():
+            return _evaluate_run(run_dir, cfg, dev, dist, dataclasses.replace(ec, progress=ec.progress and dist.main))
     finally:
         distributed.teardown(dist)
 
@@ -480,24 +484,25 @@ def _evaluate_run(run_dir: Path, cfg, dev: torch.device, dist, ec: EvalConfig) -
         sweep=ec.sweep,
         sweep_n=ec.sweep_n,
         num_classes=data.num_classes,
-        state_path=run_dir / f"eval_state{sfx}.pt",
+        state_path=rundir.eval_state(run_dir, ec.tag),
         dist=dist,
         autoattack_chunk=ec.autoattack_chunk,
         identity=identity,
     )
     if not dist.main:
         return {}
-    audit.write_per_sample(run_dir / f"per_sample{sfx}.csv", result)
-    files = [f"per_sample{sfx}.csv"]
+    audit.write_per_sample(rundir.per_sample_csv(run_dir, ec.tag), result)
+    files = [rundir.per_sample_csv(run_dir, ec.tag).name]
     if audit.plot_examples(run_dir / f"adv_examples{sfx}.png", result["examples"], result["eps"], data.classes):
         files.append(f"adv_examples{sfx}.png")
     if "sweep" in result:
         audit.plot_sweeps(run_dir / f"eps_sweep{sfx}.png", {cfg.method: result["sweep"]}, result["eps"])
         files.append(f"eps_sweep{sfx}.png")
     entry = audit.robustbench_entry(result, run_dir.name, cfg.model, cfg.dataset)
-    if entry:
-        audit.write_robustbench(run_dir / "robustbench.json", entry)
-        files.append("robustbench.json")
+    if entry:  # tagged like the evaluation it comes from: a tagged evaluation never replaces the untagged entry
+        entry["footnote"] += f" Checkpoint {ec.checkpoint}.pt" + (f", evaluation tag {ec.tag!r}." if ec.tag else ".")
+        audit.write_robustbench(rundir.robustbench_json(run_dir, ec.tag), entry)
+        files.append(rundir.robustbench_json(run_dir, ec.tag).name)
     out = {k: v for k, v in result.items() if k not in ("per_sample", "examples")}
     out = {
         "run": run_dir.name,
@@ -511,5 +516,5 @@ def _evaluate_run(run_dir: Path, cfg, dev: torch.device, dist, ec: EvalConfig) -
         "files": files,
         "eval_config": ec.to_dict(),
     }
-    write_json(run_dir / f"eval{sfx}.json", out)
+    write_json(rundir.eval_json(run_dir, ec.tag), out)
     return out

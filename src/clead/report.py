@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import run as runmod
+from . import rundir
 from .collapse import collapse_epoch
 from .errors import CleadError
 
@@ -26,22 +27,24 @@ def _checks(ev: dict[str, Any] | None) -> str:
     return f"ok ({sum(c['passed'] is True for c in checks)}/{len(checks)} run)"
 
 
-def collect(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
+def collect(run_dirs: Sequence[str | Path], tag: str | None = "") -> list[dict[str, Any]]:
+    """Per run: its config, metrics and evaluation (``eval-TAG.json`` with ``tag``), None where not evaluated."""
     rows = []
     for d in map(Path, run_dirs):
         cfg = runmod.read_config(d)
         metrics = runmod.read_metrics(d)
-        ev_path = d / "eval.json"
-        ev = json.loads(ev_path.read_text()) if ev_path.is_file() else None
+        ev_path = rundir.eval_json(d, tag)
+        ev = rundir.read_json(ev_path) if ev_path.is_file() else None
         rows.append({"run": str(d), "cfg": cfg, "metrics": metrics, "eval": ev})
     return rows
 
 
-def markdown_table(run_dirs: Sequence[str | Path]) -> str:
-    """One row per run: method, budget, clean and per-attack accuracy, worst case, samples, train time."""
+def markdown_table(run_dirs: Sequence[str | Path], tag: str | None = "") -> str:
+    """One row per run: method, budget, clean and per-attack accuracy, worst case, samples, train time (of the
+    evaluation tagged ``tag``, the untagged one by default)."""
     if not run_dirs:
         raise CleadError("no runs given")
-    rows = collect(run_dirs)
+    rows = collect(run_dirs, tag)
     attacks: list[str] = []
     for r in rows:
         for name in (r["eval"] or {}).get("per_attack", {}):

@@ -9,7 +9,6 @@ loaded with ``weights_only=True``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 import yaml
 
 from . import config as cfgmod
+from . import rundir
 from .data import ImageData
 from .errors import CleadError
 from .io import load_torch
@@ -49,10 +49,8 @@ def read_config(run_dir: str | Path) -> cfgmod.TrainConfig:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """One record per trained epoch ([] before the first); a corrupt file is one line naming it."""
+    return rundir.read_jsonl(Path(run_dir) / rundir.METRICS)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -156,7 +154,7 @@ def prepare_out(out: Path, cfg: cfgmod.TrainConfig, resume: bool, overwrite: boo
                 "resume with the same options (or none: `clead train --resume --out RUN`)"
             )
         return
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != rundir.LOCK for p in out.iterdir()):
         if not overwrite:
             what = "a run" if is_run(out) else "other files"
             raise CleadError(f"{out} already holds {what}; use --resume to continue it or --overwrite to replace it")
@@ -165,6 +163,8 @@ def prepare_out(out: Path, cfg: cfgmod.TrainConfig, resume: bool, overwrite: boo
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
         for extra in out.iterdir():
+            if extra.name == rundir.LOCK:  # held by this process: deleting it would let a second one in
+                continue
             if extra.is_dir():
                 shutil.rmtree(extra)
             else:

@@ -87,14 +87,25 @@ def evaluate_threats(
     device: str = "auto",
     progress: bool = True,
     tag: str | None = "",
+    checkpoint: str = "best",
 ) -> dict[str, Any]:
-    """Evaluate a run under each threat; writes ``RUN/eval-threats.json`` (with ``tag``:
-    ``eval-threats-TAG.json``, leaving the untagged matrix as it is) and returns it."""
+    """Evaluate a run's ``checkpoint`` (best or last) under each threat; writes ``RUN/eval-threats.json`` (with
+    ``tag``: ``eval-threats-TAG.json``, leaving the untagged matrix as it is), recording the checkpoint and its
+    SHA-256, and returns it."""
+    from . import rundir
+
+    with rundir.locked(run_dir, "threat matrix"):
+        return _evaluate_threats(run_dir, threats, n, preset, transfer_from, eps_overrides, batch_size, seed,
+                                 device, progress, tag, checkpoint)  # fmt: skip
+
+
+def _evaluate_threats(run_dir, threats, n, preset, transfer_from, eps_overrides, batch_size, seed, device, progress,
+                      tag, checkpoint) -> dict[str, Any]:  # fmt: skip
     from . import run as runmod
     from .attacks import PGD
     from .data import load_dataset, to_float
     from .evaluate import _logits, evaluate
-    from .io import write_json
+    from .io import sha256_file, write_json
     from .precision import to_channels_last
 
     threats = list(threats)
@@ -106,7 +117,7 @@ def evaluate_threats(
     run_dir = Path(run_dir)
     cfg = runmod.read_config(run_dir)
     dev = runmod.resolve_device(device)
-    model = to_channels_last(runmod.load_model(run_dir).to(dev))
+    model = to_channels_last(runmod.load_model(run_dir, checkpoint).to(dev))
     data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.data_options())
     if n is not None and n < 1:
         raise CleadError(f"--n must be >= 1, got {n}")
@@ -173,7 +184,15 @@ def evaluate_threats(
                 "n": res["n"],
             }
         )
-    out = {"run": run_dir.name, "method": cfg.method, "preset": preset, "seed": seed, "threats": rows}
+    out = {
+        "run": run_dir.name,
+        "method": cfg.method,
+        "checkpoint": checkpoint,
+        "checkpoint_sha256": sha256_file(run_dir / f"{checkpoint}.pt"),
+        "preset": preset,
+        "seed": seed,
+        "threats": rows,
+    }
     if tag:
         out["tag"] = tag
     write_per_sample(run_dir / f"per_sample-{matrix_tag(tag)}.csv", y, clean_ok, per_sample)

@@ -8,8 +8,8 @@ run, also with another number of processes for the per-sample-mean losses.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import awp, collapse, distributed, offline_views, precision
+from . import awp, collapse, distributed, offline_views, precision, rundir
 from . import run as runmod
 from .attacks import PGD
 from .attacks.autoattack import AutoAttackPreset
@@ -31,7 +31,7 @@ from .data import load_dataset, split, to_float
 from .data.augment import random_crop_flip
 from .ema import WeightAverage
 from .errors import CleadError, TrainingDiverged
-from .io import save_torch, write_text, write_yaml
+from .io import save_torch, write_yaml
 from .methods import Method
 from .models.base import eval_mode
 
@@ -117,7 +117,9 @@ def train(
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
     try:
-        return _train(cfg, out, resume, overwrite, progress and dist.main, stop_after, device, dist)
+        # the run directory is locked before anything is checked or loaded: a second process refuses at once
+        with rundir.locked(out, "training") if dist.main else contextlib.nullcontext():
+            return _train(cfg, out, resume, overwrite, progress and dist.main, stop_after, device, dist)
     finally:
         distributed.teardown(dist)
 
@@ -229,7 +231,7 @@ def _setup(cfg, out, resume, overwrite, progress, device, dist) -> _Run:
         old = state.get("best_val_robust", -1.0) if cfg.selection() == "robust" else -1.0
         best_score = float(state.get("best_score", old))
         if dist.main:
-            _truncate_metrics(out / "metrics.jsonl", start_epoch)
+            _truncate_metrics(out / rundir.METRICS, start_epoch)
             log.info("resuming %s at epoch %d/%d", out, start_epoch + 1, cfg.epochs)
     elif dist.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -379,8 +381,7 @@ def _validate_select_and_write(run: _Run, epoch: int, sums: dict[str, float], se
     if run.ema is not None:
         state |= {"train_model": run.model.state_dict(), "ema_updates": run.ema.updates}
     save_torch(out / "last.pt", state)
-    with open(out / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
+    rundir.append_jsonl(out / rundir.METRICS, record)
     log.info(
         "%s: epoch %d/%d  loss %.4f  val clean %.3f  val %s %.3f%s  %.0f img/s",
         out.name,
@@ -412,8 +413,5 @@ def _peak_rss_mb() -> float:
 
 def _truncate_metrics(path: Path, epochs_done: int) -> None:
     """Drop metric lines of epochs after the checkpoint (written before an interruption)."""
-    if not path.is_file():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln)["epoch"] <= epochs_done]
-    write_text(path, "".join(ln + "\n" for ln in kept))
+    if path.is_file():
+        rundir.write_jsonl(path, [r for r in rundir.read_jsonl(path) if r.get("epoch", 0) <= epochs_done])
