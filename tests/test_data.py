@@ -122,3 +122,63 @@ def test_image_folder_size_mean_std_and_bad_files(tmp_path, folder_cache):
         load_dataset("folder", str(root))
     with pytest.raises(CleadError, match="train/ and test/"):
         load_dataset("folder", str(root / "train"))
+
+
+def _tar(root, path, rename=None):
+    """``root`` as an uncompressed tar at ``path``, members' mtimes fixed; ``rename`` maps class folder names."""
+    import tarfile
+
+    rename = rename or {}
+    with tarfile.open(path, "w") as tar:
+        for p in sorted(root.rglob("*")):
+            rel = p.relative_to(root).parts
+            info = tar.gettarinfo(p, arcname="/".join(["toy", *(rename.get(part, part) for part in rel)]))
+            info.mtime = 0
+            if p.is_file():
+                with open(p, "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+
+
+def test_an_archive_changed_in_place_with_its_size_and_mtime_kept_is_not_served_from_the_cache(tmp_path, folder_cache):
+    """Catches a cache keyed by path, size and mtime: the classes cat and dog swap folders, same bytes count."""
+    import os
+
+    root = _class_sorted_folder(tmp_path / "data")
+    archive = tmp_path / "toy.tar"
+    _tar(root, archive)
+    first = load_dataset("folder", str(archive))
+    stat = archive.stat()
+    _tar(root, archive, rename={"cat": "dog", "dog": "cat"})
+    os.utime(archive, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert archive.stat().st_size == stat.st_size and archive.stat().st_mtime_ns == stat.st_mtime_ns
+    second = load_dataset("folder", str(archive))
+    # the images of label 0 (cat) now show dog's colour
+    assert torch.equal(second.train_x[:, 0, 0, 0].long(), 40 + 50 * (second.train_y ^ 1 * (second.train_y < 2)))
+    assert not torch.equal(first.train_x[first.train_y == 0], second.train_x[second.train_y == 0])
+
+
+def test_a_cache_rewritten_or_corrupted_is_rebuilt_never_trusted(tmp_path, folder_cache, caplog):
+    """Catches a cache trusted for its key alone (labels shifted by one, same shapes) or a traceback on a
+    truncated or bit-flipped cache file."""
+    import logging
+
+    import numpy as np
+
+    root = _class_sorted_folder(tmp_path / "data")
+    good = load_dataset("folder", str(root))
+    (path,) = folder_cache.glob("*.npz")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["train_y"] = (arrays["train_y"] + 1) % 4  # same shape and dtype, wrong labels; key and checksum kept
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    caplog.set_level(logging.INFO, logger="clead")
+    assert torch.equal(load_dataset("folder", str(root)).train_y, good.train_y)
+    assert "do not match their checksum" in caplog.text
+    for damage in (lambda b: b[: len(b) // 2], lambda b: b[:100] + bytes([b[100] ^ 0xFF]) + b[101:]):
+        path.write_bytes(damage(path.read_bytes()))
+        caplog.clear()
+        assert torch.equal(load_dataset("folder", str(root)).train_y, good.train_y)
+        assert "is not used" in caplog.text

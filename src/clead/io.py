@@ -82,30 +82,55 @@ def key_digest(key: dict[str, Any], length: int = 16) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:length]
 
 
+def _arrays_digest(arrays: dict[str, Any]) -> str:
+    """Hex SHA-256 of named arrays: names, dtypes, shapes and bytes, in name order."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes() if a.dtype.kind in "OUS" else a.view(np.uint8).reshape(-1).data)
+    return h.hexdigest()
+
+
 def load_keyed_npz(path: str | Path, key: dict[str, Any], names: Iterable[str]) -> dict[str, Any] | None:
-    """The arrays ``names`` of a cache written by :func:`save_keyed_npz`, if it exists and was made from
-    exactly ``key``; None otherwise (missing, unreadable, or made from something else: never trusted)."""
+    """The arrays ``names`` of a cache written by :func:`save_keyed_npz`, if it exists, was made from exactly
+    ``key`` and its arrays still have the checksum written with them; None otherwise (missing, truncated,
+    corrupt, rewritten or made from something else: never trusted, the caller rebuilds it), with one log line
+    saying why when the file exists."""
+    import logging
+
     import numpy as np
 
     path = Path(path)
     if not path.is_file():
         return None
+    why = None
     try:
         with np.load(path, allow_pickle=False) as z:
             if json.loads(str(z["key"])) != json.loads(json.dumps(key, sort_keys=True)):
-                return None
-            return {k: z[k] for k in names}  # each read from the file into a new array
-    except (OSError, ValueError, KeyError):
+                why = "made from other sources or options"
+            else:
+                arrays = {k: z[k] for k in names}  # each read from the file into a new array
+                if "checksum" not in z.files or str(z["checksum"]) != _arrays_digest(arrays):
+                    why = "its arrays do not match their checksum"
+    except Exception as e:  # a truncated or bit-flipped zip: BadZipFile, EOFError, ValueError, zlib.error, ...
+        why = f"unreadable ({type(e).__name__})"
+    if why:
+        logging.getLogger("clead").info("cache %s is not used (%s); rebuilding it", path, why)
         return None
+    return arrays
 
 
 def save_keyed_npz(path: str | Path, key: dict[str, Any], arrays: dict[str, Any]) -> bool:
-    """Write ``arrays`` and the ``key`` they were made from, atomically; False if the cache cannot be written
-    (a read-only home: the caller works without a cache)."""
+    """Write ``arrays``, the ``key`` they were made from and their checksum, atomically; False if the cache cannot
+    be written (a read-only home: the caller works without a cache)."""
     import numpy as np
 
+    meta = {"key": np.array(json.dumps(key, sort_keys=True)), "checksum": np.array(_arrays_digest(arrays))}
     try:
-        atomic_write(path, lambda f: np.savez(f, key=np.array(json.dumps(key, sort_keys=True)), **arrays), mode="wb")
+        atomic_write(path, lambda f: np.savez(f, **meta, **arrays), mode="wb")
     except OSError:
         return False
     return True

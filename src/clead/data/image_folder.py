@@ -12,8 +12,10 @@ archive (one top-level folder above ``train/`` is allowed), read without unpacki
   ``image_size`` and centre-cropped to a square; without it they keep their own size when all share one
   square size (CIFAR-10: 32), else they become 64 x 64.
 * **Cache**: the decoded uint8 arrays are cached in ``$CLEAD_CACHE`` (default ``~/.cache/clead``), keyed by
-  the source's file list with sizes and mtimes (for an archive: its path, size and mtime) and the size
-  option. A cache whose key differs is rebuilt, never used; writes are atomic; older caches of the same
+  the source's content (a SHA-256 of an archive's bytes, or of every image file's path and bytes in a folder:
+  a file changed in place with its size and mtime kept is seen) and the size option, and stored with a
+  checksum of the arrays that is verified on every load. A cache whose key or checksum differs, or that is
+  truncated or corrupt, is rebuilt with one log line, never used; writes are atomic; older caches of the same
   source are removed. The first load decodes in parallel threads.
 """
 
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
@@ -32,12 +33,12 @@ import numpy as np
 import torch
 
 from ..errors import CleadError
-from ..io import key_digest, load_keyed_npz, save_keyed_npz
+from ..io import key_digest, load_keyed_npz, save_keyed_npz, sha256_file
 from .base import DATASETS, ImageData
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 ORDER_SEED = "clead-folder-order-v1"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: keyed by content, arrays checksummed
 DEFAULT_SIZE = 64
 SPLITS = ("train", "test")
 
@@ -127,10 +128,14 @@ class _Source:
     def key(self, image_size: int | None) -> dict[str, object]:
         """What the decoded arrays depend on."""
         if self.root.is_file():
-            st = self.root.stat()
-            listing = f"archive:{self.root.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+            listing = "archive-sha256:" + sha256_file(self.root)
         else:
-            listing = hashlib.sha256(json.dumps(self.entries).encode()).hexdigest()
+            h = hashlib.sha256()
+            for split in SPLITS:
+                for c, f, _ in self.entries[split]:
+                    h.update(f"{split}/{c}/{f}\0".encode())
+                    h.update(hashlib.sha256((self.dirs[split] / c / f).read_bytes()).digest())
+            listing = "files-sha256:" + h.hexdigest()
         return {
             "format": CACHE_FORMAT,
             "source": str(self.root.resolve()),
