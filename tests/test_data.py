@@ -182,3 +182,75 @@ def test_a_cache_rewritten_or_corrupted_is_rebuilt_never_trusted(tmp_path, folde
         caplog.clear()
         assert torch.equal(load_dataset("folder", str(root)).train_y, good.train_y)
         assert "is not used" in caplog.text
+
+
+def test_an_empty_class_folder_or_a_class_in_one_split_is_an_error_naming_it(tmp_path, folder_cache):
+    """Catches labels shifted by a dropped empty class folder, on disk and in an archive."""
+    import tarfile
+
+    root = _class_sorted_folder(tmp_path / "data")
+    (root / "train" / "ant").mkdir()  # sorts first: every label would shift by one
+    (root / "test" / "ant").mkdir()
+    with pytest.raises(CleadError, match="train/ant holds no images"):
+        load_dataset("folder", str(root))
+    with tarfile.open(tmp_path / "a.tar.gz", "w:gz") as tar:
+        tar.add(root, arcname="toy")
+    with pytest.raises(CleadError, match="train/ant holds no images"):
+        load_dataset("folder", str(tmp_path / "a.tar.gz"))
+    (root / "train" / "ant").rmdir()
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(root / "test" / "ant" / "0000.png")
+    with pytest.raises(CleadError, match="class 'ant' is in test/ but not in train/"):
+        load_dataset("folder", str(root))
+
+
+def test_an_archive_with_two_trees_is_refused(tmp_path, folder_cache):
+    import tarfile
+
+    root = _class_sorted_folder(tmp_path / "data")
+    with tarfile.open(tmp_path / "two.tar", "w") as tar:
+        tar.add(root, arcname="A")
+        tar.add(root, arcname="B")
+    with pytest.raises(CleadError, match="holds 2 trees \\(A, B\\)"):
+        load_dataset("folder", str(tmp_path / "two.tar"))
+
+
+def test_hard_links_in_an_archive_are_followed(tmp_path, folder_cache):
+    """GNU tar stores a second name of a file as a hard-link member: the folder and the archive must agree."""
+    import os
+    import subprocess
+
+    root = _class_sorted_folder(tmp_path / "data")
+    os.link(root / "train" / "cat" / "0000.png", root / "train" / "cat" / "copy.png")
+    subprocess.run(["tar", "czf", str(tmp_path / "l.tar.gz"), "-C", str(tmp_path), "data"], check=True)
+    import tarfile
+
+    with tarfile.open(tmp_path / "l.tar.gz") as tar:
+        assert any(m.islnk() for m in tar.getmembers())
+    a, b = load_dataset("folder", str(root)), load_dataset("folder", str(tmp_path / "l.tar.gz"))
+    assert len(a.train_y) == len(b.train_y) == 49 and torch.equal(a.train_x, b.train_x)
+
+
+def test_oversized_images_and_truncated_archives_are_one_line(tmp_path, folder_cache):
+    import struct
+    import tarfile
+    import zlib
+
+    root = _class_sorted_folder(tmp_path / "data")
+    with tarfile.open(tmp_path / "ok.tar.gz", "w:gz") as tar:
+        tar.add(root, arcname="toy")
+    blob = (tmp_path / "ok.tar.gz").read_bytes()
+    (tmp_path / "cut.tar.gz").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(CleadError, match="cannot read archive .*cut.tar.gz"):
+        load_dataset("folder", str(tmp_path / "cut.tar.gz"))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # a valid PNG header declaring 20000 x 20000 pixels (a decompression bomb), no pixel data needed to refuse it
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+    (root / "train" / "cat" / "bomb.png").write_bytes(bomb)
+    with pytest.raises(CleadError, match="bomb.png is too large to decode safely"):
+        load_dataset("folder", str(root))

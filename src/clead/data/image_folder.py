@@ -25,6 +25,7 @@ import hashlib
 import io
 import os
 import tarfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -49,7 +50,9 @@ def _decode(data: bytes | Path, name: str) -> "np.ndarray":
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as e:
+    except Image.DecompressionBombError as e:  # a header declaring a huge image: refused before decoding
+        raise CleadError(f"image {name} is too large to decode safely: {e}") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
         raise CleadError(f"cannot read image {name}: {e}") from None
 
 
@@ -94,26 +97,34 @@ class _Source:
                 "(or be a .tar.gz / .tar archive of such a tree)"
             )
         self.dirs = {"train": root / "train", "test": root / test}
+        folders = {}
         for split, d in self.dirs.items():
             rows = []
-            for c in sorted(p.name for p in d.iterdir() if p.is_dir()):
+            folders[split] = sorted(p.name for p in d.iterdir() if p.is_dir())
+            for c in folders[split]:
                 for f in sorted(os.scandir(d / c), key=lambda e: e.name):
                     if f.is_file() and self._keep(f.name):
                         st = f.stat()
                         rows.append((c, f.name, f"{st.st_size}:{st.st_mtime_ns}"))
             self._entries[split] = rows
+        _check_classes(root, folders, self._entries, {"train": "train", "test": test})
 
     def _list_archive(self, path: Path) -> None:
         try:
             with tarfile.open(path, "r:*") as tar:
-                members = [m for m in tar.getmembers() if m.isfile() and self._keep(m.name)]
-        except (tarfile.TarError, OSError) as e:
-            raise CleadError(f"cannot read archive {path}: {e}") from None
+                every = tar.getmembers()
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            raise CleadError(f"cannot read archive {path} (truncated or corrupt?): {e}") from None
+        # regular files and hard links to them (followed as `tar -x` would); symlinks and devices are skipped
+        members = [m for m in every if (m.isfile() or m.islnk()) and self._keep(m.name)]
         parts = [Path(m.name).parts for m in members]
         # train/<class>/<file> at depth 0 or under one top-level folder
         depth = next((d for d in (0, 1) if any(len(p) == d + 3 and p[d] == "train" for p in parts)), None)
         if depth is None:
             raise CleadError(f"{path} holds no train/<class>/<image> tree (at the top or under one folder)")
+        roots = sorted({p[0] for p in parts if len(p) == depth + 3 and p[depth] == "train"}) if depth else []
+        if len(roots) > 1:
+            raise CleadError(f"{path} holds {len(roots)} trees ({', '.join(roots)}); keep one train/ and test/ tree")
         test = "test" if any(len(p) == depth + 3 and p[depth] == "test" for p in parts) else "val"
         self.members: dict[tuple[str, str, str], str] = {}
         for m, p in zip(members, parts):
@@ -124,6 +135,14 @@ class _Source:
             self._entries[split] = sorted((c, f, "") for (s, c, f) in self.members if s == split)
         if not self._entries["test"]:
             raise CleadError(f"{path} holds no test/ (or val/) images")
+        folders = {split: set() for split in SPLITS}  # class folders, empty ones included (directory members)
+        for m in every:
+            p = Path(m.name).parts
+            if len(p) >= depth + 2 and p[depth] in ("train", test) and (m.isdir() or len(p) > depth + 2):
+                folders["train" if p[depth] == "train" else "test"].add(p[depth + 1])
+        _check_classes(
+            path, {k: sorted(v) for k, v in folders.items()}, self._entries, {"train": "train", "test": test}
+        )
 
     def key(self, image_size: int | None) -> dict[str, object]:
         """What the decoded arrays depend on."""
@@ -149,11 +168,14 @@ class _Source:
         if self.root.is_file():
             wanted = {self.members[(split, c, f)]: i for i, (c, f, _) in enumerate(rows)}
             blobs: list[bytes] = [b""] * len(rows)
-            with tarfile.open(self.root, "r:*") as tar:  # one pass through the stream
-                for m in tar:
-                    i = wanted.get(m.name)
-                    if i is not None:
-                        blobs[i] = tar.extractfile(m).read()  # type: ignore[union-attr]
+            try:
+                with tarfile.open(self.root, "r:*") as tar:  # one pass through the stream
+                    for m in tar:
+                        i = wanted.get(m.name)
+                        if i is not None:  # a hard link reads its target's bytes
+                            blobs[i] = tar.extractfile(m).read()  # type: ignore[union-attr]
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+                raise CleadError(f"cannot read archive {self.root} (truncated or corrupt?): {e}") from None
             jobs: list[Callable[[], np.ndarray]] = [
                 (lambda b=b, n=f"{self.root}:{c}/{f}": _decode(b, n)) for b, (c, f, _) in zip(blobs, rows)
             ]
@@ -162,6 +184,24 @@ class _Source:
             jobs = [(lambda p=d / c / f: _decode(p, str(p))) for c, f, _ in rows]
         with ThreadPoolExecutor(max_workers=threads) as pool:
             return list(pool.map(lambda job: job(), jobs, chunksize=256))
+
+
+def _check_classes(root: Path, folders: dict[str, list[str]], entries: dict, names: dict[str, str]) -> None:
+    """The class folders must agree: an empty one would shift every later label by one (the labels are the
+    sorted class folders of train/), and a class in one split only cannot be scored in the other."""
+    for split in SPLITS:
+        has = {c for c, _, _ in entries[split]}
+        empty = [c for c in folders[split] if c not in has]
+        if empty:
+            raise CleadError(
+                f"{root}: {names[split]}/{empty[0]} holds no images ({', '.join(sorted(EXTENSIONS))}); every class "
+                "folder needs some (an empty one would shift the labels of the classes after it): fill or remove it"
+            )
+    only = sorted(set(folders["train"]) ^ set(folders["test"]))
+    if only:
+        c = only[0]
+        where, other = ("train", names["test"]) if c in folders["train"] else (names["test"], "train")
+        raise CleadError(f"{root}: class {c!r} is in {where}/ but not in {other}/; both splits need the same classes")
 
 
 def order(rows: list[tuple[str, str, str]]) -> "np.ndarray":
