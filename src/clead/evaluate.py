@@ -467,6 +467,7 @@ def _evaluate_run(run_dir: Path, cfg, dev: torch.device, dist, ec: EvalConfig) -
     if ec.channels_last:
         to_channels_last(model)
     data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.data_options())
+    runmod.check_meta(model.data_meta, runmod.dataset_meta(data), f"{run_dir}/{ec.checkpoint}.pt")
     x, y = data.test_x[: ec.n], data.test_y[: ec.n]
     result = evaluate(
         model,

@@ -23,7 +23,6 @@ from .attacks import create_attack
 from .attacks.base import derive_seed
 from .data import to_float
 from .data.image_folder import cache_dir
-from .errors import CleadError
 from .io import digest_tensors, key_digest, load_keyed_npz, save_keyed_npz, sha256_file
 
 log = logging.getLogger("clead")
@@ -78,11 +77,7 @@ def fixed_views(cfg, x: torch.Tensor, y: torch.Tensor, meta: dict, device: torch
 
     source = Path(cfg.views_from)
     src_state = runmod.load_checkpoint(source / "best.pt")
-    if (
-        src_state["meta"]["image_shape"] != meta["image_shape"]
-        or src_state["meta"]["num_classes"] != meta["num_classes"]
-    ):
-        raise CleadError(f"--views-from {source}: its model was trained on data of another shape or class count")
+    runmod.check_meta(src_state["meta"], meta, f"--views-from {source}")
     attacks = attack_names(cfg.views_attacks)
     key = views_key(source, attacks, cfg.eps, cfg.norm, cfg.seed, x, y)
     path = cache_dir() / f"views-{key_digest(key, 20)}.npz"

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -78,6 +79,18 @@ def dataset_meta(data: ImageData) -> dict[str, Any]:
     return meta
 
 
+def check_meta(checkpoint_meta: dict[str, Any], data_meta: dict[str, Any], what: str) -> None:
+    """Refuse, before any forward pass, a model whose checkpoint was made for data of another image shape or
+    class count than the data it is about to see (a changed archive, a model of another dataset); one line
+    naming both. ``what`` names the checkpoint and how it was given, e.g. ``--transfer-from RUN``."""
+    for key, name in (("image_shape", "image shape"), ("num_classes", "number of classes")):
+        if list(np.atleast_1d(checkpoint_meta.get(key))) != list(np.atleast_1d(data_meta.get(key))):
+            raise CleadError(
+                f"{what} was made for data with {name} {checkpoint_meta.get(key)}, but the data here has "
+                f"{data_meta.get(key)}; it cannot be used on these images"
+            )
+
+
 def build(cfg: cfgmod.TrainConfig, meta: dict[str, Any]) -> tuple[Classifier, Method]:
     """Model and method for a config; ``meta`` as stored in checkpoints (see `dataset_meta`)."""
     model = create_model(
@@ -105,6 +118,7 @@ def load_model(run_dir: str | Path, checkpoint: str = "best") -> Classifier:
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
         raise CleadError(f"{run_dir}/{checkpoint}.pt does not fit model {cfg.model!r}: {first}") from None
+    model.data_meta = state["meta"]  # what it was trained on: checked against the data it is given (check_meta)
     return model.eval()
 
 
@@ -119,10 +133,7 @@ def init_from(model: Classifier, cfg: cfgmod.TrainConfig, meta: dict[str, Any]) 
             f"--init {src}: its model is {src_cfg.model!r}, this run's is {cfg.model!r}; the architectures must match"
         )
     state = load_checkpoint(src / f"{cfg.init_checkpoint}.pt")
-    if state["meta"] != meta:
-        raise CleadError(
-            f"--init {src}: it was trained on data of another shape or class count ({state['meta']} against {meta})"
-        )
+    check_meta(state["meta"], meta, f"--init {src}")
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:

@@ -119,6 +119,7 @@ def _evaluate_threats(run_dir, threats, n, preset, transfer_from, eps_overrides,
     dev = runmod.resolve_device(device)
     model = to_channels_last(runmod.load_model(run_dir, checkpoint).to(dev))
     data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.data_options())
+    runmod.check_meta(model.data_meta, runmod.dataset_meta(data), f"{run_dir}/{checkpoint}.pt")
     if n is not None and n < 1:
         raise CleadError(f"--n must be >= 1, got {n}")
     x, y = data.test_x[:n], data.test_y[:n]
@@ -128,7 +129,9 @@ def _evaluate_threats(run_dir, threats, n, preset, transfer_from, eps_overrides,
     clean_ok = None
     for threat in threats:
         if threat in TRANSFER:
-            source = to_channels_last(runmod.load_model(transfer_from).to(dev))
+            source = runmod.load_model(transfer_from)
+            runmod.check_meta(source.data_meta, runmod.dataset_meta(data), f"--transfer-from {transfer_from}")
+            source = to_channels_last(source.to(dev))
             xf = to_float(x) if x.dtype == torch.uint8 else x
             torch.manual_seed(seed)
             steps, step = TRANSFER[threat]

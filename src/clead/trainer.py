@@ -215,6 +215,7 @@ def _setup(cfg, out, resume, overwrite, progress, device, dist) -> _Run:
 
     if resume:
         state = runmod.load_checkpoint(out / "last.pt")
+        runmod.check_meta(state["meta"], meta, f"{out}/last.pt (--resume)")
         try:
             # with weight averaging, "model" is the average (what the run exports) and "train_model" the weights
             model.load_state_dict(state["train_model" if ema else "model"])
