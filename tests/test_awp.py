@@ -64,9 +64,15 @@ def test_two_phases_give_the_same_loss_as_one(name):
 
 
 @pytest.mark.parametrize("method", ["pgd-at", "trades", "clead"])
-def test_training_with_awp_runs_and_records_it(idx_dir, tmp_path, method):
+def test_training_with_awp_runs_and_records_it(idx_dir, tmp_path, method, monkeypatch):
+    """Catches a trainer that never calls AWP, or ignores its warm-up: one perturbation per step after it."""
+    from clead import awp
     from clead.config import from_dict
     from clead.trainer import train
+
+    calls = []
+    real = awp.weight_perturbation
+    monkeypatch.setattr(awp, "weight_perturbation", lambda *a: calls.append(a[2]) or real(*a))
 
     cfg = from_dict(
         {
@@ -87,3 +93,4 @@ def test_training_with_awp_runs_and_records_it(idx_dir, tmp_path, method):
     out = train(cfg, tmp_path / method, progress=False)
     assert "awp_gamma: 0.01" in (out / "config.yaml").read_text()
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    assert calls == [0.01, 0.01]  # epoch 2 only (warm-up 1), 64 images in batches of 32

@@ -123,7 +123,21 @@ def test_analyze_writes_metrics_and_tsne(idx_dir, tmp_path):
         progress=False,
     )
     res = analyze([run], tmp_path / "an", n=40, probe_train=200)[0]
-    assert -1 <= res["cosine_clean_adv"] <= 1 and res["intra_inter_clean"] > 0
+    # the cosine by hand: the same seeded PGD-20 on the first 40 test images, features of each pair, dot / norms
+    from clead import load_model
+    from clead.attacks import PGD
+    from clead.data import load_dataset, to_float
+
+    model, data = load_model(run), load_dataset("fashion-mnist", str(idx_dir))
+    x, y = to_float(data.test_x[:40]), data.test_y[:40]
+    torch.manual_seed(0)
+    x_adv = PGD(0.1, steps=20)(model, x, y)
+    with torch.no_grad():
+        a, b = model.features(x).double(), model.features(x_adv).double()
+    cos = [float(a[i] @ b[i] / (a[i].norm() * b[i].norm())) for i in range(40)]
+    assert res["cosine_clean_adv"] == pytest.approx(sum(cos) / 40, abs=1e-5)
+    assert res["cosine_clean_adv"] < 1 - 1e-4  # the attack moved the features
+    assert res["intra_inter_clean"] > 0
     assert 0 <= res["probe_adv"] <= res["probe_clean"] + 0.05
     assert (tmp_path / "an" / "tsne.png").stat().st_size > 1000
     assert "| r | pgd-at |" in (tmp_path / "an" / "analysis.md").read_text()

@@ -328,6 +328,8 @@ def test_threat_matrix_has_every_cell_and_refuses_unknown_threats(idx_dir, tmp_p
     assert len(per) == 24 and list(per[0])[3:] == list(rows)
     for t, r in rows.items():
         assert sum(p[t] == "1" for p in per) / 24 == pytest.approx(r["robust"])
+        # robust means correct clean and under the attack: never robust where the clean prediction is wrong
+        assert all(p["correct_clean"] == "1" for p in per if p[t] == "1")
     assert sum(p["correct_clean"] == "1" for p in per) / 24 == pytest.approx(rows["linf"]["clean"])
     table = capsys.readouterr().out
     assert (

@@ -183,7 +183,23 @@ def test_bad_clead_params_are_errors():
         with pytest.raises(CleadError):
             CLEADParams(**bad)
     assert {f.name for f in dataclasses.fields(CLEADParams)} >= {"mode", "attack_loss", "views", "lam", "tau"}
-    assert CLEAD.Params is CLEADParams
+
+
+def test_method_knobs_are_flags_that_reach_the_method(idx_dir, tmp_path):
+    """Each Params field is a `clead train` flag, recorded under method_args and given to the method built."""
+    import yaml
+
+    from clead import run as runmod
+    from clead.cli import main
+
+    out = tmp_path / "r"
+    args = ["--data-dir", str(idx_dir), "--train-size", "32", "--val-size", "100", "--val-n", "8", "--epochs", "1"]
+    assert main(["train", *args, "--batch-size", "32", "--attack-steps", "1", "--val-attack-steps", "1",
+                 "--method", "clead", "--lam", "0.25", "--mode", "instance", "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    cfg = runmod.read_config(out)
+    assert yaml.safe_load((out / "config.yaml").read_text())["method_args"]["lam"] == 0.25
+    _, method = runmod.build(cfg, runmod.load_checkpoint(out / "best.pt")["meta"])
+    assert isinstance(method, CLEAD) and method.params.lam == 0.25 and method.params.mode == "instance"
 
 
 def test_mixed_view_attacks_make_one_view_each_inside_the_ball():

@@ -161,7 +161,14 @@ def test_fp16_on_cpu_trains_in_fp32_with_a_warning(idx_dir, tmp_path, caplog):
     train(_tiny_cfg(idx_dir, amp="fp16", device="cpu"), tmp_path / "r", progress=False)
     assert "needs CUDA" in caplog.text
     assert "amp: none" in (tmp_path / "r" / "config.yaml").read_text()
-    assert (tmp_path / "r" / "best.pt").is_file()
+    # it trained, in fp32: the weights moved from their seeded start and every epoch says fp32
+    from clead import run as runmod
+
+    state = runmod.load_checkpoint(tmp_path / "r" / "best.pt")
+    torch.manual_seed(0)  # the run's seed: the same initial weights as the trainer's
+    start, _ = runmod.build(runmod.read_config(tmp_path / "r"), state["meta"])
+    assert not torch.equal(start.state_dict()["head.weight"], state["model"]["head.weight"])
+    assert all(m["amp"] == "none" for m in runmod.read_metrics(tmp_path / "r"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

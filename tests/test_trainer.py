@@ -53,12 +53,15 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(idx_dir, tmp_path
 
 
 def test_load_model_returns_the_classifier_in_eval_mode(idx_dir, tmp_path):
-    out = train(tiny(idx_dir, epochs=1, method="pgd-at"), tmp_path / "r", progress=False)
+    out = train(tiny(idx_dir, epochs=1, method="clead"), tmp_path / "r", progress=False)
     model = load_model(out)
     assert not model.training
     x = torch.rand(4, 1, 16, 16)
     assert model(x).shape == (4, 10)
+    # the projection head is trained and kept for resuming (last.pt), never part of the classifier
+    assert any(k.startswith("projector") for k in load_torch(out / "last.pt")["method"])
     assert not any("projector" in k for k in model.state_dict())
+    assert not any("projector" in k for k in load_torch(out / "best.pt")["model"])
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(idx_dir, tmp_path, monkeypatch):
@@ -245,10 +248,25 @@ def test_views_from_a_fixed_model_are_made_once_and_replace_the_methods_attack(i
         stored = [torch.from_numpy(z["view0"]), torch.from_numpy(z["view1"])]
     s = split(load_dataset("fashion-mnist", str(idx_dir)), cfg.val_size, cfg.train_size)
     assert stored[0].dtype == torch.uint8 and stored[0].shape == s.train_x.shape
-    again = make_views(
-        runmod.load_model(src), s.train_x, s.train_y, ["fgsm", "pgd20"], cfg.eps, "linf", cfg.seed, torch.device("cpu")
-    )
-    assert all(torch.equal(a, b) for a, b in zip(stored, again)), "the views are the standard model's"
+    # the FGSM view by hand, on the standard model: one signed step of eps on the cross-entropy from the clean
+    # image, kept where it fools the model or raises its loss (else the clean image), in [0, 1], rounded to 8 bits
+    model = runmod.load_model(src)
+    x = s.train_x.float() / 255
+    x.requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(model(x), s.train_y, reduction="none")
+    (grad,) = torch.autograd.grad(loss.sum(), x)
+    with torch.no_grad():
+        step = (x + cfg.eps * grad.sign()).clamp(0, 1)
+        logits = model(step)
+        better = (logits.argmax(1) != s.train_y) | (
+            torch.nn.functional.cross_entropy(logits, s.train_y, reduction="none") > loss
+        )
+        fgsm = torch.where(better.view(-1, 1, 1, 1), step, x.detach())
+    by_hand = (fgsm * 255).round().to(torch.uint8)
+    assert (stored[0].int() - by_hand.int()).abs().max() <= 1, "the FGSM views are the standard model's"
+    assert (stored[0] != by_hand).float().mean() < 0.01  # rounding at a half at most
+    again = make_views(model, s.train_x, s.train_y, ["pgd20"], cfg.eps, "linf", cfg.seed, torch.device("cpu"))
+    assert torch.equal(stored[1], again[0]), "the PGD-20 views are the standard model's, with their seed"
     assert (
         not torch.equal(stored[0], s.train_x) and (stored[0].float() - s.train_x.float()).abs().max() <= 0.1 * 255 + 0.5
     )
