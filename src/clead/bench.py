@@ -17,6 +17,7 @@ from typing import Any
 
 from . import config as cfgmod
 from . import run as runmod
+from . import rundir
 from .errors import CleadError
 from .registry import Registry
 
@@ -544,13 +545,13 @@ def state_is_current(state_path: Path, run_dir: Path) -> bool:
 
 
 def _trained(run_dir: Path, cfg: cfgmod.TrainConfig) -> bool:
-    return len(runmod.read_metrics(run_dir)) >= cfg.epochs and (run_dir / "best.pt").is_file()
+    return len(runmod.read_metrics(run_dir)) >= cfg.epochs and rundir.checkpoint(run_dir, "best").is_file()
 
 
 def _evaluated(run_dir: Path, spec: EvalSpec) -> bool:
     import json
 
-    path = run_dir / (f"eval-{spec.tag}.json" if spec.tag else "eval.json")
+    path = rundir.eval_json(run_dir, spec.tag)
     if not path.is_file():
         return False
     ev = json.loads(path.read_text())
@@ -562,7 +563,7 @@ def _threats_done(run_dir: Path, spec: ThreatSpec, source: Path | None) -> bool:
 
     from .threats import TRANSFER, matrix_tag
 
-    path = run_dir / f"eval-{matrix_tag(spec.tag)}.json"
+    path = rundir.eval_json(run_dir, matrix_tag(spec.tag))
     if not path.is_file():
         return False
     rows = {r["threat"]: r for r in json.loads(path.read_text())["threats"]}
@@ -599,12 +600,12 @@ def write_report(suite: Suite, out: Path, complete: bool = True) -> bool:
     other suites it compares with); False, writing nothing, when none is."""
     from .report import write_suite_report
 
-    done = [p.parent for p in sorted(out.glob("*/metrics.jsonl")) if (p.parent / "eval.json").is_file()]
+    done = [p.parent for p in sorted(out.glob(f"*/{rundir.METRICS}")) if rundir.eval_json(p.parent).is_file()]
     # the runs of other suites that the threat matrices compare with
     done += [
         suite.run_dir(r, out)
         for r in dict.fromkeys([*(r for spec in suite.threat_evals for r in spec.runs), *suite.report_with])
-        if r not in suite.runs and (suite.run_dir(r, out) / "eval.json").is_file()
+        if r not in suite.runs and rundir.eval_json(suite.run_dir(r, out)).is_file()
     ]
     pairs = None
     if suite.pairs is not None:  # the report names runs by their directory's name
@@ -789,7 +790,7 @@ def _bring_up(
             return False
         logged = runmod.read_metrics(d)
         done = len(logged)
-        resume = (d / "last.pt").is_file()
+        resume = rundir.checkpoint(d, "last").is_file()
         note = ""
         machine = _this_machine(cfg.amp) if dry_run else {}
         if dry_run and done:
@@ -810,7 +811,7 @@ def _bring_up(
         if dry_run and training or not _evaluated(d, spec):
             if not time_left():
                 return False
-            state = d / f"eval_state{'-' + spec.tag if spec.tag else ''}.pt"
+            state = rundir.eval_state(d, spec.tag)
             note = ""
             if dry_run and state.is_file():
                 note = " (resumes)" if state_is_current(state, d) else " (its saved state is stale: starts afresh)"

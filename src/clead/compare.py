@@ -30,12 +30,12 @@ comparison under one threat of the runs' threat matrices (``eval-threats.json``,
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import rundir
 from .errors import CleadError
 
 OUTCOMES = ("clean", "robust")
@@ -53,7 +53,7 @@ def _read(ev_path: Path, csv_path: Path, hint: str) -> tuple[dict[str, Any], lis
         if not p.is_file():
             raise CleadError(f"{p} does not exist: {hint}")
     with open(csv_path, newline="") as f:
-        return json.loads(ev_path.read_text()), list(csv.DictReader(f))
+        return rundir.read_json(ev_path), list(csv.DictReader(f))
 
 
 def _outcomes(run_dir: Path, ev: dict[str, Any], rows: list[dict[str, str]], robust: str) -> dict[str, Any]:
@@ -74,8 +74,8 @@ def load_threat(run_dir: str | Path, threat: str, tag: str = "threats") -> dict[
     run_dir = Path(run_dir)
     flag = f" --tag {tag[len('threats-') :]}" if tag.startswith("threats-") else ""
     matrix, rows = _read(
-        run_dir / f"eval-{tag}.json",
-        run_dir / f"per_sample-{tag}.csv",
+        rundir.eval_json(run_dir, tag),
+        rundir.per_sample_csv(run_dir, tag),
         f"run the threat matrix first (`clead eval {run_dir} --threats{flag}`; matrices made before "
         "per_sample-threats.csv existed need a rerun)",
     )
@@ -100,10 +100,9 @@ def load_eval(run_dir: str | Path, tag: str = "", threat: str | None = None) -> 
     if threat:
         return load_threat(run_dir, threat, tag or "threats")
     run_dir = Path(run_dir)
-    sfx = f"-{tag}" if tag else ""
     ev, rows = _read(
-        run_dir / f"eval{sfx}.json",
-        run_dir / f"per_sample{sfx}.csv",
+        rundir.eval_json(run_dir, tag),
+        rundir.per_sample_csv(run_dir, tag),
         f"evaluate the run first (`clead eval {run_dir}{' --tag ' + tag if tag else ''}`)",
     )
     return _outcomes(run_dir, ev, rows, "robust")
@@ -178,11 +177,10 @@ def seed_dirs(run_dir: Path) -> dict[int, Path]:
 def seed_group(run_dir: Path, tag: str = "", on_disk: dict[int, Path] | None = None) -> dict[int, Path]:
     """``{0: NAME, 1: NAME-seed1, ...}`` for the runs of ``run_dir``'s seed group evaluated so far (with ``tag``);
     ``on_disk``: its ``seed_dirs`` when the caller has them."""
-    sfx = f"-{tag}" if tag else ""
     return {
         s: p
         for s, p in (on_disk or seed_dirs(run_dir)).items()
-        if s == 0 or (p / f"per_sample{sfx}.csv").is_file() and (p / f"eval{sfx}.json").is_file()
+        if s == 0 or rundir.per_sample_csv(p, tag).is_file() and rundir.eval_json(p, tag).is_file()
     }
 
 

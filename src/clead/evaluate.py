@@ -461,9 +461,11 @@ def _evaluate_run(run_dir: Path, cfg, dev: torch.device, dist, ec: EvalConfig) -
     from .data import load_dataset
     from .io import write_json
 
-    sfx = f"-{ec.tag}" if ec.tag else ""
     model = runmod.load_model(run_dir, ec.checkpoint).to(dev)
-    identity = {"checkpoint": ec.checkpoint, "checkpoint_sha256": sha256_file(run_dir / f"{ec.checkpoint}.pt")}
+    identity = {
+        "checkpoint": ec.checkpoint,
+        "checkpoint_sha256": sha256_file(rundir.checkpoint(run_dir, ec.checkpoint)),
+    }
     if ec.channels_last:
         to_channels_last(model)
     data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.data_options())
@@ -494,11 +496,11 @@ def _evaluate_run(run_dir: Path, cfg, dev: torch.device, dist, ec: EvalConfig) -
         return {}
     audit.write_per_sample(rundir.per_sample_csv(run_dir, ec.tag), result)
     files = [rundir.per_sample_csv(run_dir, ec.tag).name]
-    if audit.plot_examples(run_dir / f"adv_examples{sfx}.png", result["examples"], result["eps"], data.classes):
-        files.append(f"adv_examples{sfx}.png")
+    if audit.plot_examples(rundir.adv_examples_png(run_dir, ec.tag), result["examples"], result["eps"], data.classes):
+        files.append(rundir.adv_examples_png(run_dir, ec.tag).name)
     if "sweep" in result:
-        audit.plot_sweeps(run_dir / f"eps_sweep{sfx}.png", {cfg.method: result["sweep"]}, result["eps"])
-        files.append(f"eps_sweep{sfx}.png")
+        audit.plot_sweeps(rundir.eps_sweep_png(run_dir, ec.tag), {cfg.method: result["sweep"]}, result["eps"])
+        files.append(rundir.eps_sweep_png(run_dir, ec.tag).name)
     entry = audit.robustbench_entry(result, run_dir.name, cfg.model, cfg.dataset)
     if entry:  # tagged like the evaluation it comes from: a tagged evaluation never replaces the untagged entry
         entry["footnote"] += f" Checkpoint {ec.checkpoint}.pt" + (f", evaluation tag {ec.tag!r}." if ec.tag else ".")

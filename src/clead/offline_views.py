@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from . import rundir
 from .attacks import create_attack
 from .attacks.base import derive_seed
 from .data import to_float
@@ -38,7 +39,7 @@ def views_key(source: Path, attacks: list[str], eps: float, norm: str, seed: int
     return {
         "format": FORMAT,
         "source": str(source.resolve()),
-        "source_sha256": sha256_file(source / "best.pt"),
+        "source_sha256": sha256_file(rundir.checkpoint(source, "best")),
         "attacks": attacks,
         "eps": eps,
         "norm": norm,
@@ -76,7 +77,7 @@ def fixed_views(cfg, x: torch.Tensor, y: torch.Tensor, meta: dict, device: torch
     from . import run as runmod
 
     source = Path(cfg.views_from)
-    src_state = runmod.load_checkpoint(source / "best.pt")
+    src_state = runmod.load_checkpoint(rundir.checkpoint(source, "best"))
     runmod.check_meta(src_state["meta"], meta, f"--views-from {source}")
     attacks = attack_names(cfg.views_attacks)
     key = views_key(source, attacks, cfg.eps, cfg.norm, cfg.seed, x, y)

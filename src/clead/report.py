@@ -488,9 +488,9 @@ def write_suite_report(
         plot_sweeps(out_dir / "eps_sweeps.png", sweeps, rows[0]["cfg"].eps)
         figures.append(("Robust accuracy against eps", out_dir / "eps_sweeps.png"))
     figures += [
-        (f"Adversarial examples: {r['run']}", r["dir"] / "adv_examples.png")
+        (f"Adversarial examples: {r['run']}", rundir.adv_examples_png(r["dir"]))
         for r in rows
-        if (r["dir"] / "adv_examples.png").is_file()
+        if rundir.adv_examples_png(r["dir"]).is_file()
     ]
     from .threats import matrix_tags, threat_table
 
@@ -651,7 +651,7 @@ def against_best_baseline(rows: list[dict[str, Any]], pairs: Sequence[tuple[str,
         ]
         for tag in ("", "full"):
             sfx = f"-{tag}" if tag else ""
-            if not all((r["dir"] / f"per_sample{sfx}.csv").is_file() for r in (a, b)):
+            if not all(rundir.per_sample_csv(r["dir"], tag).is_file() for r in (a, b)):
                 continue
             try:
                 lines += [f"Evaluation `eval{sfx}.json`:", "", markdown(compare([a["dir"], b["dir"]], tag=tag))]

@@ -33,7 +33,7 @@ CHECKPOINTS = ("best", "last")
 
 
 def is_run(path: Path) -> bool:
-    return (path / "config.yaml").is_file()
+    return rundir.config_yaml(path).is_file()
 
 
 def read_config(run_dir: str | Path) -> cfgmod.TrainConfig:
@@ -43,7 +43,7 @@ def read_config(run_dir: str | Path) -> cfgmod.TrainConfig:
     if not is_run(run_dir):
         raise CleadError(f"{run_dir} is not a clead run (no config.yaml)")
     try:
-        data = yaml.safe_load((run_dir / "config.yaml").read_text())
+        data = yaml.safe_load(rundir.config_yaml(run_dir).read_text())
     except yaml.YAMLError as e:
         raise CleadError(f"{run_dir}/config.yaml is not valid YAML: {e}") from None
     return cfgmod.from_dict(data, source=f"{run_dir}/config.yaml")
@@ -111,7 +111,7 @@ def load_model(run_dir: str | Path, checkpoint: str = "best") -> Classifier:
     if checkpoint not in CHECKPOINTS:
         raise CleadError(f"unknown checkpoint {checkpoint!r}; valid: {', '.join(CHECKPOINTS)}")
     cfg = read_config(run_dir)
-    state = load_checkpoint(run_dir / f"{checkpoint}.pt")
+    state = load_checkpoint(rundir.checkpoint(run_dir, checkpoint))
     model, _ = build(cfg, state["meta"])
     try:
         model.load_state_dict(state["model"])

@@ -34,6 +34,27 @@ def tagged(stem: str, tag: str | None, suffix: str) -> str:
     return f"{stem}-{tag}{suffix}" if tag else f"{stem}{suffix}"
 
 
+def checkpoint(run_dir: str | Path, name: str = "best") -> Path:
+    """``best.pt`` (the selected epoch's weights) or ``last.pt`` (the full training state of the last epoch)."""
+    return Path(run_dir) / f"{name}.pt"
+
+
+def config_yaml(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CONFIG
+
+
+def metrics_jsonl(run_dir: str | Path) -> Path:
+    return Path(run_dir) / METRICS
+
+
+def adv_examples_png(run_dir: str | Path, tag: str | None = "") -> Path:
+    return Path(run_dir) / tagged("adv_examples", tag, ".png")
+
+
+def eps_sweep_png(run_dir: str | Path, tag: str | None = "") -> Path:
+    return Path(run_dir) / tagged("eps_sweep", tag, ".png")
+
+
 def eval_json(run_dir: str | Path, tag: str | None = "") -> Path:
     return Path(run_dir) / tagged("eval", tag, ".json")
 

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import torch
 
+from . import rundir
 from .errors import CleadError
 
 THREATS = ("linf", "linf-2x", "l2", "l1", "transfer", "transfer-pgd3")
@@ -92,8 +93,6 @@ def evaluate_threats(
     """Evaluate a run's ``checkpoint`` (best or last) under each threat; writes ``RUN/eval-threats.json`` (with
     ``tag``: ``eval-threats-TAG.json``, leaving the untagged matrix as it is), recording the checkpoint and its
     SHA-256, and returns it."""
-    from . import rundir
-
     with rundir.locked(run_dir, "threat matrix"):
         return _evaluate_threats(run_dir, threats, n, preset, transfer_from, eps_overrides, batch_size, seed,
                                  device, progress, tag, checkpoint)  # fmt: skip
@@ -173,7 +172,7 @@ def _evaluate_threats(run_dir, threats, n, preset, transfer_from, eps_overrides,
             progress=progress,
             checks=False,
             num_classes=data.num_classes,
-            state_path=run_dir / f"eval_state-{matrix_tag(tag)}-{threat}.pt",
+            state_path=rundir.eval_state(run_dir, f"{matrix_tag(tag)}-{threat}"),
         )
         per_sample[threat], clean_ok = res["per_sample"]["robust"], res["per_sample"]["correct"]
         rows.append(
@@ -191,15 +190,15 @@ def _evaluate_threats(run_dir, threats, n, preset, transfer_from, eps_overrides,
         "run": run_dir.name,
         "method": cfg.method,
         "checkpoint": checkpoint,
-        "checkpoint_sha256": sha256_file(run_dir / f"{checkpoint}.pt"),
+        "checkpoint_sha256": sha256_file(rundir.checkpoint(run_dir, checkpoint)),
         "preset": preset,
         "seed": seed,
         "threats": rows,
     }
     if tag:
         out["tag"] = tag
-    write_per_sample(run_dir / f"per_sample-{matrix_tag(tag)}.csv", y, clean_ok, per_sample)
-    write_json(run_dir / f"eval-{matrix_tag(tag)}.json", out)
+    write_per_sample(rundir.per_sample_csv(run_dir, matrix_tag(tag)), y, clean_ok, per_sample)
+    write_json(rundir.eval_json(run_dir, matrix_tag(tag)), out)
     return out
 
 
@@ -219,13 +218,12 @@ def write_per_sample(path: Path, labels: torch.Tensor, clean: torch.Tensor, robu
 def threat_table(run_dirs: Sequence[str | Path], tag: str | None = "") -> str:
     """Runs x threats: robust accuracy in % (with the eps in the header); empty if no run has a threat matrix
     (with ``tag``: the matrices made with that tag)."""
-    import json
 
     found = {}
     for d in map(Path, run_dirs):
-        p = d / f"eval-{matrix_tag(tag)}.json"
+        p = rundir.eval_json(d, matrix_tag(tag))
         if p.is_file():
-            found[str(d)] = {r["threat"]: r for r in json.loads(p.read_text())["threats"]}
+            found[str(d)] = {r["threat"]: r for r in rundir.read_json(p)["threats"]}
     if not found:
         return ""
     names = [t for t in THREATS if any(t in rows for rows in found.values())]

@@ -214,7 +214,7 @@ def _setup(cfg, out, resume, overwrite, progress, device, dist) -> _Run:
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
 
     if resume:
-        state = runmod.load_checkpoint(out / "last.pt")
+        state = runmod.load_checkpoint(rundir.checkpoint(out, "last"))
         runmod.check_meta(state["meta"], meta, f"{out}/last.pt (--resume)")
         try:
             # with weight averaging, "model" is the average (what the run exports) and "train_model" the weights
@@ -236,7 +236,7 @@ def _setup(cfg, out, resume, overwrite, progress, device, dist) -> _Run:
             log.info("resuming %s at epoch %d/%d", out, start_epoch + 1, cfg.epochs)
     elif dist.main:
         out.mkdir(parents=True, exist_ok=True)
-        write_yaml(out / "config.yaml", cfg.to_dict())
+        write_yaml(rundir.config_yaml(out), cfg.to_dict())
 
     step_module: nn.Module = TrainStep(model, method)
     if cfg.compile:
@@ -376,12 +376,12 @@ def _validate_select_and_write(run: _Run, epoch: int, sums: dict[str, float], se
     weights = {"model": run.exported().state_dict(), "meta": run.meta, "epoch": epoch, "val_clean": val_clean,
                "val_pgd": val_robust}  # fmt: skip
     if is_best:
-        save_torch(out / "best.pt", weights)
+        save_torch(rundir.checkpoint(out, "best"), weights)
     state = {**weights, "method": run.method.state_dict(), "optimizer": run.optimizer.state_dict(),
              "best_score": run.best_score, "history": run.history}  # fmt: skip
     if run.ema is not None:
         state |= {"train_model": run.model.state_dict(), "ema_updates": run.ema.updates}
-    save_torch(out / "last.pt", state)
+    save_torch(rundir.checkpoint(out, "last"), state)
     rundir.append_jsonl(out / rundir.METRICS, record)
     log.info(
         "%s: epoch %d/%d  loss %.4f  val clean %.3f  val %s %.3f%s  %.0f img/s",
