@@ -131,6 +131,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    """One flag per `EvalConfig` field, as `clead train`'s come from `TrainConfig`'s: its help, its default and
+    how it is spelt (``short``, ``choices``, ``nargs_default``) from the field itself."""
+    from .attacks import ATTACKS
+
+    for f in dataclasses.fields(EvalConfig):
+        if f.name == "progress":  # spelt --quiet
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        help_ = f.metadata["help"]
+        if f.name == "attacks":
+            help_ += f" (from: {', '.join(ATTACKS.names())})"
+        if isinstance(default, list):
+            default = ",".join(map(str, default))
+        help_ += f" [default: {default}]" if default not in (None, "", {}) else ""
+        names = [f.metadata["short"], _flag(f.name)] if "short" in f.metadata else [_flag(f.name)]
+        kw: dict[str, Any] = {"default": None, "help": help_}
+        if "bool" in str(f.type):
+            p.add_argument(*names, action=argparse.BooleanOptionalAction, **kw)
+            continue
+        if "choices" in f.metadata:
+            kw["choices"] = list(f.metadata["choices"])
+        if f.metadata.get("nargs_default"):  # given bare: the default list
+            kw |= {"nargs": "?", "const": "", "metavar": "A,B,..."}
+        elif "int" in str(f.type):
+            kw |= {"type": int, "metavar": "N"}
+        p.add_argument(*names, **kw)
+
+
 def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
     """Defaults < ``--config FILE`` < the flags given."""
     options = eval_config.load(args.config) if args.config else {}
@@ -144,10 +173,13 @@ def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_run
     from .report import markdown_table
+    from .rundir import eval_json
 
     ec = eval_config_from_args(args)
-    if args.threats is not None or args.transfer_from:
-        return _eval_threats(args, ec)
+    if ec.matrix():
+        if args.sweep is not None:
+            raise CleadError("--sweep does not apply to a threat matrix (--threats)")
+        return _eval_threats(args.runs, ec)
     for run_dir in args.runs:
         sweep = ec.sweep
         if args.sweep is not None:
@@ -161,13 +193,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not res:  # a torchrun rank other than 0
             continue
         log.info(
-            "%s: clean %.2f%%, robust %.2f%% (n=%d) -> %s/eval%s.json",
+            "%s: clean %.2f%%, robust %.2f%% (n=%d) -> %s",
             run_dir,
             100 * res["clean_accuracy"],
             100 * res["robust_accuracy"],
             res["n"],
-            run_dir,
-            f"-{ec.tag}" if ec.tag else "",
+            eval_json(run_dir, ec.tag),
         )
         for c in res["checks"]:
             if c["passed"] is False:
@@ -177,37 +208,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_threats(args: argparse.Namespace, ec: EvalConfig) -> int:
+def _eval_threats(runs: list[str], ec: EvalConfig) -> int:
+    """The threat matrix of each run, through `evaluate_run` like every evaluation, then their table."""
     from . import threats as th
+    from .evaluate import evaluate_run
+    from .rundir import eval_json
 
-    # a threat matrix makes its own threat models: flags that would change the one threat model of `clead eval`
-    # would be silently ignored here, so they are refused
-    ignored = [f"--{f}" for f in ("eps", "norm", "attacks", "restarts") if getattr(args, f, None) is not None]
-    if ignored:
-        raise CleadError(
-            f"{', '.join(ignored)} do not apply to a threat matrix (--threats): its radii come from the run's "
-            "eps and --threat-eps, its attack from --threat-attack"
-        )
-    names = [t.strip() for t in (args.threats or ",".join(th.DEFAULT_THREATS)).split(",") if t.strip()]
-    th.check_threats(names, args.transfer_from)
-    eps = th.parse_threat_eps(args.threat_eps)
-    for run_dir in args.runs:
-        th.evaluate_threats(
-            run_dir,
-            names,
-            n=ec.n,
-            preset=args.threat_attack,
-            transfer_from=args.transfer_from,
-            eps_overrides=eps,
-            batch_size=ec.batch_size,
-            seed=ec.seed,
-            device=ec.device,
-            progress=ec.progress,
-            tag=ec.tag,
-            checkpoint=ec.checkpoint,
-        )
-        log.info("%s: threat matrix -> %s/eval-%s.json", run_dir, run_dir, th.matrix_tag(ec.tag))
-    print(th.threat_table(args.runs, ec.tag), end="")
+    for run_dir in runs:
+        evaluate_run(run_dir, ec)
+        log.info("%s: threat matrix -> %s", run_dir, eval_json(run_dir, th.matrix_tag(ec.tag)))
+    print(th.threat_table(runs, ec.tag), end="")
     return 0
 
 
@@ -310,7 +320,6 @@ def _add_procs(p: argparse.ArgumentParser, how: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .attacks import ATTACKS
 
     p = _Parser(prog="clead", description="C-LEAD and baseline adversarial training, evaluation and reports.")
     p.add_argument("--version", action="version", version=f"clead {__version__}")
@@ -338,101 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate runs on the test set; robust accuracy is the worst case per sample.",
     )
     e.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
-    d = EvalConfig()  # the one source of the defaults shown here
     e.add_argument(
         "--config",
         default=None,
         metavar="FILE",
         help=f"YAML file of evaluation options ({', '.join(eval_config.field_names())}); flags override it",
     )
-    e.add_argument(
-        "--attacks",
-        default=None,
-        help=f"comma-separated attacks from: {', '.join(ATTACKS.names())} [default: {','.join(d.attacks)}]",
-    )
-    e.add_argument(
-        "-n",
-        "--n",
-        type=int,
-        default=None,
-        help="evaluate on the first N test images; write -n N under torchrun [default: all]",
-    )
-    e.add_argument("--eps", default=None, help="attack radius, e.g. 0.1 or 8/255 [default: the run's training eps]")
-    e.add_argument("--norm", default=None, choices=["linf", "l2"], help="threat model [default: the run's]")
-    e.add_argument("--checkpoint", default=None, choices=["best", "last"], help=f"[default: {d.checkpoint}]")
-    e.add_argument("--restarts", type=int, default=None, help="restarts of pgd50 [default: 3]")
-    e.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help=f"attack batch size; {d.batch_size} is fastest on CPU, raise it on a GPU [default: {d.batch_size}]",
-    )
-    e.add_argument("--seed", type=int, default=None, help=f"seed of the attacks' random starts [default: {d.seed}]")
-    e.add_argument(
-        "--sweep",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="EPS,...",
-        help="also measure PGD-20 and APGD-CE accuracy over eps values (default list: 0 to 3x eps); "
-        "writes eps_sweep.png",
-    )
-    e.add_argument("--sweep-n", type=int, default=None, help=f"samples used by the sweep [default: {d.sweep_n}]")
-    e.add_argument(
-        "--no-checks", dest="checks", action="store_const", const=False, default=None, help="skip the sanity checks"
-    )
-    e.add_argument("--tag", default=None, help="write eval-TAG.json (and per_sample-TAG.csv, ...) instead of eval.json")
-    e.add_argument(
-        "--check-n",
-        type=int,
-        default=None,
-        help=f"correctly classified samples attacked by the sanity checks [default: {d.check_n}]",
-    )
-    e.add_argument("--device", default=None, help=f"auto, cpu or cuda[:i] [default: {d.device}]")
-    e.add_argument(
-        "--threats",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="T,...",
-        help="threat matrix instead of the usual evaluation: robust accuracy under each of linf (training "
-        "eps), linf-2x, l2, l1 (AutoAttack's own L2/L1 versions), transfer, transfer-pgd3 (the C-LEAD "
-        "authors' PGD-3, step 3/8 eps; both need --transfer-from) [default list: the first four]; "
-        "writes eval-threats.json (with --tag TAG: eval-threats-TAG.json, beside the untagged matrix)",
-    )
-    e.add_argument(
-        "--threat-attack",
-        default="autoattack",
-        choices=["autoattack", "apgd"],
-        help="the preset run under each threat [default: %(default)s]",
-    )
-    e.add_argument(
-        "--threat-eps",
-        default=None,
-        metavar="NAME=EPS,...",
-        help="radii instead of the defaults, e.g. l2=1.5,l1=8 (default: see the README)",
-    )
-    e.add_argument(
-        "--transfer-from",
-        default=None,
-        metavar="RUN",
-        help="the model the transfer threats attack: PGD-50 (transfer, added when no transfer threat is "
-        "listed) or PGD-3 (transfer-pgd3) examples made on RUN's model, classified by this one",
-    )
-    e.add_argument(
-        "--autoattack-chunk",
-        type=int,
-        default=None,
-        metavar="N",
-        help="samples per AutoAttack call; the chunks are what --procs shares out (raise it on a GPU) [default: 250]",
-    )
-    e.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="run the model with channels_last weights (fp32 either way; faster on CPU; kept off, with a warning, "
-        "where oneDNN's NHWC kernels crash on one of its layers) [default: on]",
-    )
+    _add_eval_args(e)
     e.add_argument(
         "--quiet", action="store_true", help="no progress bar (nor, off a terminal, the per-chunk progress lines)"
     )

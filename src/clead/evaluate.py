@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +30,7 @@ from .config import parse_eps
 from .data import to_float
 from .distributed import device_name
 from .errors import CleadError
-from .eval_config import DEFAULT_ATTACKS, EvalConfig
+from .eval_config import DEFAULT_EPS, EvalConfig, resolve
 from .io import digest_tensors, load_torch, save_torch, sha256_file
 from .models.base import eval_mode
 from .precision import fp32, to_channels_last
@@ -192,25 +192,22 @@ def evaluate(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    attacks: Sequence[str] = DEFAULT_ATTACKS,
-    eps: float | str = 0.1,
-    norm: str = "linf",
-    batch_size: int = EvalConfig.batch_size,
-    seed: int = EvalConfig.seed,
-    restarts: int | None = None,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-    checks: bool = True,
-    check_n: int = EvalConfig.check_n,
-    sweep: Sequence[float | str] | None = None,
-    sweep_n: int = EvalConfig.sweep_n,
+    config: EvalConfig | None = None,
+    *,
     num_classes: int | None = None,
+    device: str | torch.device | None = None,
     state_path: str | Path | None = None,
     dist: Any = None,
-    autoattack_chunk: int | None = None,
     identity: dict[str, Any] | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Evaluate any classifier (input [0, 1] NCHW, output logits) on tensors ``x``, ``y``.
+
+    The settings are an `EvalConfig` (``config``, default all defaults) with any of its fields overridden by
+    ``options``, e.g. ``evaluate(model, x, y, attacks=["pgd20", "cw"], eps="8/255")``; without a run to take it
+    from, eps defaults to ``DEFAULT_EPS`` and the threat model to linf. The other arguments say where, not how:
+    ``num_classes`` (checked against the model's outputs, and AutoAttack's targets), ``device`` (default: the
+    model's), ``state_path``, ``dist`` and ``identity`` below.
 
     Returns the ``eval.json`` structure (``clean_accuracy``, ``robust_accuracy``, ``per_attack``,
     ``threat_model``, ``eps``, ``n``, ``seed``, ``checks``, ...) plus ``per_sample`` tensors and
@@ -228,6 +225,11 @@ def evaluate(
     (a digest of the model's tensors), images, labels and settings, plus ``identity`` (e.g. the checkpoint
     file's SHA-256); a state that differs in any of these is reported in one log line and replaced.
     """
+    ec = resolve(config, options)
+    attacks, norm, batch_size, seed, restarts = ec.attacks, ec.norm or "linf", ec.batch_size, ec.seed, ec.restarts
+    progress, checks, check_n, sweep, sweep_n = ec.progress, ec.checks, ec.check_n, ec.sweep, ec.sweep_n
+    autoattack_chunk = ec.autoattack_chunk
+    eps = DEFAULT_EPS if ec.eps is None else ec.eps
     from .distributed import Dist
 
     dist = dist or Dist()
@@ -440,7 +442,7 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, **option
     from . import distributed
     from . import run as runmod
 
-    ec = dataclasses.replace(config or EvalConfig(), **options).validate()
+    ec = resolve(config, options)
     run_dir = Path(run_dir)
     cfg = runmod.read_config(run_dir)
     dev = runmod.resolve_device(ec.device)
@@ -450,6 +452,12 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, **option
     try:
         # no training or second evaluation may change the run's files meanwhile
         with rundir.locked(run_dir, "evaluation") if dist.main else contextlib.nullcontext():
+            if ec.matrix():  # the threat matrix: the same path, several threat models (clead.threats)
+                from .threats import threat_matrix
+
+                if dist.enabled:
+                    raise CleadError("a threat matrix runs in one process; drop --procs")
+                return threat_matrix(run_dir, cfg, dev, ec)
             return _evaluate_run(run_dir, cfg, dev, dist, dataclasses.replace(ec, progress=ec.progress and dist.main))
     finally:
         distributed.teardown(dist)
@@ -475,21 +483,11 @@ def _evaluate_run(run_dir: Path, cfg, dev: torch.device, dist, ec: EvalConfig) -
         model,
         x,
         y,
-        ec.attacks,
-        eps=cfg.eps if ec.eps is None else ec.eps,
-        norm=ec.norm or cfg.norm,
-        batch_size=ec.batch_size,
-        seed=ec.seed,
-        restarts=ec.restarts,
-        progress=ec.progress,
-        checks=ec.checks,
-        check_n=ec.check_n,
-        sweep=ec.sweep,
-        sweep_n=ec.sweep_n,
+        dataclasses.replace(ec, eps=cfg.eps if ec.eps is None else ec.eps, norm=ec.norm or cfg.norm),
         num_classes=data.num_classes,
+        device=dev,
         state_path=rundir.eval_state(run_dir, ec.tag),
         dist=dist,
-        autoattack_chunk=ec.autoattack_chunk,
         identity=identity,
     )
     if not dist.main:

@@ -83,23 +83,30 @@ def evaluate_threats(
     preset: str = "autoattack",
     transfer_from: str | Path | None = None,
     eps_overrides: dict[str, float] | None = None,
-    batch_size: int = 128,
-    seed: int = 0,
-    device: str = "auto",
-    progress: bool = True,
     tag: str | None = "",
-    checkpoint: str = "best",
+    **options: Any,
 ) -> dict[str, Any]:
-    """Evaluate a run's ``checkpoint`` (best or last) under each threat; writes ``RUN/eval-threats.json`` (with
-    ``tag``: ``eval-threats-TAG.json``, leaving the untagged matrix as it is), recording the checkpoint and its
-    SHA-256, and returns it."""
-    with rundir.locked(run_dir, "threat matrix"):
-        return _evaluate_threats(run_dir, threats, n, preset, transfer_from, eps_overrides, batch_size, seed,
-                                 device, progress, tag, checkpoint)  # fmt: skip
+    """The threat matrix of a run: `clead.evaluate_run` with ``threats`` set (one evaluation path: the same
+    lock, checkpoint, records and options, e.g. ``checkpoint="last"``, ``seed``, ``batch_size``); writes
+    ``RUN/eval-threats.json`` (with ``tag``: ``eval-threats-TAG.json``, leaving the untagged matrix as it is)
+    and returns it."""
+    from .evaluate import evaluate_run
+
+    return evaluate_run(
+        run_dir,
+        threats=list(threats),
+        n=n,
+        threat_attack=preset,
+        transfer_from=str(transfer_from) if transfer_from else None,
+        threat_eps=dict(eps_overrides or {}),
+        tag=tag or "",
+        **options,
+    )
 
 
-def _evaluate_threats(run_dir, threats, n, preset, transfer_from, eps_overrides, batch_size, seed, device, progress,
-                      tag, checkpoint) -> dict[str, Any]:  # fmt: skip
+def threat_matrix(run_dir: Path, cfg: Any, dev: torch.device, ec: Any) -> dict[str, Any]:
+    """`evaluate_run`'s threat-matrix branch (``ec.threats`` set), inside its lock: ``ec.checkpoint`` of the run
+    under each threat on its first ``ec.n`` test images; writes and returns ``eval-threats[-TAG].json``."""
     from . import run as runmod
     from .attacks import PGD
     from .data import load_dataset, to_float
@@ -107,22 +114,14 @@ def _evaluate_threats(run_dir, threats, n, preset, transfer_from, eps_overrides,
     from .io import sha256_file, write_json
     from .precision import to_channels_last
 
-    threats = list(threats)
-    if transfer_from and not any(t in TRANSFER for t in threats):
-        threats.append("transfer")
-    check_threats(threats, str(transfer_from) if transfer_from else None)
-    if preset not in PRESETS:
-        raise CleadError(f"unknown threat attack {preset!r}; valid: {', '.join(PRESETS)}")
-    run_dir = Path(run_dir)
-    cfg = runmod.read_config(run_dir)
-    dev = runmod.resolve_device(device)
+    threats, n, preset, transfer_from, tag, checkpoint = (ec.threats, ec.n, ec.threat_attack, ec.transfer_from,
+                                                          ec.tag, ec.checkpoint)  # fmt: skip
+    batch_size, seed, progress = ec.batch_size, ec.seed, ec.progress
     model = to_channels_last(runmod.load_model(run_dir, checkpoint).to(dev))
     data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.data_options())
     runmod.check_meta(model.data_meta, runmod.dataset_meta(data), f"{run_dir}/{checkpoint}.pt")
-    if n is not None and n < 1:
-        raise CleadError(f"--n must be >= 1, got {n}")
     x, y = data.test_x[:n], data.test_y[:n]
-    overrides = eps_overrides or {}
+    overrides = ec.threat_eps or {}
     rows = []
     per_sample: dict[str, torch.Tensor] = {}  # threat -> robust per image (correct clean and under the attack)
     clean_ok = None
@@ -194,6 +193,7 @@ def _evaluate_threats(run_dir, threats, n, preset, transfer_from, eps_overrides,
         "preset": preset,
         "seed": seed,
         "threats": rows,
+        "eval_config": ec.to_dict(),
     }
     if tag:
         out["tag"] = tag
