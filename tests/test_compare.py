@@ -273,3 +273,17 @@ def test_suite_verdict_states_the_paired_comparison_with_the_best_baseline(tmp_p
     assert f"p = {2 * 0.5**20:.2g}" in said and "(trades minus pgd-at," in said and said.count("Verdict") == 1
     two = verdict(rows, pairs=[("trades", "pgd-at"), ("clead", "trades")])
     assert two.count("**Verdict:") == 2 and "clead (clead) is more robust than trades (trades): robust +30.0" in two
+
+
+def test_truncated_evaluation_files_are_one_line_naming_the_file(tmp_path):
+    """Catches a KeyError or JSONDecodeError traceback from a per_sample.csv or eval.json cut short."""
+    a = write_eval(tmp_path / "a", [1] * 10, [1] * 10)
+    b = write_eval(tmp_path / "b", [1] * 10, [0] * 10)
+    text = (b / "per_sample.csv").read_text()
+    (b / "per_sample.csv").write_text(text[: len(text) - 12])  # the last row loses its last fields
+    with pytest.raises(CleadError, match=r"per_sample.csv is truncated or corrupt \(9 complete rows for n = 10\)"):
+        compare([a, b])
+    (b / "per_sample.csv").write_text(text)
+    (b / "eval.json").write_text((b / "eval.json").read_text()[:20])
+    with pytest.raises(CleadError, match=r"eval.json is unreadable"):
+        compare([a, b])

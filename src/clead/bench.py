@@ -549,24 +549,22 @@ def _trained(run_dir: Path, cfg: cfgmod.TrainConfig) -> bool:
 
 
 def _evaluated(run_dir: Path, spec: EvalSpec) -> bool:
-    import json
 
     path = rundir.eval_json(run_dir, spec.tag)
     if not path.is_file():
         return False
-    ev = json.loads(path.read_text())
+    ev = rundir.read_json(path)
     return set(ev.get("per_attack", {})) == set(spec.attacks) and (spec.n is None or ev.get("n") == spec.n)
 
 
 def _threats_done(run_dir: Path, spec: ThreatSpec, source: Path | None) -> bool:
-    import json
 
     from .threats import TRANSFER, matrix_tag
 
     path = rundir.eval_json(run_dir, matrix_tag(spec.tag))
     if not path.is_file():
         return False
-    rows = {r["threat"]: r for r in json.loads(path.read_text())["threats"]}
+    rows = {r["threat"]: r for r in rundir.read_json(path)["threats"]}
     return (
         set(rows) == set(spec.threats)
         and all(r["n"] == spec.n or spec.n is None for r in rows.values())

@@ -52,8 +52,20 @@ def _read(ev_path: Path, csv_path: Path, hint: str) -> tuple[dict[str, Any], lis
     for p in (ev_path, csv_path):
         if not p.is_file():
             raise CleadError(f"{p} does not exist: {hint}")
-    with open(csv_path, newline="") as f:
-        return rundir.read_json(ev_path), list(csv.DictReader(f))
+    ev = rundir.read_json(ev_path)
+    try:
+        with open(csv_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise CleadError(f"{csv_path} is unreadable ({e}): {hint}") from None
+    n = ev.get("n") if isinstance(ev, dict) else None
+    # a file cut short loses rows, or ends in a row without all its fields
+    complete = sum(None not in r.values() and None not in r for r in rows)
+    if complete != len(rows) or n is not None and len(rows) != n:
+        raise CleadError(
+            f"{csv_path} is truncated or corrupt ({complete} complete rows for n = {n}): evaluate the run again"
+        )
+    return ev, rows
 
 
 def _outcomes(run_dir: Path, ev: dict[str, Any], rows: list[dict[str, str]], robust: str) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -111,7 +110,7 @@ def _evals(run_dir: Path) -> dict[str, dict[str, Any]]:
     """A run's evaluations (``eval.json``, ``eval-TAG.json``); threat matrices (``eval-threats[-TAG].json``)
     have their own format and table."""
     return {
-        p.stem: json.loads(p.read_text())
+        p.stem: rundir.read_json(p)
         for p in sorted(run_dir.glob("eval*.json"))
         if p.stem != "eval-threats" and not p.stem.startswith("eval-threats-")
     }
@@ -479,7 +478,7 @@ def write_suite_report(
     md = f"{head}\n\n{said}{rest}" if said else tables  # the answer above the tables
     plot_curves(out_dir / "curves.png", rows)
     figures = [("Training curves", out_dir / "curves.png")]
-    cost = json.loads((out_dir / "cost.json").read_text()) if (out_dir / "cost.json").is_file() else {}
+    cost = rundir.read_json(out_dir / "cost.json") if (out_dir / "cost.json").is_file() else {}
     costs = cost_table(rows, cost) if cost else ""
     if cost and plot_frontier(out_dir / "frontier.png", rows, cost):
         figures.insert(0, ("AutoAttack accuracy against training cost", out_dir / "frontier.png"))
