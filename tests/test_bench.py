@@ -598,3 +598,32 @@ def test_dry_run_estimates_from_the_epochs_this_machine_ran(tiny_suite, tmp_path
     assert plan({"device": "cpu (AMD EPYC)", "amp": "bf16"}).endswith(
         "about 40 min at the 1200 s/epoch logged (cpu (AMD EPYC), fp32))"
     )
+
+
+@pytest.mark.parametrize("select, shared", [("last", True), ("robust", False)])
+def test_last_checkpoint_evaluation_is_shared_only_when_its_weights_are_best_ones(
+    tiny_suite, tmp_path, monkeypatch, select, shared
+):
+    """Catches last.pt evaluated as best.pt (or not at all), and a shared evaluation where the weights differ."""
+    import importlib
+
+    evaluate_module = importlib.import_module("clead.evaluate")  # `clead.evaluate` is also the function
+
+    scripted = iter([(0.5, 0.4), (0.6, 0.3)])  # robust peaks at epoch 1: best.pt != last.pt with select robust
+    monkeypatch.setattr("clead.trainer.validate", lambda *a, **k: next(scripted))
+    tiny_suite.runs = {"pgd-at": {"method": "pgd-at"}}
+    tiny_suite.base = {**tiny_suite.base, "epochs": 2, "select": select}
+    tiny_suite.evals = [bench.EvalSpec("", ["fgsm"], 24), bench.EvalSpec("last", ["fgsm"], 24, checkpoint="last")]
+    asked = []
+    real = evaluate_module.evaluate_run
+    monkeypatch.setattr(evaluate_module, "evaluate_run", lambda *a, **k: asked.append(k["checkpoint"]) or real(*a, **k))
+    out = tmp_path / "tiny"
+    bench.run_suite("tiny", out, progress=False)
+    last = json.loads((out / "pgd-at" / "eval-last.json").read_text())
+    assert last["checkpoint"] == "last" and (last.get("same_weights_as") == "best") == shared
+    assert asked == (["best"] if shared else ["best", "last"])
+    from clead.io import sha256_file
+
+    assert last["checkpoint_sha256"] == sha256_file(out / "pgd-at" / "last.pt")
+    assert (out / "pgd-at" / "per_sample-last.csv").is_file()
+    assert bench.run_suite("tiny", out, progress=False) == []  # both evaluations are complete

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from . import config as cfgmod
 from . import run as runmod
 from . import rundir
@@ -31,6 +33,9 @@ class EvalSpec:
     attacks: list[str]
     n: int | None
     sweep: bool = False
+    # which checkpoint: "last" is what training without a guard or a selection gives; where last.pt holds the
+    # very weights of best.pt, the best.pt evaluation with the same attacks and images is shared, not re-run
+    checkpoint: str = "best"
 
 
 @dataclass
@@ -554,7 +559,47 @@ def _evaluated(run_dir: Path, spec: EvalSpec) -> bool:
     if not path.is_file():
         return False
     ev = rundir.read_json(path)
-    return set(ev.get("per_attack", {})) == set(spec.attacks) and (spec.n is None or ev.get("n") == spec.n)
+    return (
+        set(ev.get("per_attack", {})) == set(spec.attacks)
+        and (spec.n is None or ev.get("n") == spec.n)
+        and ev.get("checkpoint", "best") == spec.checkpoint
+    )
+
+
+def _same_weights(run_dir: Path) -> bool:
+    """Whether last.pt's model weights are exactly best.pt's (the last epoch was the one selected)."""
+    best, last = (runmod.load_checkpoint(rundir.checkpoint(run_dir, c))["model"] for c in ("best", "last"))
+    return best.keys() == last.keys() and all(torch.equal(best[k], last[k]) for k in best)
+
+
+def _share_evaluation(run_dir: Path, spec: EvalSpec, evals: list[EvalSpec]) -> bool:
+    """Write ``spec``'s evaluation of last.pt as a copy of a finished best.pt evaluation with the same attacks and
+    images, when the two checkpoints hold the same weights (the same numbers, bit for bit, recorded as shared:
+    ``same_weights_as``); False when there is no such evaluation or the weights differ."""
+    import shutil
+
+    from .io import sha256_file, write_json
+
+    source = next(
+        (e for e in evals if e.checkpoint == "best" and e.attacks == spec.attacks and e.n == spec.n
+         and _evaluated(run_dir, e)),
+        None,
+    )  # fmt: skip
+    if source is None or spec.checkpoint != "last" or not _same_weights(run_dir):
+        return False
+    ev = {k: v for k, v in rundir.read_json(rundir.eval_json(run_dir, source.tag)).items() if k != "sweep"}
+    ev |= {
+        "tag": spec.tag,
+        "checkpoint": "last",
+        "checkpoint_sha256": sha256_file(rundir.checkpoint(run_dir, "last")),
+        "same_weights_as": "best",
+        "files": [rundir.per_sample_csv(run_dir, spec.tag).name],
+    }
+    if "eval_config" in ev:
+        ev["eval_config"] = {**ev["eval_config"], "checkpoint": "last", "tag": spec.tag, "sweep": None}
+    shutil.copyfile(rundir.per_sample_csv(run_dir, source.tag), rundir.per_sample_csv(run_dir, spec.tag))
+    write_json(rundir.eval_json(run_dir, spec.tag), ev)
+    return True
 
 
 def _threats_done(run_dir: Path, spec: ThreatSpec, source: Path | None) -> bool:
@@ -814,12 +859,13 @@ def _bring_up(
             if dry_run and state.is_file():
                 note = " (resumes)" if state_is_current(state, d) else " (its saved state is stale: starts afresh)"
             steps.append(f"eval {run} {spec.tag or 'main'}{note}")
-            if not dry_run:
+            if not dry_run and _share_evaluation(d, spec, evals):
+                log.info("bench %s: %s: last.pt holds best.pt's weights; its evaluation is shared", suite.name, run)
+            elif not dry_run:
                 log.info("bench %s: evaluating %s (%s)", suite.name, run, spec.tag or "main")
                 sweep = [round(cfg.eps * f, 6) for f in (0, 0.5, 1, 1.5, 2)] if spec.sweep else None
-                evaluate_run(
-                    d, attacks=spec.attacks, n=spec.n, sweep=sweep, sweep_n=200, progress=progress, tag=spec.tag
-                )
+                evaluate_run(d, attacks=spec.attacks, n=spec.n, sweep=sweep, sweep_n=200, progress=progress,
+                             tag=spec.tag, checkpoint=spec.checkpoint)  # fmt: skip
     return True
 
 
