@@ -73,3 +73,30 @@ def test_report_without_cost_has_no_frontier(tmp_path):
     md = (out / "report.md").read_text()
     assert "Cost and robustness" not in md and not (out / "frontier.png").exists()
     assert "collapse" not in md.lower().replace("x: collapsed", "")
+
+
+def test_report_tables_catastrophic_overfitting_per_arm_from_last_and_best(tmp_path):
+    """Catches last.pt's evaluation leaking into the best.pt table, seeds not grouped into their arm, or a
+    collapse not counted."""
+    out = tmp_path / "suite"
+    fell = epochs((0.5, 0.3, False), (0.7, 0.02, True))
+    ok = epochs((0.5, 0.3, False), (0.6, 0.35, False))
+    runs = [
+        ("pgd-at-fgsm-rs", 0, fell, 0.30, 0.01),
+        ("pgd-at-fgsm-rs-seed1", 1, ok, 0.32, 0.31),
+        ("clead-fgsm-rs", 0, ok, 0.36, 0.35),
+    ]
+    for name, seed, metrics, aa_best, aa_last in runs:
+        method = name.split("-fgsm")[0]
+        fake_run(out / name, {"method": method, "train_attack": "fgsm-rs", "seed": seed}, aa_best, 0.8, metrics)
+        last = {"per_attack": {"autoattack": aa_last}, "robust_accuracy": aa_last, "n": 1000, "clean_accuracy": 0.9,
+                "checkpoint": "last"}  # fmt: skip
+        (out / name / "eval-last.json").write_text(json.dumps(last))
+    write_suite_report([out / name for name, *_ in runs], out, "t")
+    md = (out / "report.md").read_text()
+    table = md.split("## Catastrophic overfitting")[1]
+    assert "| pgd-at-fgsm-rs | pgd-at, FGSM-RS | 1/2 | 2 | 16.0 (1.0, 31.0) | 31.0 (30.0, 32.0) |" in table
+    assert "| clead-fgsm-rs | clead, FGSM-RS | 0/1 | - | 35.0 | 36.0 |" in table
+    row = next(line for line in md.splitlines() if line.startswith("| pgd-at-fgsm-rs | pgd-at"))
+    assert "| 30.00 [" in row and "| 1.00 [" not in row  # the main table is best.pt's, never last.pt's
+    assert (out / "overfitting.png").stat().st_size > 1000

@@ -126,6 +126,9 @@ def suite_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
         cfg = runmod.read_config(d)
         metrics = runmod.read_metrics(d)
         evals = _evals(d)
+        # the table is about best.pt; evaluations of last.pt (what training without selection gives) go aside
+        last = {k: v for k, v in evals.items() if v.get("checkpoint", "best") == "last"}
+        evals = {k: v for k, v in evals.items() if k not in last}
         cells: dict[str, tuple[float, int]] = {}
         # the main evaluation first: it gives a cell that another evaluation measured on as many images too
         for ev in sorted(evals.values(), key=lambda e: e is not evals.get("eval")):
@@ -158,6 +161,7 @@ def suite_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
                 "metrics": metrics,
                 "sweep": (main or {}).get("sweep"),
                 "main": main,
+                "last": next(iter(last.values()), None),
             }
         )
     return rows
@@ -456,6 +460,87 @@ def plot_frontier(path: Path, rows: list[dict[str, Any]], cost: dict[str, Any]) 
     return True
 
 
+def _arm(run: str) -> str:
+    """A run's arm: its name without the ``-seedN`` of an extra seed."""
+    import re
+
+    return re.sub(r"-seed\d+$", "", run)
+
+
+def _aa(ev: dict[str, Any] | None) -> float | None:
+    """AutoAttack accuracy of an evaluation (the worst case where AutoAttack was not run), or None."""
+    if not ev:
+        return None
+    return ev["per_attack"].get("autoattack", ev.get("robust_accuracy"))
+
+
+def overfitting_table(rows: list[dict[str, Any]]) -> str:
+    """Per arm (its seeds together): runs that collapsed (clead.collapse) out of those trained, AutoAttack
+    accuracy of last.pt (what training without a guard gives) and of best.pt (what the guard keeps), mean and
+    each seed, and training seconds per epoch; empty unless some run has an evaluation of last.pt."""
+    if not any(r.get("last") for r in rows):
+        return ""
+    import statistics
+
+    arms: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        arms.setdefault(_arm(r["run"]), []).append(r)
+
+    def cell(values: list[float | None]) -> str:
+        known = [v for v in values if v is not None]
+        if not known:
+            return "-"
+        each = ", ".join("-" if v is None else f"{100 * v:.1f}" for v in values)
+        return f"{100 * statistics.mean(known):.1f} ({each})" if len(values) > 1 else f"{100 * known[0]:.1f}"
+
+    lines = [
+        "",
+        "## Catastrophic overfitting",
+        "",
+        "AutoAttack accuracy % of last.pt (training without a guard) and of best.pt (what the guard keeps), mean "
+        "(each seed), on the main evaluation's images; collapsed: runs with a collapsed epoch (validation robust "
+        "accuracy below half its best while clean accuracy held) out of the runs of the arm.",
+        "",
+        "| arm | training | collapsed | first collapsed epoch | AutoAttack last.pt % | AutoAttack best.pt % | s/epoch |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm, rs in arms.items():
+        rs = sorted(rs, key=lambda r: r["seed"])
+        fell = [r for r in rs if r.get("collapse")]
+        secs = [r["epoch_s"] for r in rs if r.get("epoch_s")]
+        lines.append(
+            f"| {arm} | {rs[0].get('training', rs[0]['method'])} | {len(fell)}/{len(rs)} | "
+            + (", ".join(str(r["collapse"]) for r in fell) or "-")
+            + f" | {cell([_aa(r.get('last')) for r in rs])} | {cell([_aa(r.get('main')) for r in rs])} | "
+            + (f"{statistics.mean(secs):.0f}" if secs else "-")
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_overfitting(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Validation robust accuracy per epoch, a line per run coloured by arm (seeds share a colour), collapsed
+    epochs marked: a collapse is seen at a glance."""
+    from .audit import _save_fig, plt
+
+    arms = list(dict.fromkeys(_arm(r["run"]) for r in rows))
+    colours = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        colour = colours(arms.index(_arm(r["run"])) % 10)
+        ep = [m["epoch"] for m in r["metrics"]]
+        first = r["run"] == next(x["run"] for x in rows if _arm(x["run"]) == _arm(r["run"]))
+        ax.plot(ep, [100 * m["val_pgd"] for m in r["metrics"]], color=colour, alpha=0.8,
+                label=_arm(r["run"]) if first else None)  # fmt: skip
+        fell = [m for m in r["metrics"] if m.get("collapsed")]
+        ax.plot([m["epoch"] for m in fell], [100 * m["val_pgd"] for m in fell], "x", color=colour)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation robust accuracy % (x: collapsed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    _save_fig(fig, path)
+
+
 def write_suite_report(
     run_dirs: Sequence[str | Path],
     out_dir: str | Path,
@@ -478,6 +563,10 @@ def write_suite_report(
     md = f"{head}\n\n{said}{rest}" if said else tables  # the answer above the tables
     plot_curves(out_dir / "curves.png", rows)
     figures = [("Training curves", out_dir / "curves.png")]
+    overfit = overfitting_table(rows)
+    if overfit:
+        plot_overfitting(out_dir / "overfitting.png", rows)
+        figures.insert(0, ("Validation robust accuracy per epoch", out_dir / "overfitting.png"))
     cost = rundir.read_json(out_dir / "cost.json") if (out_dir / "cost.json").is_file() else {}
     costs = cost_table(rows, cost) if cost else ""
     if cost and plot_frontier(out_dir / "frontier.png", rows, cost):
@@ -500,6 +589,7 @@ def write_suite_report(
     threats_md = "\n## Threat matrix\n\n" + threats if threats else ""
     md_full = (
         md
+        + overfit
         + costs
         + against
         + threats_md
@@ -512,6 +602,8 @@ def write_suite_report(
     if said:
         body += ["<p><b>" + html.escape(line.replace("**", "")) + "</b></p>" for line in said.strip().splitlines()]
     body.append(_md_table_html(tables))
+    if overfit:
+        body += ["<h2>Catastrophic overfitting</h2>", _md_table_html(overfit)]
     if costs:
         body += ["<h2>Cost and robustness</h2>", _md_table_html(costs)]
     if against:
