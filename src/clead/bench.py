@@ -490,6 +490,48 @@ SUITES.register("cifar10-co-probe")(
     )
 )
 
+# Does C-LEAD's consistency term keep single-step training from collapsing? At the setting where the probe above
+# saw PGD-AT's catastrophic overfitting persist to the last epoch (eps 16/255, FGSM-RS step 2*eps: docs/overfitting.md),
+# PGD-AT and C-LEAD with FGSM-RS and N-FGSM, C-LEAD also at a stronger consistency weight (lam 2, the level above
+# the default in fmnist-ablation's grid), PGD-AT with PGD-5 as the non-collapsing reference; three seeds of every
+# single-step arm; best.pt and last.pt both evaluated (no eps sweep: the question is the collapse).
+_CO_ATTACKS = ["fgsm", "pgd20", "pgd50", "cw", "autoattack"]
+_CO_EVALS = [
+    EvalSpec("", _CO_ATTACKS, 1000),
+    EvalSpec("full", ["fgsm", "pgd20"], None),
+    EvalSpec("last", _CO_ATTACKS, 1000, checkpoint="last"),
+]
+_CO_ARMS = {
+    "pgd-at-fgsm-rs": {"method": "pgd-at", "train_attack": "fgsm-rs"},
+    "clead-fgsm-rs": {"method": "clead", "train_attack": "fgsm-rs"},
+    "clead-fgsm-rs-lam2": {"method": "clead", "train_attack": "fgsm-rs", "method_args": {"lam": 2.0}},
+    "pgd-at-n-fgsm": {"method": "pgd-at", "train_attack": "n-fgsm"},
+    "clead-n-fgsm": {"method": "clead", "train_attack": "n-fgsm"},
+    "clead-n-fgsm-lam2": {"method": "clead", "train_attack": "n-fgsm", "method_args": {"lam": 2.0}},
+}
+SUITES.register("cifar10-overfitting")(
+    Suite(
+        name="cifar10-overfitting",
+        title="Catastrophic overfitting, CIFAR-10 (JPEG q75 copy), PreAct ResNet-18 width 8, Linf 16/255",
+        description=(
+            "PGD-AT and C-LEAD (default and lam 2) trained with FGSM-RS (step 2*eps, where PGD-AT's collapse "
+            "persists) and N-FGSM (noise 2*eps, step eps), PGD-AT with PGD-5 as reference, at eps 16/255 and the "
+            "cifar10-cpu schedule (width 8, 15 epochs, SGD 0.1 cosine, crop and flip); seeds 0-2 of every "
+            "single-step arm; AutoAttack, PGD-50x3 and CW on the first 1,000 test images for best.pt and for "
+            "last.pt, FGSM and PGD-20 on all 10,000 for best.pt"
+        ),
+        base={**CIFAR10_W8, "eps": 16 / 255, "attack_alpha": 32 / 255},
+        runs={
+            **{k: v if v["train_attack"] == "fgsm-rs" else {**v, "attack_alpha": None} for k, v in _CO_ARMS.items()},
+            "pgd-at-pgd5": {"method": "pgd-at", "attack_alpha": None},
+        },
+        evals=_CO_EVALS,
+        seeds=(1, 2),
+        seed_runs=tuple(_CO_ARMS),
+        pairs=tuple((f"clead-{a}{lam}", f"pgd-at-{a}") for a in ("fgsm-rs", "n-fgsm") for lam in ("", "-lam2")),
+    )
+)
+
 # The GPU lane (benchmarks/device_suite.sh cifar10-gpu 2 SECONDS with NO_WEIGHTS=1): full-width PreAct ResNet-18,
 # PGD-AT and C-LEAD side by side, PGD-10, sized so that training and evaluation end inside one 10-minute call
 # (the weights, 45 MB each, cannot come back from the lent machine, so a run cannot resume across calls).
