@@ -627,3 +627,31 @@ def test_last_checkpoint_evaluation_is_shared_only_when_its_weights_are_best_one
     assert last["checkpoint_sha256"] == sha256_file(out / "pgd-at" / "last.pt")
     assert (out / "pgd-at" / "per_sample-last.csv").is_file()
     assert bench.run_suite("tiny", out, progress=False) == []  # both evaluations are complete
+
+
+def test_a_suite_is_a_yaml_file_found_by_name_or_path_with_errors_naming_file_and_run(idx_dir, tmp_path, monkeypatch):
+    """A user adds a suite without touching Python; a bad file or option is one line naming it."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    base = {k: v for k, v in tiny_base(idx_dir).items()}
+    text = (
+        "description: my suite\n"
+        f"base: {json.dumps(base)}\n"
+        "runs: {a: {method: pgd-at}, b: {method: clead, method_args: {lam: 0.5}}}\n"
+        "evals: [{tag: '', attacks: [fgsm], n: 24}]\n"
+        "pairs: [[b, a]]\n"
+    )
+    (mine / "my-suite.yaml").write_text(text)
+    monkeypatch.setenv("CLEAD_SUITES", str(mine))
+    suite = bench.SUITES.get("my-suite")
+    assert "my-suite" in bench.SUITES.names() and suite.pairs == (("b", "a"),)
+    assert suite.config("b").method_params().lam == 0.5 and suite.evals[0].attacks == ["fgsm"]
+    assert bench.SUITES.get(str(mine / "my-suite.yaml")).runs == suite.runs  # by path
+    (mine / "bad-key.yaml").write_text(text + "seedz: [1]\n")
+    with pytest.raises(CleadError, match=r"bad-key.yaml: .*unknown key\(s\) seedz"):
+        bench.SUITES.get("bad-key")
+    (mine / "bad-run.yaml").write_text(text.replace("lam: 0.5", "lamb: 0.5"))
+    with pytest.raises(CleadError, match=r"bad-run.yaml, run b: method 'clead' has no option lamb"):
+        bench.SUITES.get("bad-run")
+    with pytest.raises(CleadError, match="unknown suite 'nope'"):
+        bench.SUITES.get("nope")
