@@ -44,3 +44,16 @@ def test_a_tagged_evaluation_prints_its_own_table_and_keeps_the_untagged_files(r
     table = capsys.readouterr().out
     assert "pgd20" in table and "| 12 |" in table and "fgsm" not in table
     assert json.loads((run / "eval.json").read_text())["n"] == 8  # untouched
+
+
+def test_a_tagged_autoattack_evaluation_writes_its_own_robustbench_entry(run):
+    """Catches a tagged evaluation (other eps) replacing the untagged robustbench.json."""
+    from clead.evaluate import evaluate_run
+
+    common = dict(attacks=["autoattack"], n=8, checks=False, progress=False)
+    evaluate_run(run, **common)
+    untagged = (run / "robustbench.json").read_text()
+    evaluate_run(run, tag="small", eps=0.02, **common)
+    assert (run / "robustbench.json").read_text() == untagged
+    small = json.loads((run / "robustbench-small.json").read_text())
+    assert small["eps"] == "0.02" and "tag 'small'" in small["footnote"] and "best.pt" in small["footnote"]

@@ -109,11 +109,7 @@ def _ci(p: float | None, n: int | None) -> str:
 def _evals(run_dir: Path) -> dict[str, dict[str, Any]]:
     """A run's evaluations (``eval.json``, ``eval-TAG.json``); threat matrices (``eval-threats[-TAG].json``)
     have their own format and table."""
-    return {
-        p.stem: rundir.read_json(p)
-        for p in sorted(run_dir.glob("eval*.json"))
-        if p.stem != "eval-threats" and not p.stem.startswith("eval-threats-")
-    }
+    return {p.stem: rundir.read_json(p) for p in rundir.evaluations(run_dir) if not rundir.is_matrix(p)}
 
 
 COLUMNS = ["clean", "fgsm", "pgd20", "pgd50", "cw", "autoattack"]  # always shown; other attacks go before AutoAttack

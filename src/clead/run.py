@@ -28,7 +28,7 @@ from .models import Classifier, create_model
 
 log = logging.getLogger("clead")
 
-RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "eval.json", "train.log")
+RUN_FILES = (rundir.CONFIG, "last.pt", "best.pt", rundir.METRICS, "eval.json", "train.log")
 CHECKPOINTS = ("best", "last")
 
 

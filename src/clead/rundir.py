@@ -71,6 +71,21 @@ def robustbench_json(run_dir: str | Path, tag: str | None = "") -> Path:
     return Path(run_dir) / tagged("robustbench", tag, ".json")
 
 
+def evaluations(run_dir: str | Path) -> list[Path]:
+    """Every evaluation of a run, ``eval.json`` and ``eval-TAG.json``, threat matrices included, sorted."""
+    return sorted(Path(run_dir).glob("eval*.json"))
+
+
+def is_matrix(path: Path) -> bool:
+    """Whether an evaluation file is a threat matrix (``eval-threats[-TAG].json``), which has its own format."""
+    return path.stem == "eval-threats" or path.stem.startswith("eval-threats-")
+
+
+def matrix_tag_of(path: Path) -> str:
+    """The tag a threat matrix was made with (``""`` for ``eval-threats.json``)."""
+    return path.stem[len("eval-threats") :].lstrip("-")
+
+
 def _unreadable(path: Path, why: str) -> CleadError:
     return CleadError(
         f"{path} is unreadable ({why}); it may be truncated or corrupt: run the step that writes it again "

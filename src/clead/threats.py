@@ -246,7 +246,5 @@ def threat_table(run_dirs: Sequence[str | Path], tag: str | None = "") -> str:
 
 def matrix_tags(run_dirs: Sequence[str | Path]) -> list[str]:
     """The tags of the threat matrices the runs hold (``""`` for the untagged one), untagged first."""
-    tags = {
-        p.stem[len("eval-threats") :].lstrip("-") for d in map(Path, run_dirs) for p in d.glob("eval-threats*.json")
-    }
+    tags = {rundir.matrix_tag_of(p) for d in map(Path, run_dirs) for p in rundir.evaluations(d) if rundir.is_matrix(p)}
     return sorted(tags, key=lambda t: (t != "", t))
