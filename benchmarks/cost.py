@@ -25,11 +25,11 @@ import torch
 
 from clead import allocator, precision
 from clead import run as runmod
-from clead.bench import SUITES
 from clead.data import load_dataset, to_float
-from clead.ema import WeightAverage
 from clead.io import write_text
-from clead.trainer import TrainStep, _Run, _step, make_optimizer
+from clead.study.bench import SUITES
+from clead.training.ema import WeightAverage
+from clead.training.trainer import TrainStep, _Run, _step, make_optimizer
 
 
 def setup(cfg, data_cache: dict) -> tuple[_Run, torch.Tensor, torch.Tensor, list[bool]]:

@@ -37,7 +37,7 @@ from clead.errors import CleadError
 from clead.methods import METHODS, Budget
 from clead.methods.pgd_at import PGDAT
 from clead.models import create_model
-from clead.trainer import TrainStep
+from clead.training.trainer import TrainStep
 
 # name -> (amp, channels_last, processes, DDP over one global batch (else independent jobs))
 SETTINGS = {

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from conftest import ToyNet, synthetic_images
 
-from clead import awp
 from clead.methods import METHODS, Budget
+from clead.training import awp
 
 
 def batch(n=32):
@@ -66,9 +66,9 @@ def test_two_phases_give_the_same_loss_as_one(name):
 @pytest.mark.parametrize("method", ["pgd-at", "trades", "clead"])
 def test_training_with_awp_runs_and_records_it(idx_dir, tmp_path, method, monkeypatch):
     """Catches a trainer that never calls AWP, or ignores its warm-up: one perturbation per step after it."""
-    from clead import awp
-    from clead.config import from_dict
-    from clead.trainer import train
+    from clead.training import awp
+    from clead.training.config import from_dict
+    from clead.training.trainer import train
 
     calls = []
     real = awp.weight_perturbation

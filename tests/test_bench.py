@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from clead import bench
-from clead.analyze import analyze, intra_inter_ratio
 from clead.errors import CleadError
-from clead.report import wilson
+from clead.study import bench
+from clead.study.analyze import analyze, intra_inter_ratio
+from clead.study.report import wilson
 
 
 def tiny_base(idx_dir) -> dict:
@@ -71,7 +71,7 @@ def test_suite_runs_once_then_skips_and_reports(tiny_suite, tmp_path):
 
 
 def test_suite_continues_an_interrupted_training(tiny_suite, tmp_path):
-    from clead.trainer import train
+    from clead.training.trainer import train
 
     out = tmp_path / "tiny"
     cfg = tiny_suite.config("standard")
@@ -103,8 +103,8 @@ def test_intra_inter_ratio_by_hand():
 
 
 def test_analyze_writes_metrics_and_tsne(idx_dir, tmp_path):
-    from clead.config import from_dict
-    from clead.trainer import train
+    from clead.training.config import from_dict
+    from clead.training.trainer import train
 
     run = train(
         from_dict(
@@ -155,7 +155,7 @@ def test_extra_seeds_use_their_own_evaluations_and_get_a_seed_table(tiny_suite, 
 
 
 def test_seed_table_is_mean_and_sample_std_per_group():
-    from clead.report import seed_table
+    from clead.study.report import seed_table
 
     def row(run, seed, clean, pgd, seq=None, apgd=None):
         per = {"pgd20": pgd, **({"apgd": apgd} if apgd is not None else {})}
@@ -201,7 +201,7 @@ def test_dry_run_says_what_resumes_and_who_gets_seeds(tiny_suite, tmp_path, monk
     (out / "standard" / "metrics.jsonl").write_text(
         '{"epoch": 1, "seconds": 1800, "amp": "none", "device": "cpu (AMD EPYC)"}\n'
     )
-    from clead.evaluate import STATE_FORMAT
+    from clead.evaluation.evaluate import STATE_FORMAT
     from clead.io import save_torch, sha256_file
 
     (out / "clead" / "best.pt").write_bytes(b"weights")
@@ -266,7 +266,7 @@ def test_dry_run_times_a_run_not_started_from_its_seed_siblings(tiny_suite, tmp_
 
 
 def test_suite_table_adds_a_column_for_attacks_beyond_the_standard_set():
-    from clead.report import suite_markdown
+    from clead.study.report import suite_markdown
 
     row = {
         "run": "a",
@@ -284,7 +284,7 @@ def test_suite_table_adds_a_column_for_attacks_beyond_the_standard_set():
 
 
 def test_suite_table_says_where_each_run_trained_and_when_it_changed_machines():
-    from clead.report import suite_markdown, trained_on
+    from clead.study.report import suite_markdown, trained_on
 
     def m(epoch, device, s):
         return {"epoch": epoch, "device": device, "train_seconds": s}
@@ -317,7 +317,7 @@ def test_suite_table_says_where_each_run_trained_and_when_it_changed_machines():
 
 
 def test_suite_table_times_each_run_on_one_machine_and_keys_machines_when_they_differ():
-    from clead.report import _main_machine, suite_markdown
+    from clead.study.report import _main_machine, suite_markdown
 
     def m(epoch, device, s, amp="none"):
         return {"epoch": epoch, "device": device, "amp": amp, "train_seconds": s}
@@ -375,7 +375,7 @@ def test_default_jobs_is_one_per_core_without_cuda(monkeypatch):
 
 @pytest.mark.parametrize("margin, expected", [(None, ["clead", "trades"]), (0.02, ["clead", "pgd-at", "trades"])])
 def test_seeded_runs_are_clead_and_the_close_baselines(monkeypatch, tmp_path, margin, expected):
-    from clead import report
+    from clead.study import report
 
     aa = {"standard": 0.0, "pgd-at": 0.595, "trades": 0.63, "mart": 0.57, "clead": 0.61}
     monkeypatch.setattr(
@@ -472,7 +472,7 @@ def test_tagged_threat_matrices_come_after_the_runs_and_cover_runs_of_other_suit
 def test_report_shows_the_reused_runs_and_compares_the_named_pairs(tiny_suite, tmp_path, monkeypatch):
     """A suite that compares its runs with a run of another suite: the report holds that run and gets the pairs
     by directory name (fails if report_with or pairs are not passed on)."""
-    import clead.report
+    import clead.study.report
 
     out, other = tmp_path / "t", tmp_path / "other" / "pgd-at"
     for d in (out / "standard", out / "clead", other):
@@ -484,7 +484,7 @@ def test_report_shows_the_reused_runs_and_compares_the_named_pairs(tiny_suite, t
     tiny_suite.report_with = (str(other),)
     tiny_suite.pairs = (("clead", str(other)), ("standard", "clead"))
     got = {}
-    monkeypatch.setattr(clead.report, "write_suite_report", lambda dirs, o, t, pairs: got.update(d=dirs, p=pairs))
+    monkeypatch.setattr(clead.study.report, "write_suite_report", lambda dirs, o, t, pairs: got.update(d=dirs, p=pairs))
     assert bench.run_suite("tiny", out, progress=False) == []
     assert sorted(map(str, got["d"])) == sorted(map(str, (out / "clead", out / "standard", other)))
     assert got["p"] == [("clead", "pgd-at"), ("standard", "clead")]
@@ -515,7 +515,7 @@ def test_suite_table_takes_a_cell_from_the_main_evaluation_when_another_has_as_m
     """A rerun of some attacks (eval-whitebox.json, sorted before eval.json) on the same 1,000 images must not
     replace the main evaluation's cells; a larger n (eval-full.json) still wins."""
     from clead.io import write_yaml
-    from clead.report import suite_rows
+    from clead.study.report import suite_rows
 
     d = tmp_path / "r"
     d.mkdir()
@@ -532,11 +532,11 @@ def test_suite_table_takes_a_cell_from_the_main_evaluation_when_another_has_as_m
 def test_seeds_go_to_every_run_within_the_margin_of_a_reference_run(tiny_suite, tmp_path, monkeypatch):
     """Runs within seed_margin of an outside reference run (by seed-0 AutoAttack) or ahead of it get the
     seeds; fails if the margin is ignored, taken the other way, or measured against C-LEAD instead."""
-    import clead.report
+    import clead.study.report
 
     aa = {"ref": 0.50, "standard": 0.489, "clead": 0.491}
     monkeypatch.setattr(
-        clead.report,
+        clead.study.report,
         "suite_rows",
         lambda dirs: [{"run": d.name, "cells": {"autoattack": (aa[d.name], 1000)}} for d in map(Path, dirs)],
     )
@@ -607,10 +607,12 @@ def test_last_checkpoint_evaluation_is_shared_only_when_its_weights_are_best_one
     """Catches last.pt evaluated as best.pt (or not at all), and a shared evaluation where the weights differ."""
     import importlib
 
-    evaluate_module = importlib.import_module("clead.evaluate")  # `clead.evaluate` is also the function
+    evaluate_module = importlib.import_module(
+        "clead.evaluation.evaluate"
+    )  # `clead.evaluation.evaluate` is also the function
 
     scripted = iter([(0.5, 0.4), (0.6, 0.3)])  # robust peaks at epoch 1: best.pt != last.pt with select robust
-    monkeypatch.setattr("clead.trainer.validate", lambda *a, **k: next(scripted))
+    monkeypatch.setattr("clead.training.trainer.validate", lambda *a, **k: next(scripted))
     tiny_suite.runs = {"pgd-at": {"method": "pgd-at"}}
     tiny_suite.base = {**tiny_suite.base, "epochs": 2, "select": select}
     tiny_suite.evals = [bench.EvalSpec("", ["fgsm"], 24), bench.EvalSpec("last", ["fgsm"], 24, checkpoint="last")]

@@ -1,4 +1,4 @@
-"""The sanity checks (clead.checks): each judged on scripted numbers and on models built to pass or fail it."""
+"""The sanity checks (clead.evaluation.checks): each judged on scripted numbers and on models built to pass or fail it."""
 
 import pytest
 import torch
@@ -15,7 +15,7 @@ from test_evaluate import MeanThreshold, mean_threshold_data
     ],
 )
 def test_more_steps_check_flags_unconverged_pgd20(monkeypatch, pgd20, pgd100, passed):
-    from clead import checks
+    from clead.evaluation import checks
 
     scripted = iter([pgd20, pgd100])
     monkeypatch.setattr(checks, "attack_accuracy", lambda *a, **k: next(scripted))
@@ -37,7 +37,7 @@ def test_more_steps_check_judges_equal_image_counts_alike_whatever_the_float_rou
 ):
     # 7 of 200 images lower is 3 points plus the one-image slack; these two real evaluations had that drop and
     # got different verdicts while the slack's tolerance (1e-9) was below float32 rounding
-    from clead import checks
+    from clead.evaluation import checks
 
     scripted = iter([pgd20, pgd100])
     monkeypatch.setattr(checks, "attack_accuracy", lambda *a, **k: next(scripted))
@@ -58,7 +58,7 @@ class NarrowBand(torch.nn.Module):
 def test_more_steps_check_fails_where_pgd20_has_not_converged():
     """Catches a more-steps check that compares the wrong numbers or has too wide an allowance: on a model
     where PGD-20 provably skips what PGD-100 finds, the check must fail."""
-    from clead import checks
+    from clead.evaluation import checks
 
     x, y = torch.full((64, 1, 1, 1), 0.5), torch.zeros(64, dtype=torch.long)
     res = checks.more_steps_do_not_help(NarrowBand(), x, y, 0.1, "linf", 32, 0)

@@ -5,9 +5,9 @@ import json
 import pytest
 from test_trainer import tiny
 
-from clead.collapse import collapse_epoch, collapsed
 from clead.io import load_torch
-from clead.trainer import train
+from clead.training.collapse import collapse_epoch, collapsed
+from clead.training.trainer import train
 
 
 def history(*pairs):
@@ -32,7 +32,7 @@ def test_collapse_epoch_is_the_first_marked():
 def test_best_checkpoint_is_never_a_collapsed_epoch(idx_dir, tmp_path, monkeypatch, caplog, select, best_epoch):
     # validation (clean, robust) per epoch: a collapse at epoch 3 that lasts; clean peaks there
     scripted = iter([(0.5, 0.3), (0.55, 0.32), (0.7, 0.05), (0.72, 0.04)])
-    monkeypatch.setattr("clead.trainer.validate", lambda *a, **k: next(scripted))
+    monkeypatch.setattr("clead.training.trainer.validate", lambda *a, **k: next(scripted))
     out = train(tiny(idx_dir, method="pgd-at", select=select, epochs=4, attack_steps=1), tmp_path / "r",
                 progress=False)  # fmt: skip
     lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
@@ -43,6 +43,6 @@ def test_best_checkpoint_is_never_a_collapsed_epoch(idx_dir, tmp_path, monkeypat
 
 def test_standard_training_is_not_guarded(idx_dir, tmp_path, monkeypatch):
     scripted = iter([(0.5, 0.3), (0.7, 0.05)])
-    monkeypatch.setattr("clead.trainer.validate", lambda *a, **k: next(scripted))
+    monkeypatch.setattr("clead.training.trainer.validate", lambda *a, **k: next(scripted))
     out = train(tiny(idx_dir, method="standard", epochs=2), tmp_path / "r", progress=False)
     assert load_torch(out / "best.pt")["epoch"] == 1  # by clean accuracy, its fall in robustness is expected

@@ -6,8 +6,8 @@ import math
 import pytest
 
 from clead.cli import main
-from clead.compare import compare, image_interval, mcnemar, mean_interval
 from clead.errors import CleadError
+from clead.study.compare import compare, image_interval, mcnemar, mean_interval
 
 
 def write_eval(d, clean, robust, labels=None, eps=0.1, attacks=("pgd20",), tag="", described=None, **recorded):
@@ -138,7 +138,7 @@ def test_image_interval_of_one_seed_is_the_mcnemar_interval_up_to_n_over_n_minus
 
 
 def test_seeds_evaluated_with_other_attacks_are_named(tmp_path):
-    from clead.compare import markdown
+    from clead.study.compare import markdown
 
     for sfx, attacks in (("", ("pgd20", "autoattack")), ("-seed1", ("pgd20", "apgd"))):
         ra, rb = outcomes(both=50, a_only=3, b_only=1, neither=46)
@@ -149,7 +149,7 @@ def test_seeds_evaluated_with_other_attacks_are_named(tmp_path):
 
 
 def test_seed_runs_left_out_of_the_pairing_are_named(tmp_path):
-    from clead.compare import markdown
+    from clead.study.compare import markdown
 
     ra, rb = outcomes(both=50, a_only=3, b_only=1, neither=46)
     for sfx in ("", "-seed1"):
@@ -254,7 +254,7 @@ def test_cli_writes_markdown_and_json(tmp_path, capsys):
 def test_suite_verdict_states_the_paired_comparison_with_the_best_baseline(tmp_path):
     """Catches a verdict against the wrong baseline (not the most robust one), with the sign flipped, or
     with numbers other than `clead compare`'s: worked out by hand below."""
-    from clead.report import verdict
+    from clead.study.report import verdict
 
     clean = [1] * 100
     c = write_eval(tmp_path / "clead", clean, [1] * 60 + [0] * 40)

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clead.config import TrainConfig, from_dict, load_yaml, merge, parse_eps
 from clead.errors import CleadError
+from clead.training.config import TrainConfig, from_dict, load_yaml, merge, parse_eps
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 

@@ -6,9 +6,9 @@ import torch
 from test_trainer import tiny
 from torch import nn
 
-from clead.ema import WeightAverage, decay_at
 from clead.io import load_torch
-from clead.trainer import train
+from clead.training.ema import WeightAverage, decay_at
+from clead.training.trainer import train
 
 
 def test_decay_warms_up_then_holds():

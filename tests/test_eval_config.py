@@ -6,7 +6,7 @@ import pytest
 
 from clead.cli import build_parser, eval_config_from_args
 from clead.errors import CleadError
-from clead.eval_config import EvalConfig, from_dict
+from clead.evaluation.eval_config import EvalConfig, from_dict
 
 
 def test_flags_override_the_yaml_which_overrides_the_defaults(tmp_path):
@@ -93,7 +93,9 @@ def test_evaluate_takes_an_eval_config_and_refuses_unknown_options(trained_toy, 
     import clead
 
     x, y = toy_data
-    a = clead.evaluate(trained_toy, x[:16], y[:16], EvalConfig(attacks=["fgsm"], eps=0.1, checks=False, progress=False))
+    a = clead.evaluate(
+        trained_toy, x[:16], y[:16], EvalConfig(attacks=["fgsm"], eps=0.1, checks=False, progress=False)
+    )
     b = clead.evaluate(trained_toy, x[:16], y[:16], attacks=["fgsm"], eps=0.1, checks=False, progress=False)
     assert a["per_attack"] == b["per_attack"] and a["eps"] == 0.1
     with pytest.raises(CleadError, match="unknown evaluation option.*restart"):

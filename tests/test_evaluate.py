@@ -29,7 +29,9 @@ def test_worst_case_is_per_sample(trained_toy, toy_data, monkeypatch):
     assert (trained_toy(other).argmax(1) != y).all()
     monkeypatch.setitem(ATTACKS._items, "breaks-a", lambda eps, norm="linf", r=1: Breaks([0, 1]))
     monkeypatch.setitem(ATTACKS._items, "breaks-b", lambda eps, norm="linf", r=1: Breaks([2, 3]))
-    res = clead.evaluate(trained_toy, x, y, attacks=["breaks-a", "breaks-b"], eps=0.1, progress=False, checks=False)
+    res = clead.evaluate(
+        trained_toy, x, y, attacks=["breaks-a", "breaks-b"], eps=0.1, progress=False, checks=False
+    )
     assert res["clean_accuracy"] == 1.0
     assert res["per_attack"] == {"breaks-a": 0.75, "breaks-b": 0.75}
     # the minimum over attacks would say 75%; per sample, 4 of 8 are broken by some attack
@@ -143,7 +145,9 @@ class Quantised(torch.nn.Module):
 def test_planted_gradient_masking_is_caught(trained_toy, toy_data):
     x, y = toy_data[0][:32], toy_data[1][:32]
     masked = Quantised(trained_toy)
-    res = clead.evaluate(masked, x, y, attacks=["fgsm", "pgd20", "autoattack"], eps=0.3, progress=False, check_n=32)
+    res = clead.evaluate(
+        masked, x, y, attacks=["fgsm", "pgd20", "autoattack"], eps=0.3, progress=False, check_n=32
+    )
     failed = {c["name"] for c in res["checks"] if c["passed"] is False}
     assert {"zero_gradients", "black_box_not_stronger"} <= failed
     zero = next(c for c in res["checks"] if c["name"] == "zero_gradients")
@@ -168,7 +172,7 @@ def test_resumed_evaluation_equals_an_uninterrupted_one(trained_toy, toy_data, t
         return real(self, *a)
 
     monkeypatch.setattr(PGD, "perturb", flaky)
-    module = sys.modules["clead.evaluate"]  # `clead.evaluate` the attribute is the function
+    module = sys.modules["clead.evaluation.evaluate"]  # `clead.evaluate` the attribute is the function
     monkeypatch.setattr(module, "device_name", lambda d: "first machine")
     with pytest.raises(KeyboardInterrupt):
         clead.evaluate(trained_toy, x, y, state_path=state, **kw)
@@ -200,7 +204,7 @@ def test_models_that_would_give_wrong_numbers_are_refused(trained_toy, toy_data)
 
 
 def test_robustbench_entry():
-    from clead.audit import robustbench_entry
+    from clead.evaluation.audit import robustbench_entry
 
     res = {
         "eps": 0.1,
@@ -305,7 +309,7 @@ def test_threat_matrix_has_every_cell_and_refuses_unknown_threats(idx_dir, tmp_p
 
 def test_pgd_refuses_l1_and_training_refuses_it_too():
     from clead.attacks import PGD
-    from clead.config import from_dict
+    from clead.training.config import from_dict
 
     with pytest.raises(CleadError, match="use an AutoAttack preset for l1"):
         PGD(10.0, norm="l1")
@@ -386,7 +390,9 @@ def test_a_state_made_with_other_weights_is_not_reused(trained_toy, toy_data, tm
     with pytest.raises(KeyboardInterrupt):
         clead.evaluate(trained_toy, x, y, state_path=state, **kw)
     restore()
-    assert clead.evaluate(trained_toy, x, y, **kw)["per_attack"] != fresh["per_attack"], "reuse must be visible"
+    assert clead.evaluate(trained_toy, x, y, **kw)["per_attack"] != fresh["per_attack"], (
+        "reuse must be visible"
+    )
     resumed = clead.evaluate(other, x, y, state_path=state, **kw)
     assert resumed["per_attack"] == fresh["per_attack"]
     assert torch.equal(resumed["per_sample"]["robust"], fresh["per_sample"]["robust"])
@@ -400,9 +406,9 @@ def test_a_paused_evaluation_of_best_is_not_resumed_on_last(idx_dir, tmp_path, m
 
     from test_trainer import tiny
 
-    from clead.evaluate import evaluate_run
+    from clead.evaluation.evaluate import evaluate_run
     from clead.io import load_torch, save_torch
-    from clead.trainer import train
+    from clead.training.trainer import train
 
     run = train(
         tiny(idx_dir, method="standard", optimizer="adam", lr=3e-3, train_size=500, epochs=2),

@@ -7,7 +7,7 @@ from test_trainer import tiny
 
 from clead.errors import CleadError
 from clead.methods.clead import CLEAD
-from clead.trainer import train
+from clead.training.trainer import train
 
 
 def test_views_from_a_fixed_model_are_made_once_and_replace_the_methods_attack(idx_dir, tmp_path, monkeypatch):
@@ -15,7 +15,7 @@ def test_views_from_a_fixed_model_are_made_once_and_replace_the_methods_attack(i
     at all), a cache that is not reused, and a method attack that still runs."""
     from clead import run as runmod
     from clead.data import load_dataset, split
-    from clead.offline_views import make_views
+    from clead.training.offline_views import make_views
 
     monkeypatch.setenv("CLEAD_CACHE", str(tmp_path / "cache"))
     src = train(tiny(idx_dir, method="standard", epochs=1), tmp_path / "std", progress=False)
@@ -52,7 +52,7 @@ def test_views_from_a_fixed_model_are_made_once_and_replace_the_methods_attack(i
         not torch.equal(stored[0], s.train_x) and (stored[0].float() - s.train_x.float()).abs().max() <= 0.1 * 255 + 0.5
     )
     # a second run reuses the cache: the views are not made again
-    from clead import offline_views
+    from clead.training import offline_views
 
     monkeypatch.setattr(offline_views, "make_views", lambda *a, **k: pytest.fail("views were made again"))
     train(cfg, tmp_path / "c2", progress=False)

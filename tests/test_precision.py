@@ -7,7 +7,7 @@ import torch
 from conftest import ToyNet, synthetic_images
 
 from clead import precision
-from clead.evaluate import evaluate
+from clead.evaluation.evaluate import evaluate
 from clead.methods import METHODS, Budget
 
 CPU = torch.device("cpu")
@@ -118,8 +118,8 @@ def test_evaluation_is_fp32_even_inside_an_autocast_region():
 
 
 def test_bf16_training_records_its_precision_and_validates_in_fp32(idx_dir, tmp_path, monkeypatch):
-    from clead.config import from_dict
-    from clead.trainer import train
+    from clead.training.config import from_dict
+    from clead.training.trainer import train
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     cfg = from_dict(

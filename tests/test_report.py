@@ -2,9 +2,9 @@
 
 import json
 
-from clead.config import from_dict
 from clead.io import write_yaml
-from clead.report import training_label, write_suite_report
+from clead.study.report import training_label, write_suite_report
+from clead.training.config import from_dict
 
 
 def test_training_label_names_the_attack_and_the_options():

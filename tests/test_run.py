@@ -6,8 +6,8 @@ from test_trainer import tiny
 
 from clead.cli import main
 from clead.errors import CleadError
-from clead.evaluate import evaluate_run
-from clead.trainer import train
+from clead.evaluation.evaluate import evaluate_run
+from clead.training.trainer import train
 
 
 def reshape_data(root, size):

@@ -14,7 +14,7 @@ from test_trainer import tiny
 from clead import rundir
 from clead.cli import main
 from clead.errors import CleadError
-from clead.trainer import train
+from clead.training.trainer import train
 
 HOLD = """
 import sys, time

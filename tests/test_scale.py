@@ -138,7 +138,7 @@ def test_gpu_benchmark_script_runs_tiny_on_cpu():
 
 
 def _tiny_cfg(idx_dir, **kw):
-    from clead.config import from_dict
+    from clead.training.config import from_dict
 
     return from_dict(
         {
@@ -156,7 +156,7 @@ def _tiny_cfg(idx_dir, **kw):
 
 
 def test_fp16_on_cpu_trains_in_fp32_with_a_warning(idx_dir, tmp_path, caplog):
-    from clead.trainer import train
+    from clead.training.trainer import train
 
     train(_tiny_cfg(idx_dir, amp="fp16", device="cpu"), tmp_path / "r", progress=False)
     assert "needs CUDA" in caplog.text
@@ -174,7 +174,7 @@ def test_fp16_on_cpu_trains_in_fp32_with_a_warning(idx_dir, tmp_path, caplog):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_amp_trains_on_cuda(idx_dir, tmp_path, amp):
-    from clead.trainer import train
+    from clead.training.trainer import train
 
     train(_tiny_cfg(idx_dir, amp=amp, device="cuda", channels_last=True), tmp_path / amp, progress=False)
     assert (tmp_path / amp / "best.pt").is_file()

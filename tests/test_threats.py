@@ -7,7 +7,7 @@ from test_trainer import tiny
 
 from clead.cli import main
 from clead.io import sha256_file
-from clead.trainer import train
+from clead.training.trainer import train
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_a_tagged_evaluation_prints_its_own_table_and_keeps_the_untagged_files(r
 
 def test_a_tagged_autoattack_evaluation_writes_its_own_robustbench_entry(run):
     """Catches a tagged evaluation (other eps) replacing the untagged robustbench.json."""
-    from clead.evaluate import evaluate_run
+    from clead.evaluation.evaluate import evaluate_run
 
     common = dict(attacks=["autoattack"], n=8, checks=False, progress=False)
     evaluate_run(run, **common)

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from clead import load_model
-from clead.config import from_dict
 from clead.errors import CleadError, TrainingDiverged
 from clead.io import load_torch
 from clead.methods.clead import CLEAD
-from clead.trainer import lr_at, train
+from clead.training.config import from_dict
+from clead.training.trainer import lr_at, train
 
 
 def tiny(idx_dir, **kw):
@@ -135,7 +135,7 @@ def test_best_checkpoint_is_the_epoch_the_selection_rule_names(
 ):
     # validation (clean, robust) per epoch: robust peaks at epoch 0, clean at epoch 1
     scripted = iter([(0.5, 0.3), (0.7, 0.2), (0.6, 0.25)])
-    monkeypatch.setattr("clead.trainer.validate", lambda *a, **k: next(scripted))
+    monkeypatch.setattr("clead.training.trainer.validate", lambda *a, **k: next(scripted))
     out = train(tiny(idx_dir, method=method, select=select, epochs=3, attack_steps=1), tmp_path / "r", progress=False)
     assert [json.loads(s)["val_clean"] for s in (out / "metrics.jsonl").read_text().splitlines()] == [0.5, 0.7, 0.6]
     assert load_torch(out / "best.pt")["epoch"] == best_epoch
@@ -151,7 +151,7 @@ def test_apgd_ce_validation_attack_is_at_least_as_strong_as_pgd(idx_dir, monkeyp
     than PGD-2 (up to one image), and it is recorded in the metrics."""
     from clead import run as runmod
     from clead.data import load_dataset, split
-    from clead.trainer import validate
+    from clead.training.trainer import validate
 
     cfg = tiny(idx_dir, method="standard", epochs=1, eps=0.2)
     data = load_dataset(cfg.dataset, cfg.data_dir)
@@ -235,7 +235,7 @@ def test_off_a_terminal_training_logs_how_far_each_epoch_is(idx_dir, tmp_path, m
     with progress off."""
     import logging
 
-    import clead.trainer as trainer
+    import clead.training.trainer as trainer
 
     monkeypatch.setattr(trainer, "PROGRESS_LINE_SECONDS", 0.0)
     with caplog.at_level(logging.INFO, logger="clead"):

@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__, allocator, eval_config
-from . import config as cfgmod
+from . import __version__, allocator
 from .errors import CleadError
-from .eval_config import EvalConfig
+from .evaluation import eval_config
+from .evaluation.eval_config import EvalConfig
+from .training import config as cfgmod
 
 log = logging.getLogger("clead")
 
@@ -120,7 +121,7 @@ def _config_from_args(args: argparse.Namespace) -> cfgmod.TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .trainer import train
+    from .training.trainer import train
 
     if args.out is None:
         raise CleadError("--out DIR is required (the run directory)")
@@ -171,9 +172,9 @@ def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_run
-    from .report import markdown_table
+    from .evaluation.evaluate import evaluate_run
     from .rundir import eval_json
+    from .study.report import markdown_table
 
     ec = eval_config_from_args(args)
     if ec.matrix():
@@ -210,8 +211,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _eval_threats(runs: list[str], ec: EvalConfig) -> int:
     """The threat matrix of each run, through `evaluate_run` like every evaluation, then their table."""
-    from . import threats as th
-    from .evaluate import evaluate_run
+    from .evaluation import threats as th
+    from .evaluation.evaluate import evaluate_run
     from .rundir import eval_json
 
     for run_dir in runs:
@@ -223,8 +224,8 @@ def _eval_threats(runs: list[str], ec: EvalConfig) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .io import write_text
-    from .report import markdown_table, write_suite_report
     from .run import is_run
+    from .study.report import markdown_table, write_suite_report
 
     runs = [r for r in args.runs if is_run(Path(r))]
     skipped = [r for r in args.runs if r not in runs]
@@ -232,7 +233,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise CleadError(f"no clead run among {', '.join(args.runs)} (a run directory holds config.yaml)")
     if skipped:
         log.warning("skipping what is not a run directory: %s", ", ".join(skipped))
-    from .threats import matrix_tags, threat_table
+    from .evaluation.threats import matrix_tags, threat_table
 
     table = markdown_table(runs)
     threats = "\n".join(threat_table(runs, t) for t in matrix_tags(runs))
@@ -253,8 +254,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare, markdown
     from .io import write_json, write_text
+    from .study.compare import compare, markdown
 
     results = compare(args.runs, tag=args.tag, seeds=not args.no_seeds, threat=args.threat)
     md = markdown(results)
@@ -269,7 +270,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import SUITES, run_suite
+    from .study.bench import SUITES, run_suite
 
     if args.list:
         for name in SUITES.names():
@@ -279,14 +280,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not args.suite:
         raise CleadError(f"name a suite: {', '.join(SUITES.names())} (or --list)")
     if args.report_only:
-        from .bench import write_report
+        from .study.bench import write_report
 
         out = Path(args.out or Path("results") / args.suite)
         if not write_report(SUITES.get(args.suite), out):
             raise CleadError(f"no evaluated run of suite {args.suite} in {out}: nothing to report")
         return 0
     only = [r.strip() for r in args.only.split(",")] if args.only else None
-    from .bench import default_jobs
+    from .study.bench import default_jobs
 
     jobs = default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
@@ -300,7 +301,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .analyze import analyze
+    from .study.analyze import analyze
 
     analyze(args.runs, args.out, n=args.n, probe_train=args.probe_train, seed=args.seed)
     print((Path(args.out) / "analysis.md").read_text())

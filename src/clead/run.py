@@ -18,13 +18,13 @@ import numpy as np
 import torch
 import yaml
 
-from . import config as cfgmod
 from . import rundir
 from .data import ImageData
 from .errors import CleadError
 from .io import load_torch
 from .methods import METHODS, Budget, Method
 from .models import Classifier, create_model
+from .training import config as cfgmod
 
 log = logging.getLogger("clead")
 

@@ -24,8 +24,8 @@ from typing import Any, Sequence
 
 import torch
 
-from . import rundir
-from .errors import CleadError
+from .. import rundir
+from ..errors import CleadError
 
 THREATS = ("linf", "linf-2x", "l2", "l1", "transfer", "transfer-pgd3")
 # transfer threats: PGD steps and step size as a fraction of eps (None: PGD's default 2.5 / steps)
@@ -55,7 +55,7 @@ def default_eps(threat: str, linf_eps: float, image_shape: Sequence[int]) -> flo
 
 def parse_threat_eps(text: str | None) -> dict[str, float]:
     """``"l2=1.5,l1=8"`` -> ``{"l2": 1.5, "l1": 8.0}``."""
-    from .config import parse_eps
+    from ..training.config import parse_eps
 
     out: dict[str, float] = {}
     for part in (text or "").split(","):
@@ -107,12 +107,12 @@ def evaluate_threats(
 def threat_matrix(run_dir: Path, cfg: Any, dev: torch.device, ec: Any) -> dict[str, Any]:
     """`evaluate_run`'s threat-matrix branch (``ec.threats`` set), inside its lock: ``ec.checkpoint`` of the run
     under each threat on its first ``ec.n`` test images; writes and returns ``eval-threats[-TAG].json``."""
-    from . import run as runmod
-    from .attacks import PGD
-    from .data import load_dataset, to_float
+    from .. import run as runmod
+    from ..attacks import PGD
+    from ..data import load_dataset, to_float
+    from ..io import sha256_file, write_json
+    from ..precision import to_channels_last
     from .evaluate import _logits, evaluate
-    from .io import sha256_file, write_json
-    from .precision import to_channels_last
 
     threats, n, preset, transfer_from, tag, checkpoint = (ec.threats, ec.n, ec.threat_attack, ec.transfer_from,
                                                           ec.tag, ec.checkpoint)  # fmt: skip
@@ -205,7 +205,7 @@ def threat_matrix(run_dir: Path, cfg: Any, dev: torch.device, ec: Any) -> dict[s
 def write_per_sample(path: Path, labels: torch.Tensor, clean: torch.Tensor, robust: dict[str, torch.Tensor]) -> None:
     """``per_sample-threats.csv``: per image its label, clean correctness and 1/0 robustness under each threat,
     what `clead compare --threat` pairs."""
-    from .io import write_text
+    from ..io import write_text
 
     rows = [",".join(["index", "label", "correct_clean", *robust])]
     rows += [

@@ -21,10 +21,10 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from . import run as runmod
-from .attacks import PGD
-from .data import load_dataset, to_float
-from .io import write_json
+from .. import run as runmod
+from ..attacks import PGD
+from ..data import load_dataset, to_float
+from ..io import write_json
 
 
 def _features(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -91,7 +91,7 @@ def analyze_run(run_dir: str | Path, n: int = 500, probe_train: int = 2000, seed
 def plot_tsne(path: Path, results: list[dict[str, Any]], points: int = 300, seed: int = 0) -> None:
     from sklearn.manifold import TSNE
 
-    from .audit import _save_fig, plt
+    from ..evaluation.audit import _save_fig, plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(3.6 * len(results), 3.6), squeeze=False)
     for ax, r in zip(axes[0], results):
@@ -127,7 +127,7 @@ def analyze(
     run_dirs: Sequence[str | Path], out: str | Path, n: int = 500, probe_train: int = 2000, seed: int = 0
 ) -> list[dict[str, Any]]:
     """Analyse runs; write ``OUT/analysis.json``, ``OUT/analysis.md`` and ``OUT/tsne.png``."""
-    from .io import write_text
+    from ..io import write_text
 
     out = Path(out)
     results = [analyze_run(d, n, probe_train, seed) for d in run_dirs]

@@ -21,19 +21,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import rundir
+from ..attacks import PGD, create_attack
+from ..attacks.autoattack import AutoAttackPreset
+from ..attacks.base import check_threat_model, derive_seed
+from ..data import to_float
+from ..distributed import device_name
+from ..errors import CleadError
+from ..io import digest_tensors, load_torch, save_torch, sha256_file
+from ..models.base import eval_mode
+from ..precision import fp32, to_channels_last
+from ..training.config import parse_eps
 from . import checks as chk
-from . import rundir
-from .attacks import PGD, create_attack
-from .attacks.autoattack import AutoAttackPreset
-from .attacks.base import check_threat_model, derive_seed
-from .config import parse_eps
-from .data import to_float
-from .distributed import device_name
-from .errors import CleadError
 from .eval_config import DEFAULT_EPS, EvalConfig, resolve
-from .io import digest_tensors, load_torch, save_torch, sha256_file
-from .models.base import eval_mode
-from .precision import fp32, to_channels_last
 
 N_EXAMPLES = 8
 # Version of the evaluation state and of how attacks are seeded; 2: each (chunk, attack, restart) its own seed.
@@ -230,7 +230,7 @@ def evaluate(
     progress, checks, check_n, sweep, sweep_n = ec.progress, ec.checks, ec.check_n, ec.sweep, ec.sweep_n
     autoattack_chunk = ec.autoattack_chunk
     eps = DEFAULT_EPS if ec.eps is None else ec.eps
-    from .distributed import Dist
+    from ..distributed import Dist
 
     dist = dist or Dist()
     if dist.enabled:
@@ -439,8 +439,8 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, **option
     evaluation resumes from ``RUN/eval_state.pt`` when called again with the same options. The model runs
     in fp32 whatever precision it was trained in; ``channels_last`` changes only its weights' memory layout.
     """
-    from . import distributed
-    from . import run as runmod
+    from .. import distributed
+    from .. import run as runmod
 
     ec = resolve(config, options)
     run_dir = Path(run_dir)
@@ -464,10 +464,10 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, **option
 
 
 def _evaluate_run(run_dir: Path, cfg, dev: torch.device, dist, ec: EvalConfig) -> dict[str, Any]:
+    from .. import run as runmod
+    from ..data import load_dataset
+    from ..io import write_json
     from . import audit
-    from . import run as runmod
-    from .data import load_dataset
-    from .io import write_json
 
     model = runmod.load_model(run_dir, ec.checkpoint).to(dev)
     identity = {

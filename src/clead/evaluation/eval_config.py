@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .errors import CleadError
+from ..errors import CleadError
 
 DEFAULT_ATTACKS = ("fgsm", "pgd20", "pgd50", "cw")
 DEFAULT_EPS = 0.1  # `clead.evaluate`'s radius when neither the call nor a run gives one
@@ -77,8 +77,8 @@ class EvalConfig:
     )
 
     def validate(self) -> "EvalConfig":
-        from .attacks import ATTACKS
-        from .config import parse_eps
+        from ..attacks import ATTACKS
+        from ..training.config import parse_eps
 
         if isinstance(self.attacks, str):
             self.attacks = [a.strip() for a in self.attacks.split(",") if a.strip()]

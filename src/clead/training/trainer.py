@@ -21,19 +21,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import awp, collapse, distributed, offline_views, precision, rundir
-from . import run as runmod
-from .attacks import PGD
-from .attacks.autoattack import AutoAttackPreset
-from .checks import attack_counts
+from .. import distributed, precision, rundir
+from .. import run as runmod
+from ..attacks import PGD
+from ..attacks.autoattack import AutoAttackPreset
+from ..data import load_dataset, split, to_float
+from ..data.augment import random_crop_flip
+from ..errors import CleadError, TrainingDiverged
+from ..evaluation.checks import attack_counts
+from ..io import save_torch, write_yaml
+from ..methods import Method
+from ..models.base import eval_mode
+from . import awp, collapse, offline_views
 from .config import TrainConfig
-from .data import load_dataset, split, to_float
-from .data.augment import random_crop_flip
 from .ema import WeightAverage
-from .errors import CleadError, TrainingDiverged
-from .io import save_torch, write_yaml
-from .methods import Method
-from .models.base import eval_mode
 
 log = logging.getLogger("clead")
 

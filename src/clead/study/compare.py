@@ -35,8 +35,8 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import rundir
-from .errors import CleadError
+from .. import rundir
+from ..errors import CleadError
 
 OUTCOMES = ("clean", "robust")
 Z95 = 1.959963984540054
@@ -242,7 +242,7 @@ def compare(
     with ``threat`` on that threat of the runs' threat matrices instead of their evaluations (with ``tag``:
     of the matrices made with that tag)."""
     if threat:
-        from .threats import matrix_tag
+        from ..evaluation.threats import matrix_tag
 
         tag = matrix_tag(tag)
     if len(runs) < 2:

@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from . import config as cfgmod
-from . import run as runmod
-from . import rundir
-from .errors import CleadError
+from .. import run as runmod
+from .. import rundir
+from ..errors import CleadError
+from ..training import config as cfgmod
 
 log = logging.getLogger("clead")
 
@@ -209,8 +209,8 @@ def seed_run(run: str, seed: int) -> str:
 def state_is_current(state_path: Path, run_dir: Path) -> bool:
     """Whether a saved evaluation state was made by this clead's format from the run's current checkpoint
     (the cheap parts of its key; `clead.evaluate` checks all of it before reusing anything)."""
-    from .evaluate import STATE_FORMAT
-    from .io import load_torch, sha256_file
+    from ..evaluation.evaluate import STATE_FORMAT
+    from ..io import load_torch, sha256_file
 
     try:
         key = load_torch(state_path).get("key", {})
@@ -249,7 +249,7 @@ def _share_evaluation(run_dir: Path, spec: EvalSpec, evals: list[EvalSpec]) -> b
     ``same_weights_as``); False when there is no such evaluation or the weights differ."""
     import shutil
 
-    from .io import sha256_file, write_json
+    from ..io import sha256_file, write_json
 
     source = next(
         (e for e in evals if e.checkpoint == "best" and e.attacks == spec.attacks and e.n == spec.n
@@ -275,7 +275,7 @@ def _share_evaluation(run_dir: Path, spec: EvalSpec, evals: list[EvalSpec]) -> b
 
 def _threats_done(run_dir: Path, spec: ThreatSpec, source: Path | None) -> bool:
 
-    from .threats import TRANSFER, matrix_tag
+    from ..evaluation.threats import TRANSFER, matrix_tag
 
     path = rundir.eval_json(run_dir, matrix_tag(spec.tag))
     if not path.is_file():
@@ -290,7 +290,7 @@ def _threats_done(run_dir: Path, spec: ThreatSpec, source: Path | None) -> bool:
 
 def _threat_evals(suite: Suite, out: Path, deadline: float | None, progress: bool, dry_run: bool, steps: list[str]):
     """Make the suite's tagged threat matrices that are missing; False if the deadline stopped it first."""
-    from .threats import evaluate_threats
+    from ..evaluation.threats import evaluate_threats
 
     for spec in suite.threat_evals:
         source = suite.run_dir(spec.transfer_from, out) if spec.transfer_from else None
@@ -423,8 +423,8 @@ def _this_machine(amp: str = "auto") -> dict[str, str]:
     """The machine and precision a bench here would train in, as a logged epoch records them (``device``,
     ``amp``): ``amp`` resolved on this machine, because CPUs sold under one name differ (an AMD EPYC with
     AVX512-BF16 trains in bf16 about twice as fast as one without trains in fp32)."""
-    from .distributed import device_name
-    from .precision import resolve_amp
+    from ..distributed import device_name
+    from ..precision import resolve_amp
 
     device = runmod.resolve_device("auto")
     return {"device": device_name(device), "amp": resolve_amp(amp, device)}
@@ -487,8 +487,8 @@ def _bring_up(
     suite: Suite, out: Path, run: str, deadline: float | None, progress: bool, dry_run: bool, steps: list[str]
 ) -> bool:
     """Train and evaluate ``run`` as far as needed; False if the deadline stopped it first."""
-    from .evaluate import evaluate_run
-    from .trainer import train
+    from ..evaluation.evaluate import evaluate_run
+    from ..training.trainer import train
 
     def time_left() -> bool:
         return deadline is None or time.monotonic() < deadline
@@ -545,7 +545,7 @@ def _worker_init(threads: int) -> None:
 
     import torch
 
-    from . import allocator
+    from .. import allocator
 
     allocator.tune()
     torch.set_num_threads(threads)

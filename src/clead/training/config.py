@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from .errors import CleadError
-from .methods.base import TRAIN_ATTACKS
-from .precision import AMP
+from ..errors import CleadError
+from ..methods.base import TRAIN_ATTACKS
+from ..precision import AMP
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "piecewise", "constant", "cyclic")
@@ -149,14 +149,14 @@ class TrainConfig:
     method_args: dict = _f({}, "method knobs (see the method flags)")
 
     def validate(self) -> "TrainConfig":
-        from .data import DATASETS
-        from .methods import METHODS
-        from .models import MODELS
+        from ..data import DATASETS
+        from ..methods import METHODS
+        from ..models import MODELS
 
         self.eps = parse_eps(self.eps)
         if self.attack_alpha is not None:
             self.attack_alpha = parse_eps(self.attack_alpha)
-        from .attacks.base import check_threat_model
+        from ..attacks.base import check_threat_model
 
         check_threat_model(self.eps, self.norm)
         if self.norm not in ("linf", "l2"):
@@ -192,7 +192,7 @@ class TrainConfig:
         if self.lr <= 0:
             raise CleadError(f"lr must be > 0, got {self.lr}")
         if self.views_from:
-            from .attacks import ATTACKS
+            from ..attacks import ATTACKS
 
             if not getattr(METHODS.get(self.method), "takes_views", False):
                 takes = [m for m in METHODS.names() if getattr(METHODS.get(m), "takes_views", False)]
@@ -216,7 +216,7 @@ class TrainConfig:
 
     def method_params(self) -> Any:
         """The method's ``Params`` built from ``method_args``; unknown keys are an error."""
-        from .methods import METHODS
+        from ..methods import METHODS
 
         cls = METHODS.get(self.method).Params
         valid = {f.name for f in dataclasses.fields(cls)}

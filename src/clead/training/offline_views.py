@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from . import rundir
-from .attacks import create_attack
-from .attacks.base import derive_seed
-from .data import to_float
-from .data.image_folder import cache_dir
-from .io import digest_tensors, key_digest, load_keyed_npz, save_keyed_npz, sha256_file
+from .. import rundir
+from ..attacks import create_attack
+from ..attacks.base import derive_seed
+from ..data import to_float
+from ..data.image_folder import cache_dir
+from ..io import digest_tensors, key_digest, load_keyed_npz, save_keyed_npz, sha256_file
 
 log = logging.getLogger("clead")
 FORMAT = 1
@@ -74,7 +74,7 @@ def make_views(
 
 def fixed_views(cfg, x: torch.Tensor, y: torch.Tensor, meta: dict, device: torch.device) -> list[torch.Tensor]:
     """The views of the training images ``x`` (uint8) for ``cfg.views_from``, from the cache or made now."""
-    from . import run as runmod
+    from .. import run as runmod
 
     source = Path(cfg.views_from)
     src_state = runmod.load_checkpoint(rundir.checkpoint(source, "best"))

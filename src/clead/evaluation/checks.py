@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attacks import PGD
-from .attacks.base import Attack, derive_seed
+from ..attacks import PGD
+from ..attacks.base import Attack, derive_seed
 
 
 #: slack for comparisons of accuracies measured on the same points with different attacks
@@ -47,7 +47,7 @@ def attack_counts(
     ``derive_seed(seed, b, repr(attack))``, so two attacks never share a start and the counts depend only on
     the samples, the attack and ``seed``; with None the attack draws them as it is set (training's
     validation: the global RNG). ``attack.seed`` is restored afterwards."""
-    from .data import to_float
+    from ..data import to_float
 
     clean = robust = 0
     own = attack.seed

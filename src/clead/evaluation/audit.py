@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .io import atomic_write, write_json  # noqa: E402
+from ..io import atomic_write, write_json  # noqa: E402
 
 
 def write_per_sample(path: Path, result: dict[str, Any]) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import run as runmod
-from . import rundir
-from .collapse import collapse_epoch
-from .errors import CleadError
+from .. import run as runmod
+from .. import rundir
+from ..errors import CleadError
+from ..training.collapse import collapse_epoch
 
 
 def _pct(v: float | None) -> str:
@@ -372,7 +372,7 @@ def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
 
 
 def plot_curves(path: Path, rows: list[dict[str, Any]]) -> None:
-    from .audit import _save_fig, plt
+    from ..evaluation.audit import _save_fig, plt
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for r in rows:
@@ -429,7 +429,7 @@ def cost_table(rows: list[dict[str, Any]], cost: dict[str, Any]) -> str:
 def plot_frontier(path: Path, rows: list[dict[str, Any]], cost: dict[str, Any]) -> bool:
     """AutoAttack accuracy against measured training cost, a line per method (with its options, e.g. EMA), each
     point named by its training attack; False, drawing nothing, when no run has both."""
-    from .audit import _save_fig, plt
+    from ..evaluation.audit import _save_fig, plt
 
     lines: dict[str, list[tuple[float, float, str]]] = {}
     for r in rows:
@@ -517,7 +517,7 @@ def overfitting_table(rows: list[dict[str, Any]]) -> str:
 def plot_overfitting(path: Path, rows: list[dict[str, Any]]) -> None:
     """Validation robust accuracy per epoch, a line per run coloured by arm (seeds share a colour), collapsed
     epochs marked: a collapse is seen at a glance."""
-    from .audit import _save_fig, plt
+    from ..evaluation.audit import _save_fig, plt
 
     arms = list(dict.fromkeys(_arm(r["run"]) for r in rows))
     colours = plt.get_cmap("tab10")
@@ -548,8 +548,8 @@ def write_suite_report(
     import base64
     import html
 
-    from .audit import plot_sweeps
-    from .io import write_text
+    from ..evaluation.audit import plot_sweeps
+    from ..io import write_text
 
     out_dir = Path(out_dir)
     rows = suite_rows(run_dirs)
@@ -576,7 +576,7 @@ def write_suite_report(
         for r in rows
         if rundir.adv_examples_png(r["dir"]).is_file()
     ]
-    from .threats import matrix_tags, threat_table
+    from ..evaluation.threats import matrix_tags, threat_table
 
     checks = check_matrix(rows)
     against = against_best_baseline(rows, pairs)

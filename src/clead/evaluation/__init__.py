@@ -1,0 +1,1 @@
+"""Evaluation: its config, the attacks' run over a test set, the sanity checks, threat matrices, audit files."""

@@ -1,0 +1,1 @@
+"""Studies over evaluated runs: paired comparison, reports, benchmark suites, representation analysis."""

@@ -1,0 +1,1 @@
+"""Training: the config, the trainer and its hooks (AWP, weight averaging, the collapse guard), offline views."""
