@@ -114,7 +114,7 @@ def test_bad_threat_models_are_errors():
 def test_attack_counts_scale_uint8_batches_and_leave_float_images_alone(trained_toy, toy_data):
     """The one batched loop of checks, sweep and validation: uint8 images give the counts of the same images
     in [0, 1], a float input is not rescaled or modified in place, and the counts are the per-image sums."""
-    from clead.evaluation.checks import attack_counts
+    from clead.attacks.base import attack_counts
 
     x, y = toy_data
     x8 = (x.clamp(0, 1) * 255).round().to(torch.uint8)

@@ -93,9 +93,7 @@ def test_evaluate_takes_an_eval_config_and_refuses_unknown_options(trained_toy, 
     import clead
 
     x, y = toy_data
-    a = clead.evaluate(
-        trained_toy, x[:16], y[:16], EvalConfig(attacks=["fgsm"], eps=0.1, checks=False, progress=False)
-    )
+    a = clead.evaluate(trained_toy, x[:16], y[:16], EvalConfig(attacks=["fgsm"], eps=0.1, checks=False, progress=False))
     b = clead.evaluate(trained_toy, x[:16], y[:16], attacks=["fgsm"], eps=0.1, checks=False, progress=False)
     assert a["per_attack"] == b["per_attack"] and a["eps"] == 0.1
     with pytest.raises(CleadError, match="unknown evaluation option.*restart"):

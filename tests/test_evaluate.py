@@ -29,9 +29,7 @@ def test_worst_case_is_per_sample(trained_toy, toy_data, monkeypatch):
     assert (trained_toy(other).argmax(1) != y).all()
     monkeypatch.setitem(ATTACKS._items, "breaks-a", lambda eps, norm="linf", r=1: Breaks([0, 1]))
     monkeypatch.setitem(ATTACKS._items, "breaks-b", lambda eps, norm="linf", r=1: Breaks([2, 3]))
-    res = clead.evaluate(
-        trained_toy, x, y, attacks=["breaks-a", "breaks-b"], eps=0.1, progress=False, checks=False
-    )
+    res = clead.evaluate(trained_toy, x, y, attacks=["breaks-a", "breaks-b"], eps=0.1, progress=False, checks=False)
     assert res["clean_accuracy"] == 1.0
     assert res["per_attack"] == {"breaks-a": 0.75, "breaks-b": 0.75}
     # the minimum over attacks would say 75%; per sample, 4 of 8 are broken by some attack
@@ -145,9 +143,7 @@ class Quantised(torch.nn.Module):
 def test_planted_gradient_masking_is_caught(trained_toy, toy_data):
     x, y = toy_data[0][:32], toy_data[1][:32]
     masked = Quantised(trained_toy)
-    res = clead.evaluate(
-        masked, x, y, attacks=["fgsm", "pgd20", "autoattack"], eps=0.3, progress=False, check_n=32
-    )
+    res = clead.evaluate(masked, x, y, attacks=["fgsm", "pgd20", "autoattack"], eps=0.3, progress=False, check_n=32)
     failed = {c["name"] for c in res["checks"] if c["passed"] is False}
     assert {"zero_gradients", "black_box_not_stronger"} <= failed
     zero = next(c for c in res["checks"] if c["name"] == "zero_gradients")
@@ -390,9 +386,7 @@ def test_a_state_made_with_other_weights_is_not_reused(trained_toy, toy_data, tm
     with pytest.raises(KeyboardInterrupt):
         clead.evaluate(trained_toy, x, y, state_path=state, **kw)
     restore()
-    assert clead.evaluate(trained_toy, x, y, **kw)["per_attack"] != fresh["per_attack"], (
-        "reuse must be visible"
-    )
+    assert clead.evaluate(trained_toy, x, y, **kw)["per_attack"] != fresh["per_attack"], "reuse must be visible"
     resumed = clead.evaluate(other, x, y, state_path=state, **kw)
     assert resumed["per_attack"] == fresh["per_attack"]
     assert torch.equal(resumed["per_sample"]["robust"], fresh["per_sample"]["robust"])

@@ -15,7 +15,8 @@ sets it per attack and chunk); with ``seed = None`` (training) starts come from 
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
+from fractions import Fraction
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -90,3 +91,51 @@ def project(x: torch.Tensor, delta: torch.Tensor, eps: float, norm: str) -> torc
         norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (delta.ndim - 1)))
         delta = delta * (eps / norms).clamp(max=1.0)
     return (x + delta).clamp(0.0, 1.0) - x
+
+
+def parse_eps(value: Any) -> float:
+    """A number or a fraction such as ``8/255``."""
+    if isinstance(value, bool):
+        raise CleadError(f"eps must be a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(Fraction(str(value).strip()))
+    except (ValueError, ZeroDivisionError):
+        raise CleadError(f"eps must be a number or a fraction like 8/255, got {value!r}") from None
+
+
+def attack_counts(
+    model: nn.Module,
+    attack: Attack,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    seed: int | None,
+    device: torch.device | str | None = None,
+) -> tuple[int, int]:
+    """Images classified correctly clean and under ``attack``, in batches of ``batch_size`` (uint8 images are
+    scaled batch by batch). With a ``seed``, batch ``b`` draws its random starts from
+    ``derive_seed(seed, b, repr(attack))``, so two attacks never share a start and the counts depend only on
+    the samples, the attack and ``seed``; with None the attack draws them as it is set (training's
+    validation: the global RNG). ``attack.seed`` is restored afterwards."""
+    from ..data import to_float
+
+    clean = robust = 0
+    own = attack.seed
+    try:
+        for b, i in enumerate(range(0, len(x), batch_size)):
+            if seed is not None:
+                attack.seed = derive_seed(seed, b, repr(attack))
+            xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+            xb = to_float(xb) if xb.dtype == torch.uint8 else xb
+            if device is not None:
+                xb, yb = xb.to(device), yb.to(device)
+            with torch.no_grad():
+                clean += int((model(xb).argmax(1) == yb).sum())
+            x_adv = attack(model, xb, yb) if attack.eps > 0 else xb
+            with torch.no_grad():
+                robust += int((model(x_adv).argmax(1) == yb).sum())
+    finally:
+        attack.seed = own
+    return clean, robust

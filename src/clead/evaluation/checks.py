@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attacks import PGD
-from ..attacks.base import Attack, derive_seed
+from ..attacks.base import Attack, attack_counts
 
 
 #: slack for comparisons of accuracies measured on the same points with different attacks
@@ -31,42 +31,6 @@ def _check(name: str, passed: bool | None, numbers: dict[str, Any], explanation:
 def _acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     with torch.no_grad():
         return float((model(x).argmax(1) == y).float().mean())
-
-
-def attack_counts(
-    model: nn.Module,
-    attack: Attack,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int,
-    seed: int | None,
-    device: torch.device | str | None = None,
-) -> tuple[int, int]:
-    """Images classified correctly clean and under ``attack``, in batches of ``batch_size`` (uint8 images are
-    scaled batch by batch). With a ``seed``, batch ``b`` draws its random starts from
-    ``derive_seed(seed, b, repr(attack))``, so two attacks never share a start and the counts depend only on
-    the samples, the attack and ``seed``; with None the attack draws them as it is set (training's
-    validation: the global RNG). ``attack.seed`` is restored afterwards."""
-    from ..data import to_float
-
-    clean = robust = 0
-    own = attack.seed
-    try:
-        for b, i in enumerate(range(0, len(x), batch_size)):
-            if seed is not None:
-                attack.seed = derive_seed(seed, b, repr(attack))
-            xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-            xb = to_float(xb) if xb.dtype == torch.uint8 else xb
-            if device is not None:
-                xb, yb = xb.to(device), yb.to(device)
-            with torch.no_grad():
-                clean += int((model(xb).argmax(1) == yb).sum())
-            x_adv = attack(model, xb, yb) if attack.eps > 0 else xb
-            with torch.no_grad():
-                robust += int((model(x_adv).argmax(1) == yb).sum())
-    finally:
-        attack.seed = own
-    return clean, robust
 
 
 def attack_accuracy(

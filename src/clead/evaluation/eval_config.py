@@ -78,7 +78,7 @@ class EvalConfig:
 
     def validate(self) -> "EvalConfig":
         from ..attacks import ATTACKS
-        from ..training.config import parse_eps
+        from ..attacks.base import parse_eps
 
         if isinstance(self.attacks, str):
             self.attacks = [a.strip() for a in self.attacks.split(",") if a.strip()]

@@ -24,14 +24,13 @@ from tqdm.auto import tqdm
 from .. import rundir
 from ..attacks import PGD, create_attack
 from ..attacks.autoattack import AutoAttackPreset
-from ..attacks.base import check_threat_model, derive_seed
+from ..attacks.base import check_threat_model, derive_seed, parse_eps
 from ..data import to_float
 from ..distributed import device_name
 from ..errors import CleadError
 from ..io import digest_tensors, load_torch, save_torch, sha256_file
 from ..models.base import eval_mode
 from ..precision import fp32, to_channels_last
-from ..training.config import parse_eps
 from . import checks as chk
 from .eval_config import DEFAULT_EPS, EvalConfig, resolve
 

@@ -55,7 +55,7 @@ def default_eps(threat: str, linf_eps: float, image_shape: Sequence[int]) -> flo
 
 def parse_threat_eps(text: str | None) -> dict[str, float]:
     """``"l2=1.5,l1=8"`` -> ``{"l2": 1.5, "l1": 8.0}``."""
-    from ..training.config import parse_eps
+    from ..attacks.base import parse_eps
 
     out: dict[str, float] = {}
     for part in (text or "").split(","):

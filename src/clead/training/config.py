@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..attacks.base import parse_eps
 from ..errors import CleadError
 from ..methods.base import TRAIN_ATTACKS
 from ..precision import AMP
@@ -22,18 +22,6 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "piecewise", "constant", "cyclic")
 SELECT = ("auto", "robust", "clean", "last")
 VAL_ATTACKS = ("pgd", "apgd-ce")
-
-
-def parse_eps(value: Any) -> float:
-    """A number or a fraction such as ``8/255``."""
-    if isinstance(value, bool):
-        raise CleadError(f"eps must be a number, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return float(Fraction(str(value).strip()))
-    except (ValueError, ZeroDivisionError):
-        raise CleadError(f"eps must be a number or a fraction like 8/255, got {value!r}") from None
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:

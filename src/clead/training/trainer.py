@@ -25,10 +25,10 @@ from .. import distributed, precision, rundir
 from .. import run as runmod
 from ..attacks import PGD
 from ..attacks.autoattack import AutoAttackPreset
+from ..attacks.base import attack_counts
 from ..data import load_dataset, split, to_float
 from ..data.augment import random_crop_flip
 from ..errors import CleadError, TrainingDiverged
-from ..evaluation.checks import attack_counts
 from ..io import save_torch, write_yaml
 from ..methods import Method
 from ..models.base import eval_mode
