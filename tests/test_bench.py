@@ -657,3 +657,19 @@ def test_a_suite_is_a_yaml_file_found_by_name_or_path_with_errors_naming_file_an
         bench.SUITES.get("bad-run")
     with pytest.raises(CleadError, match="unknown suite 'nope'"):
         bench.SUITES.get("nope")
+
+
+def test_seed_pairs_seed_both_runs_of_every_close_pair(tiny_suite, tmp_path):
+    """Catches a pair policy that seeds only one side, ignores the margin, or seeds a pair not yet evaluated."""
+    from test_report import epochs, fake_run
+
+    out = tmp_path / "s"
+    aa = {"a": 0.50, "b": 0.505, "c": 0.40, "d": 0.45}  # a-b within 1 point, c-d 5 points apart, e unevaluated
+    for run, acc in aa.items():
+        fake_run(out / run, {"method": "pgd-at"}, acc, 0.8, epochs((0.5, 0.3, False)))
+    tiny_suite.runs = {r: {"method": "pgd-at"} for r in (*aa, "e", "f")}
+    tiny_suite.pairs = (("a", "b"), ("c", "d"), ("e", "f"))
+    tiny_suite.seed_pairs, tiny_suite.seed_margin = True, 0.01
+    assert bench._clead_and_close_baselines(tiny_suite, out) == ["a", "b"]
+    tiny_suite.seed_margin = 0.06
+    assert bench._clead_and_close_baselines(tiny_suite, out) == ["a", "b", "c", "d"]

@@ -64,6 +64,9 @@ class Suite:
     # with a reference run (a path, e.g. a reused baseline): seeds for every run of the suite whose AutoAttack
     # accuracy at seed 0 is at most seed_margin below the reference's (or above it)
     seed_reference: str | None = None
+    # with a margin: seeds for both runs of every pair (``pairs``, runs of this suite) whose seed-0 AutoAttack
+    # accuracies are within seed_margin of each other: the comparisons seed 0 cannot settle
+    seed_pairs: bool = False
     seed_evals: list[EvalSpec] | None = None  # evaluations of the extra seeds [default: evals]
     no_eval: tuple[str, ...] = ()  # runs that are trained only (a stage whose classifier is not the model)
     title: str = ""
@@ -187,6 +190,14 @@ def _clead_and_close_baselines(suite: Suite, out: Path) -> list[str]:
     the suite within ``seed_margin`` of that run or ahead of it."""
     from .report import suite_rows
 
+    if suite.seed_pairs:
+        done = [r for r in suite.runs if rundir.eval_json(out / r).is_file()]
+        aa = {r["run"]: r["cells"].get("autoattack", (None, 0))[0] for r in suite_rows([out / r for r in done])}
+        picked: list[str] = []
+        for a, b in suite.pairs or ():
+            if aa.get(a) is not None and aa.get(b) is not None and abs(aa[a] - aa[b]) <= (suite.seed_margin or 0.0):
+                picked += [r for r in (a, b) if r not in picked]
+        return picked
     if suite.seed_reference:
         ref = suite_rows([Path(suite.seed_reference)])[0]["cells"].get("autoattack", (0, 0))[0]
         ours = {r["run"]: r["cells"].get("autoattack", (0, 0))[0] for r in suite_rows([out / r for r in suite.runs])}
@@ -384,6 +395,9 @@ def run_suite(
         who = (
             ", ".join(suite.seed_runs)
             if suite.seed_runs
+            else f"both runs of every pair within {100 * (suite.seed_margin or 0):g} point(s) of each other by "
+            "seed-0 AutoAttack"
+            if suite.seed_pairs
             else f"every run within {100 * (suite.seed_margin or 0):g} point(s) of {suite.seed_reference} (or ahead) "
             "by seed-0 AutoAttack"
             if suite.seed_reference
