@@ -265,3 +265,19 @@ def test_a_run_with_amp_auto_resumes_on_a_machine_of_other_precision(idx_dir, tm
     lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     assert [(m["epoch"], m["amp"]) for m in lines] == [(1, "bf16"), (2, "none")]
     assert "amp: bf16" in (out / "config.yaml").read_text()  # the precision the run started in
+
+
+def test_best_checkpoint_in_half_precision_is_what_evaluation_runs_on(idx_dir, tmp_path):
+    """best_dtype float16 halves best.pt (a full-width model must come back from a lent machine under 16 MiB a
+    file); load_model then gives exactly the rounded weights, in fp32; last.pt keeps full precision."""
+    out = train(tiny(idx_dir, method="pgd-at", epochs=1, best_dtype="float16", select="last"), tmp_path / "r",
+                progress=False)  # fmt: skip
+    best, last = load_torch(out / "best.pt")["model"], load_torch(out / "last.pt")["model"]
+    floats = [k for k, v in last.items() if v.is_floating_point()]
+    assert floats and all(best[k].dtype == torch.float16 for k in floats)
+    assert all(last[k].dtype == torch.float32 for k in floats)
+    model = load_model(out)
+    for k in floats:
+        assert torch.equal(model.state_dict()[k], last[k].half().float()), k
+    with pytest.raises(CleadError, match="unknown best_dtype"):
+        tiny(idx_dir, best_dtype="bfloat16")

@@ -19,6 +19,7 @@ from ..methods.base import TRAIN_ATTACKS
 from ..precision import AMP
 
 OPTIMIZERS = ("sgd", "adam")
+BEST_DTYPES = ("float32", "float16")
 SCHEDULES = ("cosine", "piecewise", "constant", "cyclic")
 SELECT = ("auto", "robust", "clean", "last")
 VAL_ATTACKS = ("pgd", "apgd-ce")
@@ -102,6 +103,12 @@ class TrainConfig:
         "bf16 natively: CUDA, or a CPU with AMX / AVX512-BF16; else none), none (fp32), bf16, or "
         "fp16 (CUDA); the resolved value is recorded. Validation and evaluation always run in fp32",
     )
+    best_dtype: str = _f(
+        "float32",
+        "the dtype of best.pt's floating-point weights: float32, or float16 (half the size, e.g. to bring a "
+        "full-width model back from a lent machine; evaluation then runs, in fp32, on exactly these rounded "
+        "weights); last.pt keeps full precision",
+    )
     channels_last: bool = _f(
         True,
         "store convolution weights channels_last (NHWC), faster on CPU (oneDNN) and CUDA; kept off, with a warning, "
@@ -160,6 +167,7 @@ class TrainConfig:
             ("schedule", SCHEDULES),
             ("val_attack", VAL_ATTACKS),
             ("train_attack", TRAIN_ATTACKS),
+            ("best_dtype", BEST_DTYPES),
             ("init_checkpoint", ("best", "last")),
         ):
             if getattr(self, name) not in valid:

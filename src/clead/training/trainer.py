@@ -377,7 +377,9 @@ def _validate_select_and_write(run: _Run, epoch: int, sums: dict[str, float], se
     weights = {"model": run.exported().state_dict(), "meta": run.meta, "epoch": epoch, "val_clean": val_clean,
                "val_pgd": val_robust}  # fmt: skip
     if is_best:
-        save_torch(rundir.checkpoint(out, "best"), weights)
+        dtype = getattr(torch, cfg.best_dtype)
+        model = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights["model"].items()}
+        save_torch(rundir.checkpoint(out, "best"), {**weights, "model": model})
     state = {**weights, "method": run.method.state_dict(), "optimizer": run.optimizer.state_dict(),
              "best_score": run.best_score, "history": run.history}  # fmt: skip
     if run.ema is not None:
