@@ -51,7 +51,7 @@ def read_config(run_dir: str | Path) -> cfgmod.TrainConfig:
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """One record per trained epoch ([] before the first); a corrupt file is one line naming it."""
-    return rundir.read_jsonl(Path(run_dir) / rundir.METRICS)
+    return rundir.read_jsonl(rundir.metrics_jsonl(run_dir))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -233,7 +233,7 @@ def _setup(cfg, out, resume, overwrite, progress, device, dist) -> _Run:
         old = state.get("best_val_robust", -1.0) if cfg.selection() == "robust" else -1.0
         best_score = float(state.get("best_score", old))
         if dist.main:
-            _truncate_metrics(out / rundir.METRICS, start_epoch)
+            _truncate_metrics(rundir.metrics_jsonl(out), start_epoch)
             log.info("resuming %s at epoch %d/%d", out, start_epoch + 1, cfg.epochs)
     elif dist.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -385,7 +385,7 @@ def _validate_select_and_write(run: _Run, epoch: int, sums: dict[str, float], se
     if run.ema is not None:
         state |= {"train_model": run.model.state_dict(), "ema_updates": run.ema.updates}
     save_torch(rundir.checkpoint(out, "last"), state)
-    rundir.append_jsonl(out / rundir.METRICS, record)
+    rundir.append_jsonl(rundir.metrics_jsonl(out), record)
     log.info(
         "%s: epoch %d/%d  loss %.4f  val clean %.3f  val %s %.3f%s  %.0f img/s",
         out.name,
