@@ -50,15 +50,16 @@ def test_two_trainings_into_one_directory_cannot_both_run(idx_dir, tmp_path, cap
     out = tmp_path / "run"
     first = subprocess.Popen(
         [sys.executable, "-m", "clead", "train", "--data-dir", str(idx_dir), "--train-size", "96", "--val-size",
-         "100", "--val-n", "40", "--epochs", "30", "--batch-size", "32", "--attack-steps", "2", "--device", "cpu",
+         "100", "--val-n", "40", "--epochs", "200", "--batch-size", "32", "--attack-steps", "2", "--device", "cpu",
          "--out", str(out), "--quiet"],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        for _ in range(300):
+        for _ in range(1200):  # up to a minute for the first process to import torch and take the lock
             if (out / rundir.LOCK).is_file() and (out / rundir.LOCK).read_text():
                 break
             time.sleep(0.05)
+        assert (out / rundir.LOCK).read_text().startswith("training by process")
         code = main(["train", "--data-dir", str(idx_dir), "--epochs", "1", "--device", "cpu", "--out", str(out)])
         assert code == 2 and "is in use (training by process" in capsys.readouterr().err
     finally:
