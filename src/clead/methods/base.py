@@ -53,10 +53,6 @@ class Budget:
         if self.kind not in TRAIN_ATTACKS:
             raise CleadError(f"unknown training attack {self.kind!r}; valid: {', '.join(TRAIN_ATTACKS)}")
 
-    def forward_backward_passes(self) -> int:
-        """Gradient computations of the inner attack per image (the training step's own come on top)."""
-        return self.steps if self.kind == "pgd" else 1
-
     def attack(self, objective: Objective = ce_objective, init: str = "uniform", kind: str | None = None) -> PGD:
         """The inner attack maximising ``objective``: last iterate, no restarts (as in adversarial training
         practice). ``init`` is PGD's start (TRADES and MART start at ``0.001 * N(0, 1)``); the single-step
