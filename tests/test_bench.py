@@ -3,6 +3,7 @@ representation analysis, on tiny synthetic data."""
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -65,9 +66,21 @@ def test_suite_runs_once_then_skips_and_reports(tiny_suite, tmp_path):
     assert "| standard | standard |" in md and "[" in md and "Sanity checks" in md
     assert "clean: n=100" in md and "fgsm: n=100" in md and "pgd20: n=24" in md  # the larger n wins per cell
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 2 and "<table>" in html
+    # plots are linked, not embedded, and every link resolves from the report's folder
+    srcs = re.findall(r"<img src='([^']+)'", html)
+    assert len(srcs) >= 2 and "<table>" in html and "base64" not in html
+    assert all((out / s).is_file() and not Path(s).is_absolute() for s in srcs)
+    assert all((out / s).is_file() for s in re.findall(r"!\[[^]]*\]\(([^)]+)\)", md))
     metrics = json.loads((out / "clead" / "metrics.jsonl").read_text().splitlines()[0])
     assert metrics["peak_rss_mb"] > 0
+    # a finished, evaluated run whose checkpoints are not kept (a fresh clone) is re-read, not trained again;
+    # one with an evaluation missing is
+    for pt in out.glob("*/*.pt"):
+        pt.unlink()
+    assert bench.run_suite("tiny", out, progress=False) == []
+    (out / "clead" / "eval-full.json").unlink()
+    steps = bench.run_suite("tiny", out, dry_run=True, progress=False)
+    assert [s.split(" (")[0] for s in steps] == ["train clead", "eval clead main", "eval clead full"]
 
 
 def test_suite_continues_an_interrupted_training(tiny_suite, tmp_path):

@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--full",
         default=None,
         metavar="DIR",
-        help="write DIR/report.md and a self-contained DIR/report.html: accuracies with 95%% intervals, "
+        help="write DIR/report.md and DIR/report.html (plots linked as PNG files): accuracies with 95%% intervals, "
         "checks, training curves, eps sweeps, adversarial examples",
     )
     r.add_argument("--title", default="clead report", help="title of the --full report")

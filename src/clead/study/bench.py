@@ -13,7 +13,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -231,8 +231,12 @@ def state_is_current(state_path: Path, run_dir: Path) -> bool:
     return key.get("format") == STATE_FORMAT and ckpt.is_file() and key.get("checkpoint_sha256") == sha256_file(ckpt)
 
 
-def _trained(run_dir: Path, cfg: cfgmod.TrainConfig) -> bool:
-    return len(runmod.read_metrics(run_dir)) >= cfg.epochs and rundir.checkpoint(run_dir, "best").is_file()
+def _trained(run_dir: Path, cfg: cfgmod.TrainConfig, evals: Sequence[EvalSpec] = ()) -> bool:
+    """Every epoch logged, and best.pt kept or every evaluation made: a finished run whose checkpoints are not
+    kept (the repository tracks only the cited ones, so a fresh clone has none) is re-read, not trained again."""
+    if len(runmod.read_metrics(run_dir)) < cfg.epochs:
+        return False
+    return rundir.checkpoint(run_dir, "best").is_file() or bool(evals) and all(_evaluated(run_dir, s) for s in evals)
 
 
 def _evaluated(run_dir: Path, spec: EvalSpec) -> bool:
@@ -512,7 +516,7 @@ def _bring_up(
     if run in suite.no_eval:
         evals = []
     d = out / run
-    training = not _trained(d, cfg)
+    training = not _trained(d, cfg, evals)
     if training:
         if not time_left():
             return False

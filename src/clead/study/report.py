@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -543,9 +544,9 @@ def write_suite_report(
     title: str,
     pairs: Sequence[tuple[str, str]] | None = None,
 ) -> tuple[Path, Path]:
-    """``report.md`` and a self-contained ``report.html`` (plots embedded) for a set of runs; ``pairs`` (run
-    names A, B) replace the default comparison of C-LEAD with the best baseline (`verdict`)."""
-    import base64
+    """``report.md`` and ``report.html`` for a set of runs, both linking their plots (PNG files beside them or
+    in the run directories) by relative path, so the report stays small and a plot is one file to open;
+    ``pairs`` (run names A, B) replace the default comparison of C-LEAD with the best baseline (`verdict`)."""
     import html
 
     from ..evaluation.audit import plot_sweeps
@@ -591,7 +592,7 @@ def write_suite_report(
         + threats_md
         + checks
         + "\n"
-        + "".join(f"![{t}]({p.relative_to(out_dir) if p.is_relative_to(out_dir) else p})\n\n" for t, p in figures)
+        + "".join(f"![{t}]({_link(p, out_dir)})\n\n" for t, p in figures)
     )
     write_text(out_dir / "report.md", md_full)
     body = [f"<h1>{html.escape(title)}</h1>"]
@@ -609,8 +610,8 @@ def write_suite_report(
         body += ["<h2>Threat matrix</h2>", _md_table_html(threats)]
     body += ["<h2>Sanity checks</h2>", _md_table_html(checks)]
     for t, p in figures:
-        b64 = base64.b64encode(p.read_bytes()).decode()
-        body.append(f"<h2>{html.escape(t)}</h2><img src='data:image/png;base64,{b64}' style='max-width:100%'>")
+        src = html.escape(_link(p, out_dir), quote=True)
+        body.append(f"<h2>{html.escape(t)}</h2><a href='{src}'><img src='{src}' style='max-width:100%'></a>")
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
@@ -618,6 +619,12 @@ def write_suite_report(
     )
     write_text(out_dir / "report.html", page)
     return out_dir / "report.md", out_dir / "report.html"
+
+
+def _link(path: Path, base: Path) -> str:
+    """``path`` as a link from a page in ``base``: relative (``../run/adv_examples.png`` too), so a report
+    keeps working when the results folder is moved or cloned."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(base).resolve())).as_posix()
 
 
 def _rounded(v: Any) -> Any:
