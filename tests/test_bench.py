@@ -404,7 +404,22 @@ def test_seeded_runs_are_clead_and_the_close_baselines(monkeypatch, tmp_path, ma
         seed_margin=margin,
     )
     # margin 0.02: pgd-at (1.5 points behind) and trades (ahead) qualify, mart (4 behind) does not
-    assert bench._clead_and_close_baselines(suite, tmp_path) == expected
+    assert bench._subject_and_close_baselines(suite, tmp_path) == expected
+    # the policy follows seed_subject and the runs' methods, not their names: renamed, it picks the same runs
+    names = {"standard": "plain", "pgd-at": "madry", "trades": "zhang", "mart": "wang", "clead": "ours"}
+    aa_renamed = {names[r]: v for r, v in aa.items()}
+    monkeypatch.setattr(
+        report,
+        "suite_rows",
+        lambda dirs: [{"run": d.name, "cells": {"autoattack": (aa_renamed[d.name], 1000)}} for d in dirs],
+    )
+    suite.runs, suite.seed_subject = {names[r]: {"method": r} for r in aa}, "ours"
+    assert bench._subject_and_close_baselines(suite, tmp_path) == [names[r] for r in expected]
+    aa_renamed["plain"] = 0.9  # the no-defence run is never a baseline, however it scores
+    assert bench._subject_and_close_baselines(suite, tmp_path) == [names[r] for r in expected]
+    suite.seed_subject = "clead"
+    with pytest.raises(CleadError, match="seed_subject 'clead' is not one of its runs"):
+        bench._subject_and_close_baselines(suite, tmp_path)
 
 
 def test_a_suite_run_can_start_from_another_runs_weights(idx_dir, tmp_path, monkeypatch):
@@ -554,9 +569,9 @@ def test_seeds_go_to_every_run_within_the_margin_of_a_reference_run(tiny_suite, 
         lambda dirs: [{"run": d.name, "cells": {"autoattack": (aa[d.name], 1000)}} for d in map(Path, dirs)],
     )
     tiny_suite.seeds, tiny_suite.seed_margin, tiny_suite.seed_reference = (1,), 0.01, str(tmp_path / "ref")
-    assert bench._clead_and_close_baselines(tiny_suite, tmp_path / "t") == ["clead"]
+    assert bench._subject_and_close_baselines(tiny_suite, tmp_path / "t") == ["clead"]
     aa["standard"] = 0.6  # ahead of the reference
-    assert bench._clead_and_close_baselines(tiny_suite, tmp_path / "t") == ["standard", "clead"]
+    assert bench._subject_and_close_baselines(tiny_suite, tmp_path / "t") == ["standard", "clead"]
     steps = bench.run_suite("tiny", tmp_path / "t", dry_run=True, progress=False)
     assert (
         steps[-1]
@@ -670,6 +685,26 @@ def test_a_suite_is_a_yaml_file_found_by_name_or_path_with_errors_naming_file_an
         bench.SUITES.get("bad-run")
     with pytest.raises(CleadError, match="unknown suite 'nope'"):
         bench.SUITES.get("nope")
+    (mine / "bad-subject.yaml").write_text(text + "seeds: [1]\n")  # the default subject, clead, is not a run
+    with pytest.raises(CleadError, match=r"bad-subject.yaml: seed_subject 'clead' is not one of its runs \(a, b\)"):
+        bench.SUITES.get("bad-subject")
+    (mine / "subject.yaml").write_text(text + "seeds: [1]\nseed_subject: b\n")
+    assert bench.SUITES.get("subject").seed_subject == "b"
+
+
+def test_the_suite_example_in_the_docs_loads(tmp_path):
+    """docs/suites.md's annotated example uses every key; it must stay a valid suite."""
+    import dataclasses
+
+    import yaml
+
+    text = (Path(__file__).parents[1] / "docs" / "suites.md").read_text()
+    example = re.search(r"### Writing a suite.*?```yaml\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "example.yaml").write_text(example)
+    suite = bench.load_suite(tmp_path / "example.yaml")
+    fields = {f.name for f in dataclasses.fields(bench.Suite)} - {"name"}
+    assert set(yaml.safe_load(example)) == fields  # every key, so the docs name them all
+    assert suite.seed_subject == "ours" and suite.evals[2].checkpoint == "last"
 
 
 def test_seed_pairs_seed_both_runs_of_every_close_pair(tiny_suite, tmp_path):
@@ -683,6 +718,6 @@ def test_seed_pairs_seed_both_runs_of_every_close_pair(tiny_suite, tmp_path):
     tiny_suite.runs = {r: {"method": "pgd-at"} for r in (*aa, "e", "f")}
     tiny_suite.pairs = (("a", "b"), ("c", "d"), ("e", "f"))
     tiny_suite.seed_pairs, tiny_suite.seed_margin = True, 0.01
-    assert bench._clead_and_close_baselines(tiny_suite, out) == ["a", "b"]
+    assert bench._subject_and_close_baselines(tiny_suite, out) == ["a", "b"]
     tiny_suite.seed_margin = 0.06
-    assert bench._clead_and_close_baselines(tiny_suite, out) == ["a", "b", "c", "d"]
+    assert bench._subject_and_close_baselines(tiny_suite, out) == ["a", "b", "c", "d"]

@@ -56,10 +56,13 @@ class Suite:
     base: dict[str, Any]
     runs: dict[str, dict[str, Any]]
     evals: list[EvalSpec]
-    seeds: tuple[int, ...] = ()  # extra seeds for C-LEAD and the best baseline (by AutoAttack), or for seed_runs
+    seeds: tuple[int, ...] = ()  # extra seeds for seed_subject and the best baseline (by AutoAttack), or seed_runs
     seed_runs: tuple[str, ...] = ()  # the runs that get the extra seeds, when fixed in advance
-    # with a margin: seeds for C-LEAD and every baseline whose AutoAttack accuracy at seed 0 is at most this far
-    # below C-LEAD's (or above it), instead of the best baseline only
+    # the run the default seed policy is about; the baselines are the other runs that train a defence (any
+    # method but ``standard``)
+    seed_subject: str = "clead"
+    # with a margin: seeds for seed_subject and every baseline whose AutoAttack accuracy at seed 0 is at most this
+    # far below the subject's (or above it), instead of the best baseline only
     seed_margin: float | None = None
     # with a reference run (a path, e.g. a reused baseline): seeds for every run of the suite whose AutoAttack
     # accuracy at seed 0 is at most seed_margin below the reference's (or above it)
@@ -148,6 +151,11 @@ def load_suite(path: str | Path) -> Suite:
             suite.config(run)
         except CleadError as e:
             raise CleadError(f"suite {path}, run {run}: {e}") from None
+    if suite.seeds and not (suite.seed_runs or suite.seed_pairs or suite.seed_reference):
+        if suite.seed_subject not in suite.runs:
+            raise CleadError(
+                f"suite {path}: seed_subject {suite.seed_subject!r} is not one of its runs ({', '.join(suite.runs)})"
+            )
     return suite
 
 
@@ -184,9 +192,9 @@ class SuiteLibrary:
 SUITES = SuiteLibrary()
 
 
-def _clead_and_close_baselines(suite: Suite, out: Path) -> list[str]:
-    """C-LEAD and the best baseline by seed-0 AutoAttack accuracy, or, with ``seed_margin``, every baseline
-    within that margin of C-LEAD or ahead of it; with ``seed_reference`` (a run of another suite), every run of
+def _subject_and_close_baselines(suite: Suite, out: Path) -> list[str]:
+    """``seed_subject`` and the best baseline by seed-0 AutoAttack accuracy, or, with ``seed_margin``, every
+    baseline within that margin of the subject or ahead of it; with ``seed_reference`` (a run of another suite), every run of
     the suite within ``seed_margin`` of that run or ahead of it."""
     from .report import suite_rows
 
@@ -202,14 +210,20 @@ def _clead_and_close_baselines(suite: Suite, out: Path) -> list[str]:
         ref = suite_rows([Path(suite.seed_reference)])[0]["cells"].get("autoattack", (0, 0))[0]
         ours = {r["run"]: r["cells"].get("autoattack", (0, 0))[0] for r in suite_rows([out / r for r in suite.runs])}
         return [r for r in suite.runs if ours[r] >= ref - (suite.seed_margin or 0.0)]
+    subject = suite.seed_subject
+    if subject not in suite.runs:
+        raise CleadError(
+            f"suite {suite.name}: seed_subject {subject!r} is not one of its runs ({', '.join(suite.runs)})"
+        )
     rows = {r["run"]: r for r in suite_rows([out / r for r in suite.runs])}
-    aa = {r: rows[r]["cells"].get("autoattack", (0, 0))[0] for r in suite.runs if r not in ("standard", "clead")}
+    baselines = [r for r in suite.runs if r != subject and suite.config(r, out).method != "standard"]
+    aa = {r: rows[r]["cells"].get("autoattack", (0, 0))[0] for r in baselines}
     if not aa:
-        return ["clead"]
-    if suite.seed_margin is None or "clead" not in rows:
-        return ["clead", max(aa, key=aa.get)]
-    floor = rows["clead"]["cells"].get("autoattack", (0, 0))[0] - suite.seed_margin
-    return ["clead", *(r for r in aa if aa[r] >= floor)]
+        return [subject]
+    if suite.seed_margin is None:
+        return [subject, max(aa, key=aa.get)]
+    floor = rows[subject]["cells"].get("autoattack", (0, 0))[0] - suite.seed_margin
+    return [subject, *(r for r in aa if aa[r] >= floor)]
 
 
 def seed_run(run: str, seed: int) -> str:
@@ -393,7 +407,7 @@ def run_suite(
     if suite.threat_evals and not only and (complete or dry_run):
         complete = _threat_evals(suite, out, deadline, progress, dry_run, steps) and complete
     if complete and suite.seeds and not only and not dry_run:
-        bases = suite.seed_runs or _clead_and_close_baselines(suite, out)
+        bases = suite.seed_runs or _subject_and_close_baselines(suite, out)
         complete = bring_up_all([seed_run(b, s) for b in bases for s in suite.seeds]) and complete
     if dry_run and suite.seeds and not only:
         who = (
@@ -406,7 +420,7 @@ def run_suite(
             "by seed-0 AutoAttack"
             if suite.seed_reference
             else (
-                "clead and "
+                f"{suite.seed_subject} and "
                 + (
                     "every baseline within %g points of it (or ahead) by" % (100 * suite.seed_margin)
                     if suite.seed_margin is not None
@@ -418,7 +432,7 @@ def run_suite(
         if seed0_left:
             steps.append(f"then seeds {', '.join(map(str, suite.seeds))} of {who}")
         else:  # the seed-0 runs are evaluated: who gets seeds is known, and what each seed run has left
-            bases = suite.seed_runs or _clead_and_close_baselines(suite, out)
+            bases = suite.seed_runs or _subject_and_close_baselines(suite, out)
             why = "" if suite.seed_runs else f" ({who})"
             steps.append(f"seeds {', '.join(map(str, suite.seeds))} of {', '.join(bases) or 'none'}{why}")
             bring_up_all([seed_run(b, s) for b in bases for s in suite.seeds])
