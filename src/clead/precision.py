@@ -84,7 +84,7 @@ def resolve_amp(amp: str, device: torch.device) -> str:
         return "none"
     if amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         # kept (an explicit choice, or a run resumed from a machine that had bf16 units), but said: emulated
-        # bf16 ran about 10x slower than fp32 on an AMD EPYC without AVX512 (docs/speed.md)
+        # bf16 ran about 10x slower than fp32 on an AMD EPYC without AVX512 (docs/results/speed.md)
         log.warning(
             "--amp bf16 on a CPU without AMX or AVX512-BF16: bf16 is emulated here, several times slower than "
             "fp32; pass --amp none (or auto) to train in fp32, e.g. when resuming a run started on another CPU"

@@ -47,7 +47,7 @@ VIEW_ATTACKS = ("train", "pgd", "fgsm", "fgsm-rs", "n-fgsm", "cw")
 
 @dataclass
 class CLEADParams:
-    # The defaults ranked first of the ten settings of `clead bench fmnist-ablation` (docs/results.md).
+    # The defaults ranked first of the ten settings of `clead bench fmnist-ablation` (docs/results/README.md).
     mode: str = field(
         default="supervised",
         metadata={
