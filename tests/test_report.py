@@ -1,9 +1,10 @@
 """Suite reports: how each run trained, the collapse and averaging notes, and the cost-robustness frontier."""
 
 import json
+import math
 
 from clead.io import write_yaml
-from clead.study.report import training_label, write_suite_report
+from clead.study.report import frontier_points, suite_rows, training_label, write_suite_report
 from clead.training.config import from_dict
 
 
@@ -64,6 +65,17 @@ def test_report_plots_the_frontier_and_marks_collapse(tmp_path):
     assert "pgd-at-fgsm-rs at epoch 2" in md and "Weight averaging (EMA): clead-fgsm-rs" in md
     assert (out / "frontier.png").stat().st_size > 1000 and "frontier.png" in md
     assert "Cost and robustness" in (out / "report.html").read_text()
+    # the plotted lines: one per method and options, each point with its 95% Wilson interval, by hand
+    rows = suite_rows([out / "pgd-at-fgsm-rs", out / "clead-fgsm-rs", other])
+    lines = frontier_points(rows, cost)
+    assert list(lines) == ["clead + EMA", "pgd-at"]
+    p, n, z = 0.20, 1000, 1.96
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    (x, y, attack, lo, hi), second = lines["pgd-at"]
+    assert (x, attack, second[0], second[2]) == (0.2, "FGSM-RS", 1.0, "PGD-10")
+    assert math.isclose(y, 20.0) and math.isclose(lo, 100 * (centre - half)) and math.isclose(hi, 100 * (centre + half))
+    assert lo < y < hi and hi - lo > 4.5  # about +-2.5 points at n = 1,000
 
 
 def test_report_without_cost_has_no_frontier(tmp_path):
