@@ -721,3 +721,46 @@ def test_seed_pairs_seed_both_runs_of_every_close_pair(tiny_suite, tmp_path):
     assert bench._subject_and_close_baselines(tiny_suite, out) == ["a", "b"]
     tiny_suite.seed_margin = 0.06
     assert bench._subject_and_close_baselines(tiny_suite, out) == ["a", "b", "c", "d"]
+
+
+def test_dry_run_times_evaluations_and_unseeded_runs_from_the_suites_other_runs(tiny_suite, tmp_path, monkeypatch):
+    """An evaluation is timed by the suite's finished evaluations with the same attacks and images (here, not a
+    shared copy, not another n); a run with no seed sibling by another run's epochs times the ratio of the two
+    step costs in cost.json. Catches the ratio taken upside down, an evaluation of other attacks counted, or
+    the run's own evaluation used."""
+    here = {"device": "cpu (AMD EPYC)", "amp": "none"}
+    monkeypatch.setattr(bench, "_this_machine", lambda amp: here)
+    out = tmp_path / "t"
+    tiny_suite.base = {**tiny_suite.base, "epochs": 4}
+    tiny_suite.runs = {"a": {"method": "standard"}, "b": {"method": "clead"}, "c": {"method": "clead"}}
+
+    def evaluated(run, tag, attacks, n, seconds, **extra):
+        (out / run).mkdir(parents=True, exist_ok=True)
+        ev = {"per_attack": dict.fromkeys(attacks, 0.5), "n": n, "devices": {here["device"]: seconds}, **extra}
+        (out / run / (f"eval-{tag}.json" if tag else "eval.json")).write_text(json.dumps(ev))
+
+    (out / "a").mkdir(parents=True)
+    (out / "a" / "metrics.jsonl").write_text(
+        "".join(
+            f'{{"epoch": {i + 1}, "seconds": 100, "amp": "none", "device": "{here["device"]}"}}\n' for i in range(4)
+        )
+    )
+    evaluated("a", "", ["fgsm", "pgd20"], 24, 600)
+    evaluated("c", "", ["fgsm", "pgd20"], 24, 1800)  # median of 600 and 1800: 20 min
+    evaluated("c", "full", ["fgsm"], None, 7200, same_weights_as="best")  # a copy: did not run
+    evaluated("a", "full", ["fgsm", "pgd20"], None, 9999)  # other attacks than the suite's full evaluation
+    cost = {"reference": "a", "runs": {"a": {"ratio": 0.5}, "b": {"ratio": 1.5}}}
+    (out / "cost.json").write_text(json.dumps(cost))
+    steps = bench.run_suite("tiny", out, only=["b"], dry_run=True, progress=False)
+    # 4 epochs x 100 s x 3 = 20 min
+    assert steps[0] == (
+        "train b (not started; about 20 min: a's 100 s/epoch logged here (cpu (AMD EPYC), fp32) x 3.00, the ratio of"
+        " their step costs (cost.json))"
+    )
+    assert steps[1] == "eval b main (about 20 min, the median of 2 like it here)"
+    assert steps[2] == "eval b full"
+    evaluated("b", "", ["fgsm", "pgd20"], 24, 60)
+    steps = bench.run_suite("tiny", out, only=["c"], dry_run=True, progress=False)
+    assert steps[0] == "train c"  # c has no measured cost and no seed sibling: no guess
+    # a's 600 s and b's 60 s; c's own 1800 s would make it 10 min
+    assert steps[1] == "eval c main (about 6 min, the median of 2 like it here)"

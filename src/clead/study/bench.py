@@ -472,27 +472,72 @@ def _likeness(m: dict, machine: dict[str, str]) -> int:
     return 2 if epoch_where(m) == epoch_where(machine) else 1
 
 
-def _time_left(logged: list[dict], epochs: int, machine: dict[str, str], by: str = "") -> str:
-    """``; about H h at the S s/epoch logged (DEVICE, PRECISION)``: the estimate for ``epochs`` more epochs from the
-    median epoch time in a run's own metrics.jsonl (``by``: in the named sibling's), taken from the epochs most like
-    ``machine`` (``_this_machine``): those that ran there in its precision ("logged here"), else on its device in
-    another precision, else all of them, naming where they ran; nothing when no epoch logged its time."""
+def _epoch_seconds(logged: list[dict], machine: dict[str, str]) -> tuple[float, int, list[str]] | None:
+    """The median epoch time in ``logged`` over the epochs most like ``machine`` (``_this_machine``): those that
+    ran there in its precision (likeness 2), else on its device in another (1), else all of them (0); with that
+    likeness and where they ran. None when no epoch logged its time."""
     import statistics
 
     from .report import epoch_where
 
     timed = [m for m in logged if isinstance(m.get("seconds"), (int, float))]
-    if not timed or epochs <= 0:
-        return ""
+    if not timed:
+        return None
     best = max(_likeness(m, machine) for m in timed)
     if best:
         timed = [m for m in timed if _likeness(m, machine) == best]
-    per = statistics.median(m["seconds"] for m in timed)
-    left = epochs * per
     where = sorted({w for w in map(epoch_where, timed) if w})
-    span = f"{left / 3600:.1f} h" if left >= 3600 else f"{max(1, round(left / 60))} min"
-    return f"; about {span} at the {per:.0f} s/epoch{f' {by}' if by else ''} logged" + (
+    return statistics.median(m["seconds"] for m in timed), best, where
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{max(1, round(seconds / 60))} min"
+
+
+def _time_left(logged: list[dict], epochs: int, machine: dict[str, str], by: str = "") -> str:
+    """``; about H h at the S s/epoch logged (DEVICE, PRECISION)``: the estimate for ``epochs`` more epochs from the
+    median epoch time in a run's own metrics.jsonl (``by``: in the named sibling's), taken from the epochs most
+    like ``machine`` (``_epoch_seconds``), naming where they ran; nothing when no epoch logged its time."""
+    timed = _epoch_seconds(logged, machine)
+    if timed is None or epochs <= 0:
+        return ""
+    per, best, where = timed
+    return f"; about {_span(epochs * per)} at the {per:.0f} s/epoch{f' {by}' if by else ''} logged" + (
         f"{' here' if best == 2 else ''} ({'; '.join(where)})" if where else ""
+    )
+
+
+def _cost_scaled_time_left(out: Path, run: str, epochs: int, machine: dict[str, str]) -> str:
+    """The time ``run``, not started and without a seed sibling, would take: another run of the suite's logged
+    epochs times the ratio of the two runs' step costs as ``benchmarks/cost.py`` measured them (``cost.json``);
+    the run with the most epochs like ``machine``. Nothing without a cost.json naming both."""
+    cost_path = out / "cost.json"
+    if not cost_path.is_file():
+        return ""
+    try:
+        ratios = {Path(k).name: v["ratio"] for k, v in rundir.read_json(cost_path)["runs"].items()}
+    except (CleadError, KeyError, TypeError):
+        return ""
+    if not ratios.get(run):
+        return ""
+    best: tuple[int, int, str, list[dict]] | None = None
+    for d in sorted(p.parent for p in out.glob(f"*/{rundir.METRICS}")):
+        if d.name == run or not ratios.get(d.name):
+            continue
+        timed = [m for m in runmod.read_metrics(d) if isinstance(m.get("seconds"), (int, float))]
+        like = [_likeness(m, machine) for m in timed]
+        key = (like.count(2), len(timed), d.name, timed)
+        if timed and (best is None or key[:2] > best[:2]):
+            best = key
+    timed = _epoch_seconds(best[3], machine) if best else None
+    if timed is None or epochs <= 0:
+        return ""
+    per, like, where = timed
+    scale = ratios[run] / ratios[best[2]]
+    places = f" ({'; '.join(where)})" if where else ""
+    return (
+        f"; about {_span(epochs * per * scale)}: {best[2]}'s {per:.0f} s/epoch logged{' here' if like == 2 else ''}"
+        f"{places} x {scale:.2f}, the ratio of their step costs (cost.json)"
     )
 
 
@@ -515,6 +560,40 @@ def _sibling_time_left(out: Path, run: str, epochs: int, machine: dict[str, str]
     return _time_left(best[4], epochs, machine, by=best[3]) if best else ""
 
 
+def _eval_time(out: Path, run: str, spec: EvalSpec, machine: dict[str, str]) -> str:
+    """``; about T, as RUN's took here``: the time ``spec`` would take on ``run``, from the suite's other runs'
+    finished evaluations with the same attacks, images and checkpoint (their ``devices`` seconds; a shared
+    evaluation, copied from another, did not run and is skipped), those made on ``machine``'s device alone when
+    there are any, else all of them, naming where; nothing without one. AutoAttack's time depends on how
+    robust the model is, so this is a guide, not a promise."""
+    import statistics
+
+    here, anywhere = [], []
+    for path in sorted(out.glob(f"*/{rundir.eval_json(out, spec.tag).name}")):
+        try:
+            ev = rundir.read_json(path)
+        except CleadError:
+            continue
+        devices = ev.get("devices") or {}
+        same = (
+            set(ev.get("per_attack", {})) == set(spec.attacks)
+            and (spec.n is None or ev.get("n") == spec.n)
+            and ev.get("checkpoint", "best") == spec.checkpoint
+        )
+        if path.parent.name == run or not same or not devices or ev.get("same_weights_as"):
+            continue
+        anywhere.append((sum(devices.values()), path.parent.name, sorted(devices)))
+        if set(devices) == {machine["device"]}:
+            here.append(anywhere[-1])
+    if not anywhere:
+        return ""
+    took = here or anywhere
+    where = "here" if here else "on " + ", ".join(sorted({d for *_, ds in anywhere for d in ds}))
+    if len(took) == 1:
+        return f"; about {_span(took[0][0])}, as {took[0][1]}'s took {where}"
+    return f"; about {_span(statistics.median(t for t, *_ in took))}, the median of {len(took)} like it {where}"
+
+
 def _bring_up(
     suite: Suite, out: Path, run: str, deadline: float | None, progress: bool, dry_run: bool, steps: list[str]
 ) -> bool:
@@ -531,6 +610,7 @@ def _bring_up(
         evals = []
     d = out / run
     training = not _trained(d, cfg, evals)
+    machine = _this_machine(cfg.amp) if dry_run else {}
     if training:
         if not time_left():
             return False
@@ -538,7 +618,6 @@ def _bring_up(
         done = len(logged)
         resume = rundir.checkpoint(d, "last").is_file()
         note = ""
-        machine = _this_machine(cfg.amp) if dry_run else {}
         if dry_run and done:
             # only last.pt resumes a run: epochs logged without it are trained again from the start
             note = (
@@ -547,7 +626,10 @@ def _bring_up(
                 else f" (starts afresh: {done} epoch(s) logged but no last.pt to resume from"
                 f"{_time_left(logged, cfg.epochs, machine)})"
             )
-        elif dry_run and (guess := _sibling_time_left(out, run, cfg.epochs, machine)):
+        elif dry_run and (
+            guess := _sibling_time_left(out, run, cfg.epochs, machine)
+            or _cost_scaled_time_left(out, run, cfg.epochs, machine)
+        ):
             note = f" (not started{guess})"
         steps.append(f"train {run}{note}")
         if not dry_run:
@@ -561,6 +643,8 @@ def _bring_up(
             note = ""
             if dry_run and state.is_file():
                 note = " (resumes)" if state_is_current(state, d) else " (its saved state is stale: starts afresh)"
+            elif dry_run and (guess := _eval_time(out, run, spec, machine)):
+                note = f" ({guess[2:]})"
             steps.append(f"eval {run} {spec.tag or 'main'}{note}")
             if not dry_run and _share_evaluation(d, spec, evals):
                 log.info("bench %s: %s: last.pt holds best.pt's weights; its evaluation is shared", suite.name, run)
