@@ -713,14 +713,17 @@ def _pair_sentence(a: dict[str, Any], b: dict[str, Any], default: bool) -> str:
     except CleadError:
         return ""
 
+    def p_is(p: float) -> str:  # as n can resolve it, as `clead compare` prints it
+        return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+
     def said(k: str, what: str) -> str:
         if "seeds" in res:
             s = res["seeds"][k]
             return (f"{what} {100 * s['mean']:+.1f} points over seeds {', '.join(map(str, res['seeds']['seeds']))} "
-                    f"(95% interval {100 * s['ci'][0]:+.1f} to {100 * s['ci'][1]:+.1f}, p = {s['p']:.2g})")  # fmt: skip
+                    f"(95% interval {100 * s['ci'][0]:+.1f} to {100 * s['ci'][1]:+.1f}, {p_is(s['p'])})")  # fmt: skip
         r = res[k]
         return (f"{what} {100 * r['difference']:+.1f} points (95% interval {100 * r['ci'][0]:+.1f} to "
-                f"{100 * r['ci'][1]:+.1f}, McNemar p = {r['p']:.2g}, n = {r['n']})")  # fmt: skip
+                f"{100 * r['ci'][1]:+.1f}, McNemar {p_is(r['p'])}, n = {r['n']})")  # fmt: skip
 
     rob = res["seeds"]["robust"] if "seeds" in res else res["robust"]
     lo, hi = rob["ci"] if rob.get("ci") else (0.0, 0.0)
