@@ -454,12 +454,13 @@ def plot_frontier(path: Path, rows: list[dict[str, Any]], cost: dict[str, Any]) 
     if not lines:
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, pts in lines.items():
+    for i, (name, pts) in enumerate(lines.items()):
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
         err = [[y - p[3] for y, p in zip(ys, pts)], [p[4] - y for y, p in zip(ys, pts)]]
         line = ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, label=name).lines[0]
-        for x, y, attack, *_ in pts:
-            ax.annotate(attack, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=line.get_color())
+        for x, y, attack, *_ in pts:  # labels above the points of one line, below the next's: no overlap at equal cost
+            ax.annotate(attack, (x, y), textcoords="offset points", xytext=(4, 4 if i % 2 == 0 else -11), fontsize=7,
+                        color=line.get_color())  # fmt: skip
     ax.set_xscale("log")
     from matplotlib.ticker import FuncFormatter
 
