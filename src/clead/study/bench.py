@@ -80,6 +80,15 @@ class Suite:
     # against the most robust baseline
     pairs: tuple[tuple[str, str], ...] | None = None
 
+    def subject(self, where: str = "") -> str:
+        """``seed_subject``, checked to be one of the runs (``where``: the file, in the error)."""
+        if self.seed_subject not in self.runs:
+            raise CleadError(
+                f"suite {where or self.name}: seed_subject {self.seed_subject!r} is not one of its runs"
+                f" ({', '.join(self.runs)})"
+            )
+        return self.seed_subject
+
     def run_dir(self, run: str, out: Path) -> Path:
         """A run of the suite (in ``out``), or a run directory named by path (one of another suite)."""
         return out / run if run in self.runs else Path(run)
@@ -152,10 +161,7 @@ def load_suite(path: str | Path) -> Suite:
         except CleadError as e:
             raise CleadError(f"suite {path}, run {run}: {e}") from None
     if suite.seeds and not (suite.seed_runs or suite.seed_pairs or suite.seed_reference):
-        if suite.seed_subject not in suite.runs:
-            raise CleadError(
-                f"suite {path}: seed_subject {suite.seed_subject!r} is not one of its runs ({', '.join(suite.runs)})"
-            )
+        suite.subject(where=str(path))
     return suite
 
 
@@ -210,11 +216,7 @@ def _subject_and_close_baselines(suite: Suite, out: Path) -> list[str]:
         ref = suite_rows([Path(suite.seed_reference)])[0]["cells"].get("autoattack", (0, 0))[0]
         ours = {r["run"]: r["cells"].get("autoattack", (0, 0))[0] for r in suite_rows([out / r for r in suite.runs])}
         return [r for r in suite.runs if ours[r] >= ref - (suite.seed_margin or 0.0)]
-    subject = suite.seed_subject
-    if subject not in suite.runs:
-        raise CleadError(
-            f"suite {suite.name}: seed_subject {subject!r} is not one of its runs ({', '.join(suite.runs)})"
-        )
+    subject = suite.subject()
     rows = {r["run"]: r for r in suite_rows([out / r for r in suite.runs])}
     baselines = [r for r in suite.runs if r != subject and suite.config(r, out).method != "standard"]
     aa = {r: rows[r]["cells"].get("autoattack", (0, 0))[0] for r in baselines}
@@ -253,17 +255,18 @@ def _trained(run_dir: Path, cfg: cfgmod.TrainConfig, evals: Sequence[EvalSpec] =
     return rundir.checkpoint(run_dir, "best").is_file() or bool(evals) and all(_evaluated(run_dir, s) for s in evals)
 
 
-def _evaluated(run_dir: Path, spec: EvalSpec) -> bool:
-
-    path = rundir.eval_json(run_dir, spec.tag)
-    if not path.is_file():
-        return False
-    ev = rundir.read_json(path)
+def _made_as(ev: dict[str, Any], spec: EvalSpec) -> bool:
+    """Whether the evaluation ``ev`` (an eval.json) ran ``spec``'s attacks on its images and checkpoint."""
     return (
         set(ev.get("per_attack", {})) == set(spec.attacks)
         and (spec.n is None or ev.get("n") == spec.n)
         and ev.get("checkpoint", "best") == spec.checkpoint
     )
+
+
+def _evaluated(run_dir: Path, spec: EvalSpec) -> bool:
+    path = rundir.eval_json(run_dir, spec.tag)
+    return path.is_file() and _made_as(rundir.read_json(path), spec)
 
 
 def _same_weights(run_dir: Path) -> bool:
@@ -520,23 +523,16 @@ def _cost_scaled_time_left(out: Path, run: str, epochs: int, machine: dict[str, 
         return ""
     if not ratios.get(run):
         return ""
-    best: tuple[int, int, str, list[dict]] | None = None
-    for d in sorted(p.parent for p in out.glob(f"*/{rundir.METRICS}")):
-        if d.name == run or not ratios.get(d.name):
-            continue
-        timed = [m for m in runmod.read_metrics(d) if isinstance(m.get("seconds"), (int, float))]
-        like = [_likeness(m, machine) for m in timed]
-        key = (like.count(2), len(timed), d.name, timed)
-        if timed and (best is None or key[:2] > best[:2]):
-            best = key
-    timed = _epoch_seconds(best[3], machine) if best else None
-    if timed is None or epochs <= 0:
+    runs = sorted(p.parent for p in out.glob(f"*/{rundir.METRICS}"))
+    best = _most_like([d for d in runs if d.name != run and ratios.get(d.name)], machine)
+    timed = _epoch_seconds(best[1], machine) if best else None
+    if best is None or timed is None or epochs <= 0:
         return ""
-    per, like, where = timed
-    scale = ratios[run] / ratios[best[2]]
+    (other, _), (per, like, where) = best, timed
+    scale = ratios[run] / ratios[other]
     places = f" ({'; '.join(where)})" if where else ""
     return (
-        f"; about {_span(epochs * per * scale)}: {best[2]}'s {per:.0f} s/epoch logged{' here' if like == 2 else ''}"
+        f"; about {_span(epochs * per * scale)}: {other}'s {per:.0f} s/epoch logged{' here' if like == 2 else ''}"
         f"{places} x {scale:.2f}, the ratio of their step costs (cost.json)"
     )
 
@@ -548,16 +544,21 @@ def _sibling_time_left(out: Path, run: str, epochs: int, machine: dict[str, str]
     from .compare import seed_dirs
 
     base = re.sub(r"-seed\d+$", "", run)
+    best = _most_like([d for d in seed_dirs(out / base).values() if d.name != run], machine)
+    return _time_left(best[1], epochs, machine, by=best[0]) if best else ""
+
+
+def _most_like(dirs: list[Path], machine: dict[str, str]) -> tuple[str, list[dict]] | None:
+    """Of runs ``dirs``, the one whose logged epochs best time a run on ``machine``: the most epochs there in its
+    precision, else on its device, else the most epochs; its name and timed epochs, or None if none logged one."""
     best: tuple[int, int, int, str, list[dict]] | None = None
-    for d in seed_dirs(out / base).values():
-        if d.name == run:
-            continue
+    for d in dirs:
         timed = [m for m in runmod.read_metrics(d) if isinstance(m.get("seconds"), (int, float))]
         like = [_likeness(m, machine) for m in timed]
         key = (like.count(2), len(like) - like.count(0), len(timed), d.name, timed)
         if timed and (best is None or key[:3] > best[:3]):
             best = key
-    return _time_left(best[4], epochs, machine, by=best[3]) if best else ""
+    return (best[3], best[4]) if best else None
 
 
 def _eval_time(out: Path, run: str, spec: EvalSpec, machine: dict[str, str]) -> str:
@@ -575,12 +576,7 @@ def _eval_time(out: Path, run: str, spec: EvalSpec, machine: dict[str, str]) -> 
         except CleadError:
             continue
         devices = ev.get("devices") or {}
-        same = (
-            set(ev.get("per_attack", {})) == set(spec.attacks)
-            and (spec.n is None or ev.get("n") == spec.n)
-            and ev.get("checkpoint", "best") == spec.checkpoint
-        )
-        if path.parent.name == run or not same or not devices or ev.get("same_weights_as"):
+        if path.parent.name == run or not _made_as(ev, spec) or not devices or ev.get("same_weights_as"):
             continue
         anywhere.append((sum(devices.values()), path.parent.name, sorted(devices)))
         if set(devices) == {machine["device"]}:
