@@ -234,6 +234,29 @@ def test_dry_run_says_what_resumes_and_who_gets_seeds(tiny_suite, tmp_path, monk
     )
 
 
+def test_state_progress_counts_chunks_of_the_points_attacked():
+    """7 points classified correctly clean: fgsm in chunks of 4 (2 chunks), AutoAttack in chunks of 3 (3)."""
+    key = {"attacks": ["fgsm", "pgd20", "autoattack"], "batch_size": 4, "autoattack_chunk": 3}
+    pred = torch.tensor([1, -1, 0, 2, 2, 1, -1, 0, 3, 1])  # -1: not attacked (wrong clean)
+
+    def st(chunks: int, seconds: float) -> dict:
+        return {"pred": pred, "chunks_done": chunks, "seconds": seconds}
+
+    state = {"key": key, "attacks": {"fgsm": st(1, 60.0)}}
+    assert bench.state_progress(state) == "fgsm 1 chunks; 1 min so far"  # nothing finished: no total yet
+    state["attacked"] = 7
+    assert bench.state_progress(state) == "fgsm 1 of 2 chunks; 1 min so far"
+    state["attacks"] |= {"fgsm": st(2, 60.0), "pgd20": st(2, 120.0)}
+    assert bench.state_progress(state) == "fgsm, pgd20 done; autoattack next; 3 min so far"
+    state["attacks"]["autoattack"] = st(2, 1800.0)
+    assert bench.state_progress(state) == "fgsm, pgd20 done; autoattack 2 of 3 chunks; 33 min so far"
+    del state["attacked"]  # a state saved before clead kept it: counted from fgsm's predictions
+    assert bench.state_progress(state) == "fgsm, pgd20 done; autoattack 2 of 3 chunks; 33 min so far"
+    state["attacks"]["autoattack"] = st(3, 1800.0)
+    assert bench.state_progress(state) == "fgsm, pgd20, autoattack done; the sweep and checks left; 33 min so far"
+    assert bench.state_progress({"key": key, "attacks": {}}) == ""
+
+
 def test_dry_run_times_a_run_not_started_from_its_seed_siblings(tiny_suite, tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "_this_machine", lambda amp: {"device": "cpu (AMD EPYC)", "amp": "none"})
     out = tmp_path / "t"
@@ -354,6 +377,34 @@ def test_suite_table_times_each_run_on_one_machine_and_keys_machines_when_they_d
     assert "m1 = cpu, fp32; m2 = GPU, bf16; m3 = not recorded (older run)." in md
     one = suite_markdown([rows[0], {**rows[1], "epoch_on": "cpu, fp32"}], "t")
     assert "| 25 | - |" in one and "[m1]" not in one and "s/epoch:" not in one  # one machine: no keys
+
+
+def test_a_run_another_process_holds_is_left_to_it_and_named_seed_runs_do_not_wait(tiny_suite, tmp_path):
+    """A second `clead bench` of the same suite: the run the first one holds (its directory's lock taken
+    through another open file, as another process would) is skipped, not trained twice nor failed on."""
+    import fcntl
+    import os
+
+    out = tmp_path / "tiny"
+    tiny_suite.evals = [bench.EvalSpec("", ["fgsm"], 24)]
+    tiny_suite.seeds, tiny_suite.seed_runs = (1,), ("clead",)
+    (out / "standard").mkdir(parents=True)
+    fd = os.open(out / "standard" / ".clead.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, b"training by process 4242")
+        steps = bench.run_suite("tiny", out, dry_run=True, progress=False)
+        assert steps[0] == "skip standard (in use: training by process 4242)" and steps[1] == "train clead"
+        steps = bench.run_suite("tiny", out, progress=False)
+        assert steps == ["train clead", "eval clead main", "train clead-seed1", "eval clead-seed1 main"]
+        assert not (out / "standard" / "metrics.jsonl").exists()
+        tiny_suite.seed_runs = ()  # seeds chosen by seed-0 AutoAttack need every seed-0 run: they wait
+        tiny_suite.seed_subject, tiny_suite.seed_margin = "clead", 0.02
+        assert bench.run_suite("tiny", out, progress=False) == []
+    finally:
+        os.close(fd)
+    assert bench.rundir.holder(out / "standard") is None  # released: the next bench takes it
+    assert bench.run_suite("tiny", out, progress=False)[:2] == ["train standard", "eval standard main"]
 
 
 def test_suite_runs_side_by_side_in_worker_processes(tiny_suite, tmp_path):

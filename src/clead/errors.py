@@ -10,3 +10,7 @@ class CleadError(Exception):
 
 class TrainingDiverged(CleadError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunInUse(CleadError):
+    """Another process holds the run directory's lock (it is training or evaluating there)."""

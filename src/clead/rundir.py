@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import CleadError
+from .errors import CleadError, RunInUse
 from .io import write_text
 
 CONFIG = "config.yaml"
@@ -163,7 +163,7 @@ def locked(run_dir: str | Path, what: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
-            raise CleadError(
+            raise RunInUse(
                 f"{run_dir} is in use ({holder}); wait for that process to finish, or choose another directory"
             ) from None
         os.ftruncate(fd, 0)
@@ -175,3 +175,24 @@ def locked(run_dir: str | Path, what: str) -> Iterator[None]:
             _held.discard(key)
     finally:
         os.close(fd)  # releases the flock
+
+
+def holder(run_dir: str | Path) -> str | None:
+    """Who holds ``run_dir``'s lock now (what its lock file says), or None when nobody does: this process
+    included, or no lock file. Takes and at once releases the lock to find out; creates nothing."""
+    run_dir = Path(run_dir)
+    if str(run_dir.resolve()) in _held:
+        return None
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

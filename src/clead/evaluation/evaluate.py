@@ -269,6 +269,7 @@ def evaluate(
         pred_clean = _logits(model, x, batch_size, device).argmax(1)
         correct = pred_clean == y
         idx = correct.nonzero().squeeze(1)
+        state["attacked"] = len(idx)  # the points each attack runs on: how far a saved state got (clead bench)
         quiet = not progress or len(built) < 2
         label = Path(state_path).parent.name if state_path is not None else ""  # the run, in progress lines
         for name, attack in tqdm(built.items(), desc="attacks", disable=True if quiet else None, leave=False):

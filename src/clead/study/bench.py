@@ -8,6 +8,7 @@ evaluation that is complete is skipped, so a long suite can be run over several 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -19,7 +20,7 @@ import torch
 
 from .. import run as runmod
 from .. import rundir
-from ..errors import CleadError
+from ..errors import CleadError, RunInUse
 from ..training import config as cfgmod
 
 log = logging.getLogger("clead")
@@ -233,18 +234,53 @@ def seed_run(run: str, seed: int) -> str:
     return f"{run}-seed{seed}"
 
 
-def state_is_current(state_path: Path, run_dir: Path) -> bool:
-    """Whether a saved evaluation state was made by this clead's format from the run's current checkpoint
-    (the cheap parts of its key; `clead.evaluate` checks all of it before reusing anything)."""
+def _current_state(state_path: Path, run_dir: Path) -> dict[str, Any] | None:
+    """A saved evaluation state made by this clead's format from the run's current checkpoint (the cheap parts
+    of its key; `clead.evaluate` checks all of it before reusing anything), or None."""
     from ..evaluation.evaluate import STATE_FORMAT
     from ..io import load_torch, sha256_file
 
     try:
-        key = load_torch(state_path).get("key", {})
+        state = load_torch(state_path)
+        key = state.get("key", {})
     except Exception:
-        return False
+        return None
     ckpt = run_dir / f"{key.get('checkpoint', 'best')}.pt"
-    return key.get("format") == STATE_FORMAT and ckpt.is_file() and key.get("checkpoint_sha256") == sha256_file(ckpt)
+    current = key.get("format") == STATE_FORMAT and ckpt.is_file() and key.get("checkpoint_sha256") == sha256_file(ckpt)
+    return state if current else None
+
+
+def state_progress(state: dict[str, Any]) -> str:
+    """How far a saved evaluation got, e.g. ``fgsm, pgd20 done; autoattack 2 of 4 chunks; 31 min so far``: the
+    attacks run in the key's order on the points classified correctly clean (``attacked``; in a state saved
+    before that was kept, the ``pred`` an earlier finished attack set on them), in chunks of the key's batch size
+    (AutoAttack presets: its ``autoattack_chunk``). Empty when the state says nothing."""
+    from ..attacks.autoattack import VERSIONS
+
+    key, attacks = state.get("key", {}), state.get("attacks", {})
+    order = list(key.get("attacks", []))
+    present = [a for a in order if a in attacks]
+    if not present:
+        return ""
+    attacked = state.get("attacked")
+    if attacked is None and len(present) > 1:  # the first attack finished before the second began
+        attacked = int((attacks[present[0]]["pred"] >= 0).sum())
+
+    def total(name: str) -> int | None:
+        chunk = key.get("autoattack_chunk") if name in VERSIONS else key.get("batch_size")
+        return -(-attacked // chunk) if attacked is not None and chunk else None
+
+    last, chunks = present[-1], attacks[present[-1]].get("chunks_done", 0)
+    done = present[:-1] + ([last] if total(last) is not None and chunks >= total(last) else [])
+    left = [a for a in order if a not in done]
+    if not left:
+        under_way = "the sweep and checks left"
+    elif left[0] == last:
+        under_way = f"{last} {chunks}{f' of {total(last)}' if total(last) else ''} chunks"
+    else:
+        under_way = f"{left[0]} next"
+    seconds = sum(a.get("seconds", 0.0) for a in attacks.values())
+    return "; ".join([*([", ".join(done) + " done"] if done else []), under_way, f"{_span(seconds)} so far"])
 
 
 def _trained(run_dir: Path, cfg: cfgmod.TrainConfig, evals: Sequence[EvalSpec] = ()) -> bool:
@@ -387,10 +423,9 @@ def run_suite(
     deadline = None if max_hours is None else time.monotonic() + max_hours * 3600
     steps: list[str] = []
 
-    def bring_up_all(runs: list[str]) -> bool:
+    def bring_up_all(runs: list[str]) -> list[bool | None]:
         if jobs <= 1 or dry_run or len(runs) <= 1:
-            done = [_bring_up(suite, out, r, deadline, progress, dry_run, steps) for r in runs]
-            return all(done)
+            return [_bring_up(suite, out, r, deadline, progress, dry_run, steps) for r in runs]
         return _bring_up_side_by_side(suite, out, runs, deadline, jobs, steps)
 
     seed_runs = [seed_run(r, s) for r in suite.runs for s in suite.seeds]
@@ -400,7 +435,10 @@ def run_suite(
             f"suite {name} has no run {', '.join(unknown)}; its runs: {', '.join([*suite.runs, *seed_runs])}"
         )
     runs = [r for r in [*suite.runs, *seed_runs] if r in only] if only else list(suite.runs)
-    complete = bring_up_all(runs)
+    outcomes = bring_up_all(runs)
+    complete = all(outcomes)
+    # a run that another process holds is that process's to finish; named seed runs do not wait for it
+    seeds_may_start = complete or bool(suite.seed_runs) and all(o is not False for o in outcomes)
     seed0_left = bool(steps)  # with dry_run: whether the seed-0 runs have anything left to do
     # the threat matrices name seed-0 runs (and other suites' runs): they run before the seeds, which take
     # hours more, and a session stopped during the seeds keeps them
@@ -409,9 +447,9 @@ def run_suite(
         raise CleadError(f"suite {name}: a threat matrix names a seed run ({', '.join(threat_runs & set(seed_runs))})")
     if suite.threat_evals and not only and (complete or dry_run):
         complete = _threat_evals(suite, out, deadline, progress, dry_run, steps) and complete
-    if complete and suite.seeds and not only and not dry_run:
+    if seeds_may_start and suite.seeds and not only and not dry_run:
         bases = suite.seed_runs or _subject_and_close_baselines(suite, out)
-        complete = bring_up_all([seed_run(b, s) for b in bases for s in suite.seeds]) and complete
+        complete = all(bring_up_all([seed_run(b, s) for b in bases for s in suite.seeds])) and complete
     if dry_run and suite.seeds and not only:
         who = (
             ", ".join(suite.seed_runs)
@@ -592,8 +630,32 @@ def _eval_time(out: Path, run: str, spec: EvalSpec, machine: dict[str, str]) -> 
 
 def _bring_up(
     suite: Suite, out: Path, run: str, deadline: float | None, progress: bool, dry_run: bool, steps: list[str]
+) -> bool | None:
+    """Train and evaluate ``run`` as far as needed, holding its directory's lock throughout (so a second
+    ``clead bench`` of the same suite, started beside this one, leaves it alone and takes the next run); True
+    when it is done, False if the deadline stopped it first, None when another process holds it (left to that
+    one; a dry run says so)."""
+    d = out / run
+    if not d.exists() and deadline is not None and time.monotonic() >= deadline:
+        return False  # not started, and no time to: create nothing
+    if dry_run:
+        if who := rundir.holder(d):
+            steps.append(f"skip {run} (in use: {who})")
+            return None
+        return _bring_up_held(suite, out, run, deadline, progress, dry_run, steps)
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(rundir.locked(d, f"clead bench {suite.name}"))
+        except RunInUse as e:
+            log.info("bench %s: %s is left to the process that holds it: %s", suite.name, run, e)
+            return None
+        return _bring_up_held(suite, out, run, deadline, progress, dry_run, steps)
+
+
+def _bring_up_held(
+    suite: Suite, out: Path, run: str, deadline: float | None, progress: bool, dry_run: bool, steps: list[str]
 ) -> bool:
-    """Train and evaluate ``run`` as far as needed; False if the deadline stopped it first."""
+    """`_bring_up`'s work, its lock held (or a dry run): False if the deadline stopped it first."""
     from ..evaluation.evaluate import evaluate_run
     from ..training.trainer import train
 
@@ -638,7 +700,10 @@ def _bring_up(
             state = rundir.eval_state(d, spec.tag)
             note = ""
             if dry_run and state.is_file():
-                note = " (resumes)" if state_is_current(state, d) else " (its saved state is stale: starts afresh)"
+                saved = _current_state(state, d)
+                how_far = saved and state_progress(saved)
+                note = f" (resumes: {how_far})" if how_far else " (resumes)"
+                note = note if saved else " (its saved state is stale: starts afresh)"
             elif dry_run and (guess := _eval_time(out, run, spec, machine)):
                 note = f" ({guess[2:]})"
             steps.append(f"eval {run} {spec.tag or 'main'}{note}")
@@ -664,7 +729,7 @@ def _worker_init(threads: int) -> None:
     _logging.basicConfig(level=_logging.INFO, format="%(message)s")
 
 
-def _worker(suite: Suite, out: Path, run: str, wall_deadline: float | None) -> tuple[list[str], bool]:
+def _worker(suite: Suite, out: Path, run: str, wall_deadline: float | None) -> tuple[list[str], bool | None]:
     steps: list[str] = []
     deadline = None if wall_deadline is None else time.monotonic() + (wall_deadline - time.time())
     return steps, _bring_up(suite, out, run, deadline, False, False, steps)
@@ -672,7 +737,7 @@ def _worker(suite: Suite, out: Path, run: str, wall_deadline: float | None) -> t
 
 def _bring_up_side_by_side(
     suite: Suite, out: Path, runs: list[str], deadline: float | None, jobs: int, steps: list[str]
-) -> bool:
+) -> list[bool | None]:
     """`_bring_up` for each run in a pool of ``jobs`` processes (fresh interpreters: no shared torch state)."""
     import multiprocessing as mp
     import os
@@ -685,4 +750,4 @@ def _bring_up_side_by_side(
         results = pool.starmap(_worker, [(suite, out, r, wall) for r in runs], chunksize=1)
     for done_steps, _ in results:
         steps.extend(done_steps)
-    return all(ok for _, ok in results)
+    return [outcome for _, outcome in results]
