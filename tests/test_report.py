@@ -112,3 +112,21 @@ def test_report_tables_catastrophic_overfitting_per_arm_from_last_and_best(tmp_p
     row = next(line for line in md.splitlines() if line.startswith("| pgd-at-fgsm-rs | pgd-at"))
     assert "| 30.00 [" in row and "| 1.00 [" not in row  # the main table is best.pt's, never last.pt's
     assert (out / "overfitting.png").stat().st_size > 1000
+
+
+def test_overfitting_picture_has_a_panel_per_single_step_attack_with_the_reference_in_each():
+    from types import SimpleNamespace
+
+    from clead.study.report import overfitting_panels
+
+    def row(run: str, attack: str) -> dict:
+        return {"run": run, "cfg": SimpleNamespace(train_attack=attack)}
+
+    rows = [row("pgd-at-fgsm-rs", "fgsm-rs"), row("clead-n-fgsm-seed1", "n-fgsm"), row("pgd-at-pgd5", "pgd")]
+    panels = overfitting_panels(rows)
+    assert {k: [r["run"] for r in v] for k, v in panels.items()} == {
+        "fgsm-rs": ["pgd-at-fgsm-rs", "pgd-at-pgd5"],
+        "n-fgsm": ["clead-n-fgsm-seed1", "pgd-at-pgd5"],
+    }
+    assert overfitting_panels(rows[::2]) == {"": rows[::2]}  # one single-step attack: one panel of all runs
+

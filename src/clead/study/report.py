@@ -164,6 +164,9 @@ def suite_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     return rows
 
 
+ATTACK_LABELS = {"fgsm-rs": "FGSM-RS", "n-fgsm": "N-FGSM"}  # the single-step training attacks, as papers name them
+
+
 def training_label(cfg: Any) -> str:
     """How a run trained, in a few words: its method, training attack and the options on top of them, e.g.
     ``pgd-at, PGD-10`` or ``clead, N-FGSM + EMA``."""
@@ -172,7 +175,7 @@ def training_label(cfg: Any) -> str:
     elif cfg.views_from:
         attack = "offline views"
     else:
-        attack = {"pgd": f"PGD-{cfg.attack_steps}", "fgsm-rs": "FGSM-RS", "n-fgsm": "N-FGSM"}[cfg.train_attack]
+        attack = f"PGD-{cfg.attack_steps}" if cfg.train_attack == "pgd" else ATTACK_LABELS[cfg.train_attack]
     extras = [name for name, on in (("AWP", cfg.awp_gamma > 0), ("EMA", cfg.ema_decay > 0)) if on]
     return ", ".join(filter(None, [cfg.method, " + ".join(filter(None, [attack, *extras]))]))
 
@@ -532,26 +535,44 @@ def overfitting_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def overfitting_panels(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The runs of each panel of the per-epoch picture: one panel per single-step training attack, holding the
+    runs trained with it and the multi-step runs (the non-collapsing reference, in every panel); one panel of
+    all runs when fewer than two single-step attacks were used."""
+    single = list(dict.fromkeys(r["cfg"].train_attack for r in rows if r["cfg"].train_attack != "pgd"))
+    if len(single) < 2:
+        return {"": rows}
+    return {a: [r for r in rows if r["cfg"].train_attack in (a, "pgd")] for a in single}
+
+
 def plot_overfitting(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Validation robust accuracy per epoch, a line per run coloured by arm (seeds share a colour), collapsed
-    epochs marked: a collapse is seen at a glance."""
+    """Validation robust accuracy per epoch, a line per run coloured by arm (seeds share a colour, an arm keeps
+    its colour in every panel), collapsed epochs marked, a panel per single-step training attack
+    (`overfitting_panels`): a collapse is seen at a glance."""
     from ..evaluation.audit import _save_fig, plt
 
     arms = list(dict.fromkeys(_arm(r["run"]) for r in rows))
     colours = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for r in rows:
-        colour = colours(arms.index(_arm(r["run"])) % 10)
-        ep = [m["epoch"] for m in r["metrics"]]
-        first = r["run"] == next(x["run"] for x in rows if _arm(x["run"]) == _arm(r["run"]))
-        ax.plot(ep, [100 * m["val_pgd"] for m in r["metrics"]], color=colour, alpha=0.8,
-                label=_arm(r["run"]) if first else None)  # fmt: skip
-        fell = [m for m in r["metrics"] if m.get("collapsed")]
-        ax.plot([m["epoch"] for m in fell], [100 * m["val_pgd"] for m in fell], "x", color=colour)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation robust accuracy % (x: collapsed)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    panels = overfitting_panels(rows)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), sharey=True, squeeze=False)
+    for ax, (attack, members) in zip(axes[0], panels.items()):
+        named: set[str] = set()
+        for r in members:
+            arm = _arm(r["run"])
+            colour = colours(arms.index(arm) % 10)
+            ep = [m["epoch"] for m in r["metrics"]]
+            ax.plot(ep, [100 * m["val_pgd"] for m in r["metrics"]], color=colour, alpha=0.8,
+                    linestyle="--" if r["cfg"].train_attack == "pgd" else "-",
+                    label=None if arm in named else arm)  # fmt: skip
+            named.add(arm)
+            fell = [m for m in r["metrics"] if m.get("collapsed")]
+            ax.plot([m["epoch"] for m in fell], [100 * m["val_pgd"] for m in fell], "x", color=colour)
+        if attack:
+            ax.set_title(f"trained with {ATTACK_LABELS.get(attack, attack)} (dashed: multi-step reference)", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("validation robust accuracy % (x: collapsed)")
     _save_fig(fig, path)
 
 
