@@ -44,8 +44,7 @@ def test_errors_name_the_bad_value():
     with pytest.raises(CleadError, match="fraction"):
         parse_eps("eight")
     for knob, bad, says in (
-        ("attack_alpha", -0.1, "attack_alpha must be > 0"),
-        ("attack_alpha", 0, "attack_alpha must be > 0"),
+        ("attack_alpha", -0.1, "attack_alpha must be >= 0"),
         ("attack_noise", -1, "attack_noise must be >= 0"),
         ("ema_decay", 1.0, r"ema_decay must be in \[0, 1\)"),
         ("cyclic_peak", 0, r"cyclic_peak must be in \(0, 1\)"),
@@ -53,6 +52,7 @@ def test_errors_name_the_bad_value():
         with pytest.raises(CleadError, match=says):
             from_dict({knob: bad})
     assert from_dict({"attack_alpha": "2/255"}).attack_alpha == pytest.approx(2 / 255)
+    assert from_dict({"attack_alpha": 0}).attack_alpha == 0  # the random start alone (tests/test_distributed.py)
 
 
 def test_merge_keeps_method_args_from_both():

@@ -129,4 +129,3 @@ def test_overfitting_picture_has_a_panel_per_single_step_attack_with_the_referen
         "n-fgsm": ["clead-n-fgsm-seed1", "pgd-at-pgd5"],
     }
     assert overfitting_panels(rows[::2]) == {"": rows[::2]}  # one single-step attack: one panel of all runs
-

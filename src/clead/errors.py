@@ -13,4 +13,9 @@ class TrainingDiverged(CleadError):
 
 
 class RunInUse(CleadError):
-    """Another process holds the run directory's lock (it is training or evaluating there)."""
+    """Another process holds the run directory's lock (it is training or evaluating there); ``holder`` says
+    which, as its lock file does."""
+
+    def __init__(self, message: str, holder: str = "another process") -> None:
+        super().__init__(message)
+        self.holder = holder

@@ -164,7 +164,8 @@ def locked(run_dir: str | Path, what: str) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
             raise RunInUse(
-                f"{run_dir} is in use ({holder}); wait for that process to finish, or choose another directory"
+                f"{run_dir} is in use ({holder}); wait for that process to finish, or choose another directory",
+                holder,
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{what} by process {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)

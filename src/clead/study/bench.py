@@ -647,7 +647,7 @@ def _bring_up(
         try:
             held.enter_context(rundir.locked(d, f"clead bench {suite.name}"))
         except RunInUse as e:
-            log.info("bench %s: %s is left to the process that holds it: %s", suite.name, run, e)
+            log.info("bench %s: %s is left to the process that holds it (%s)", suite.name, run, e.holder)
             return None
         return _bring_up_held(suite, out, run, deadline, progress, dry_run, steps)
 

@@ -179,8 +179,10 @@ class TrainConfig:
                 raise CleadError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.awp_gamma < 0 or self.awp_warmup < 0:
             raise CleadError(f"awp_gamma and awp_warmup must be >= 0, got {self.awp_gamma} and {self.awp_warmup}")
-        if self.attack_alpha is not None and self.attack_alpha <= 0:
-            raise CleadError(f"attack_alpha must be > 0 (the attack's step size), got {self.attack_alpha:g}")
+        if self.attack_alpha is not None and self.attack_alpha < 0:
+            raise CleadError(
+                f"attack_alpha must be >= 0 (the attack's step size; 0: its random start alone), got {self.attack_alpha:g}"
+            )
         if self.attack_noise < 0:
             raise CleadError(f"attack_noise must be >= 0, got {self.attack_noise}")
         if not 0 < self.cyclic_peak < 1:
