@@ -640,7 +640,7 @@ def _bring_up(
         return False  # not started, and no time to: create nothing
     if dry_run:
         if who := rundir.holder(d):
-            steps.append(f"skip {run} (in use: {who})")
+            steps.append(f"skip {run} (in use: {who}{_how_far(suite, out, run)})")
             return None
         return _bring_up_held(suite, out, run, deadline, progress, dry_run, steps)
     with contextlib.ExitStack() as held:
@@ -650,6 +650,21 @@ def _bring_up(
             log.info("bench %s: %s is left to the process that holds it (%s)", suite.name, run, e.holder)
             return None
         return _bring_up_held(suite, out, run, deadline, progress, dry_run, steps)
+
+
+def _how_far(suite: Suite, out: Path, run: str) -> str:
+    """``; epoch 5 of 20 trained`` or ``; eval full: pgd20 done; ...`` (`state_progress`): how far another
+    process has brought ``run``, from its files; nothing when they say nothing."""
+    d, cfg = out / run, suite.config(run, out)
+    logged = len(runmod.read_metrics(d))
+    if logged < cfg.epochs:
+        return f"; epoch {logged} of {cfg.epochs} trained"
+    evals = suite.evals if run in suite.runs else (suite.seed_evals or suite.evals)
+    for spec in evals:
+        state = rundir.eval_state(d, spec.tag)
+        if not _evaluated(d, spec) and state.is_file() and (saved := _current_state(state, d)):
+            return f"; evaluation {spec.tag or 'main'}: {state_progress(saved) or 'started'}"
+    return ""
 
 
 def _bring_up_held(
