@@ -129,3 +129,29 @@ def test_overfitting_picture_has_a_panel_per_single_step_attack_with_the_referen
         "n-fgsm": ["clead-n-fgsm-seed1", "pgd-at-pgd5"],
     }
     assert overfitting_panels(rows[::2]) == {"": rows[::2]}  # one single-step attack: one panel of all runs
+
+
+def test_named_pairs_are_compared_at_last_pt_too_where_both_runs_have_its_evaluation(tmp_path):
+    """Catches the last.pt comparison missing, or made from the best.pt evaluation: on the same 20 images the two
+    runs are level at best.pt (12 robust each) and 6 against 2 at last.pt."""
+    from clead.study.report import suite_rows, verdict
+
+    ok = epochs((0.5, 0.3, False), (0.6, 0.35, False))
+    dirs = {}
+    for name, method, robust_best, robust_last in (("clead-a", "clead", 12, 6), ("pgd-at-a", "pgd-at", 12, 2)):
+        d = dirs[name] = tmp_path / name
+        fake_run(d, {"method": method, "train_attack": "fgsm-rs"}, robust_best / 20, 0.9, ok)
+        for tag, robust in (("", robust_best), ("last", robust_last)):
+            ev = {"per_attack": {"fgsm": robust / 20}, "robust_accuracy": robust / 20, "n": 20, "clean_accuracy": 1.0,
+                  "eps": 0.1, "threat_model": "linf", "seed": 0, "checkpoint": "last" if tag else "best"}  # fmt: skip
+            (d / f"eval{'-' + tag if tag else ''}.json").write_text(json.dumps(ev))
+            rows = ["index,label,pred_clean,correct_clean,robust,broken_by,pred_adv,linf,l2"]
+            rows += [f"{i},{i % 10},{i % 10},1,{int(i < robust)},-,{i % 10},0.1,1.0" for i in range(20)]
+            (d / f"per_sample{'-' + tag if tag else ''}.csv").write_text("\n".join(rows) + "\n")
+    write_suite_report(list(dirs.values()), tmp_path, "t", pairs=[("clead-a", "pgd-at-a")])
+    md = (tmp_path / "report.md").read_text()
+    said = verdict(suite_rows(list(dirs.values())), [("clead-a", "pgd-at-a")])
+    assert "**Verdict: clead-a (clead) is level in robustness with pgd-at-a (pgd-at): robust +0.0 points" in said
+    assert "**Verdict at last.pt: clead-a (clead) is more robust than pgd-at-a (pgd-at): robust +20.0 points" in said
+    assert "worst case of the evaluation of last.pt" in said and said in md
+    assert "Evaluation `eval-last.json` (last.pt):" in md

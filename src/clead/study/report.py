@@ -725,13 +725,14 @@ def _pairs(rows: list[dict[str, Any]], pairs: Sequence[tuple[str, str]] | None) 
     return [(by_name[a], by_name[b]) for a, b in pairs if a in by_name and b in by_name]
 
 
-def _pair_sentence(a: dict[str, Any], b: dict[str, Any], default: bool) -> str:
-    """One sentence: A against B on the main evaluation (difference, interval, p, from `clead compare`; over
-    seeds too where both have seed siblings); empty when the two are not comparable."""
+def _pair_sentence(a: dict[str, Any], b: dict[str, Any], default: bool, tag: str = "") -> str:
+    """One sentence: A against B on the main evaluation, or on the evaluation ``tag`` (``last``: of last.pt)
+    (difference, interval, p, from `clead compare`; over seeds too where both have seed siblings); empty when
+    the two are not comparable there."""
     from .compare import compare
 
     try:
-        (res,) = compare([a["dir"], b["dir"]])
+        (res,) = compare([a["dir"], b["dir"]], tag=tag)
     except CleadError:
         return ""
 
@@ -752,9 +753,10 @@ def _pair_sentence(a: dict[str, Any], b: dict[str, Any], default: bool) -> str:
     word = "more robust than" if lo > 0 else "less robust than" if hi < 0 else "level in robustness with"
     who = "C-LEAD" if default else f"{a['run']} ({a['method']})"
     whom = f"{b['method']} ({b['run']}), the best baseline" if default else f"{b['run']} ({b['method']})"
+    at, of = (" at last.pt", "the evaluation of last.pt") if tag == "last" else ("", "the main evaluation")
     return (
-        f"**Verdict: {who} is {word} {whom}: {said('robust', 'robust')}; {said('clean', 'clean')}.** "
-        f"({'C-LEAD' if default else a['run']} minus {b['run']}, worst case of the main evaluation.)\n"
+        f"**Verdict{at}: {who} is {word} {whom}: {said('robust', 'robust')}; {said('clean', 'clean')}.** "
+        f"({'C-LEAD' if default else a['run']} minus {b['run']}, worst case of {of}.)\n"
     )
 
 
@@ -762,7 +764,12 @@ def verdict(rows: list[dict[str, Any]], pairs: Sequence[tuple[str, str]] | None 
     """The report's answer, one sentence per pair: by default C-LEAD against the best baseline; with
     ``pairs``, each named run A against run B (a suite's own comparison, e.g. each recipe against a reused
     PGD-AT). Empty without a comparable pair."""
-    return "\n".join(filter(None, (_pair_sentence(a, b, pairs is None) for a, b in _pairs(rows, pairs))))
+    said = []
+    for a, b in _pairs(rows, pairs):
+        said.append(_pair_sentence(a, b, pairs is None))
+        if a.get("last") and b.get("last"):  # what training without a guard gives, beside what the guard keeps
+            said.append(_pair_sentence(a, b, pairs is None, tag="last"))
+    return "\n".join(filter(None, said))
 
 
 def against_best_baseline(rows: list[dict[str, Any]], pairs: Sequence[tuple[str, str]] | None = None) -> str:
@@ -784,14 +791,15 @@ def against_best_baseline(rows: list[dict[str, Any]], pairs: Sequence[tuple[str,
             else f"{a['run']} against {b['run']} on the same test images (`clead compare`; differences in points):",
             "",
         ]
-        for tag in ("", "full"):
+        for tag in ("", "full", "last"):
             sfx = f"-{tag}" if tag else ""
             if not all(rundir.per_sample_csv(r["dir"], tag).is_file() for r in (a, b)):
                 continue
+            what = f"Evaluation `eval{sfx}.json`" + (" (last.pt)" if tag == "last" else "")
             try:
-                lines += [f"Evaluation `eval{sfx}.json`:", "", markdown(compare([a["dir"], b["dir"]], tag=tag))]
+                lines += [f"{what}:", "", markdown(compare([a["dir"], b["dir"]], tag=tag))]
             except CleadError as e:
-                lines += [f"Evaluation `eval{sfx}.json`: not comparable ({e})", ""]
+                lines += [f"{what}: not comparable ({e})", ""]
     return "\n".join(lines) + "\n"
 
 
