@@ -4,7 +4,7 @@ import json
 import math
 
 from clead.io import write_yaml
-from clead.study.report import frontier_points, suite_rows, training_label, write_suite_report
+from clead.study.report import cost_unit, frontier_points, suite_rows, training_label, write_suite_report
 from clead.training.config import from_dict
 
 
@@ -76,6 +76,9 @@ def test_report_plots_the_frontier_and_marks_collapse(tmp_path):
     assert (x, attack, second[0], second[2]) == (0.2, "FGSM-RS", 1.0, "PGD-10")
     assert math.isclose(y, 20.0) and math.isclose(lo, 100 * (centre - half)) and math.isclose(hi, 100 * (centre + half))
     assert lo < y < hi and hi - lo > 4.5  # about +-2.5 points at n = 1,000
+    # the x axis says what a ratio of 1 is: a step of the reference, named by how it trained
+    assert cost_unit(rows, cost) == "one pgd-at, PGD-10 step"
+    assert cost_unit(rows[:2], cost) == "pgd-at"  # the reference not in the report: its directory's name
 
 
 def test_report_without_cost_has_no_frontier(tmp_path):

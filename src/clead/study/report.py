@@ -430,6 +430,14 @@ def cost_table(rows: list[dict[str, Any]], cost: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cost_unit(rows: list[dict[str, Any]], cost: dict[str, Any]) -> str:
+    """What a cost ratio of 1 is: one training step of the reference run, named by how it trained where the
+    report holds it (``one pgd-at, PGD-10 step``), else by its directory's name."""
+    reference = cost["runs"].get(cost["reference"])
+    ref = next((r for r in rows if reference is not None and _cost_of(r, cost) is reference), None)
+    return f"one {ref['training']} step" if ref else Path(cost["reference"]).name
+
+
 def frontier_points(rows: list[dict[str, Any]], cost: dict[str, Any]) -> dict[str, list[tuple]]:
     """The frontier's lines: per method (with its options, e.g. EMA), its runs as (cost ratio, AutoAttack %,
     training attack, low %, high %) sorted by cost, the bounds being the 95% Wilson interval of the accuracy."""
@@ -469,7 +477,7 @@ def plot_frontier(path: Path, rows: list[dict[str, Any]], cost: dict[str, Any]) 
 
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0.4, not 4 x 10^-1
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if round(v * 10) in (2, 3, 4, 5, 6, 8) else ""))
-    ax.set_xlabel(f"training cost (x {Path(cost['reference']).name}, measured)")
+    ax.set_xlabel(f"training cost (x {cost_unit(rows, cost)}, measured)")
     ax.set_ylabel("AutoAttack accuracy % (95% interval)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
