@@ -4,7 +4,7 @@ import json
 import math
 
 from clead.io import write_yaml
-from clead.study.report import cost_unit, frontier_points, suite_rows, training_label, write_suite_report
+from clead.study.report import cost_unit, frontier_points, pareto, suite_rows, training_label, write_suite_report
 from clead.training.config import from_dict
 
 
@@ -158,3 +158,9 @@ def test_named_pairs_are_compared_at_last_pt_too_where_both_runs_have_its_evalua
     assert "**Verdict at last.pt: clead-a (clead) is more robust than pgd-at-a (pgd-at): robust +20.0 points" in said
     assert "worst case of the evaluation of last.pt" in said and said in md
     assert "Evaluation `eval-last.json` (last.pt):" in md
+
+
+def test_pareto_keeps_the_points_no_cheaper_point_beats():
+    pts = [(1.0, 75.0), (0.21, 66.2), (0.21, 69.4), (0.38, 75.2), (0.5, 70.0), (0.38, 74.0)]
+    assert pareto(pts) == [(0.21, 69.4), (0.38, 75.2)]  # 66.2 and 74.0 at the same cost, 70.0 and 75.0 costlier
+    assert pareto([(0.3, 60.0)]) == [(0.3, 60.0)] and pareto([]) == []

@@ -455,16 +455,33 @@ def frontier_points(rows: list[dict[str, Any]], cost: dict[str, Any]) -> dict[st
     return {k: sorted(v) for k, v in sorted(lines.items())}
 
 
+def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (cost, accuracy) points that no other point beats: none at most as costly is at least as accurate
+    (and better in one of the two); cheapest first."""
+    front: list[tuple[float, float]] = []
+    for c, a in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or a > front[-1][1]:
+            front.append((c, a))
+    return front
+
+
 def plot_frontier(path: Path, rows: list[dict[str, Any]], cost: dict[str, Any]) -> bool:
     """AutoAttack accuracy against measured training cost, a line per method, each point named by its training
     attack and drawn with its 95% interval (the n of a 1,000-image evaluation makes it about ±3 points, wider
-    than most gaps on the plot); False, drawing nothing, when no run has both."""
+    than most gaps on the plot), under the baselines' frontier (`pareto` of every point not C-LEAD's, as a
+    band): what C-LEAD has to lie above. False, drawing nothing, when no run has both."""
     from ..evaluation.audit import _save_fig, plt
 
     lines = frontier_points(rows, cost)
     if not lines:
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
+    baselines = pareto([p[:2] for name, pts in lines.items() if not name.startswith("clead") for p in pts])
+    if len(baselines) > 1 and len(lines) > 1:  # what C-LEAD has to lie above: the best any baseline gets per cost
+        right = max(p[0] for pts in lines.values() for p in pts)  # held to the costliest point on the plot
+        steps = baselines + [(right, baselines[-1][1])]
+        ax.step([c for c, _ in steps], [a for _, a in steps], where="post", color="grey", alpha=0.25, linewidth=8,
+                label="baselines' frontier")  # fmt: skip
     for i, (name, pts) in enumerate(lines.items()):
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
         err = [[y - p[3] for y, p in zip(ys, pts)], [p[4] - y for y, p in zip(ys, pts)]]
