@@ -78,9 +78,12 @@ def test_suite_runs_once_then_skips_and_reports(tiny_suite, tmp_path):
     for pt in out.glob("*/*.pt"):
         pt.unlink()
     assert bench.run_suite("tiny", out, progress=False) == []
+    assert bench.progress(tiny_suite, out) == "2 of 2 runs done"
     (out / "clead" / "eval-full.json").unlink()
     steps = bench.run_suite("tiny", out, dry_run=True, progress=False)
     assert [s.split(" (")[0] for s in steps] == ["train clead", "eval clead main", "eval clead full"]
+    assert bench.progress(tiny_suite, out) == "1 of 2 runs done"  # an evaluation missing: not done
+    assert bench.progress(tiny_suite, tmp_path / "nothing") == "0 of 2 runs done"
 
 
 def test_suite_continues_an_interrupted_training(tiny_suite, tmp_path):
@@ -165,6 +168,7 @@ def test_extra_seeds_use_their_own_evaluations_and_get_a_seed_table(tiny_suite, 
     assert set(ev["per_attack"]) == {"fgsm"} and ev["seed"] is not None
     assert "seed: 1" in (out / "clead-seed1" / "config.yaml").read_text()
     assert "| clead | 0, 1 |" in (out / "report.md").read_text()
+    assert bench.progress(tiny_suite, out) == "2 of 2 runs done, 1 seed run"  # judged by the seed evaluations
 
 
 def test_seed_table_is_mean_and_sample_std_per_group():

@@ -273,9 +273,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .study.bench import SUITES, run_suite
 
     if args.list:
+        from .study.bench import progress
+
         for name in SUITES.names():
             s = SUITES.get(name)
-            print(f"{name}: {s.description}; runs: {', '.join(s.runs)}")
+            print(f"{name} [{progress(s, Path('results') / name)}]: {s.description}; runs: {', '.join(s.runs)}")
         return 0
     if not args.suite:
         raise CleadError(f"name a suite: {', '.join(SUITES.names())} (or --list)")
@@ -418,7 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/report.md and OUT/report.html. Run it again to continue.",
     )
     b.add_argument("suite", nargs="?", help="suite name (see --list)")
-    b.add_argument("--list", action="store_true", help="list the suites and what they run")
+    b.add_argument(
+        "--list", action="store_true", help="list the suites, what they run and how far each is in results/SUITE"
+    )
     b.add_argument("--out", default=None, help="suite directory [default: results/SUITE]")
     b.add_argument("--max-hours", type=float, default=None, help="start no new training or evaluation after this long")
     b.add_argument(

@@ -305,6 +305,27 @@ def _evaluated(run_dir: Path, spec: EvalSpec) -> bool:
     return path.is_file() and _made_as(rundir.read_json(path), spec)
 
 
+def progress(suite: Suite, out: Path) -> str:
+    """How far the suite is on disk, e.g. ``5 of 8 runs done, 1 seed run``: its runs with every epoch logged
+    and every evaluation made (a training-only run: trained), and the extra-seed runs so far (how many a
+    suite gets depends on its seed-0 results)."""
+    from .compare import seed_dirs
+
+    def done(run: str) -> bool:
+        d = out / run
+        evals = [] if run in suite.no_eval else suite.evals if run in suite.runs else (suite.seed_evals or suite.evals)
+        try:
+            trained = len(runmod.read_metrics(d)) >= suite.config(run, out).epochs
+            return trained and all(_evaluated(d, spec) for spec in evals)
+        except CleadError:
+            return False
+
+    finished = sum(map(done, suite.runs))
+    seeds = [d.name for r in suite.runs for s, d in seed_dirs(out / r).items() if s and done(d.name)]
+    extra = f", {len(seeds)} seed run{'s' if len(seeds) != 1 else ''}" if seeds else ""
+    return f"{finished} of {len(suite.runs)} runs done{extra}"
+
+
 def _same_weights(run_dir: Path) -> bool:
     """Whether last.pt's model weights are exactly best.pt's (the last epoch was the one selected)."""
     best, last = (runmod.load_checkpoint(rundir.checkpoint(run_dir, c))["model"] for c in ("best", "last"))
