@@ -94,6 +94,12 @@ class Suite:
         """A run of the suite (in ``out``), or a run directory named by path (one of another suite)."""
         return out / run if run in self.runs else Path(run)
 
+    def evals_of(self, run: str) -> list[EvalSpec]:
+        """The evaluations ``run`` gets: none for a training-only run, ``seed_evals`` (if any) for a seed run."""
+        if run in self.no_eval:
+            return []
+        return list(self.evals if run in self.runs else (self.seed_evals or self.evals))
+
     def config(self, run: str, out: Path | None = None) -> cfgmod.TrainConfig:
         """The run's config; an ``init`` naming another run of the suite becomes that run's directory in ``out``."""
         d = cfgmod.merge(self.base, self.seed_overrides(run))
@@ -313,10 +319,9 @@ def progress(suite: Suite, out: Path) -> str:
 
     def done(run: str) -> bool:
         d = out / run
-        evals = [] if run in suite.no_eval else suite.evals if run in suite.runs else (suite.seed_evals or suite.evals)
         try:
             trained = len(runmod.read_metrics(d)) >= suite.config(run, out).epochs
-            return trained and all(_evaluated(d, spec) for spec in evals)
+            return trained and all(_evaluated(d, spec) for spec in suite.evals_of(run))
         except CleadError:
             return False
 
@@ -680,8 +685,7 @@ def _how_far(suite: Suite, out: Path, run: str) -> str:
     logged = len(runmod.read_metrics(d))
     if logged < cfg.epochs:
         return f"; epoch {logged} of {cfg.epochs} trained"
-    evals = suite.evals if run in suite.runs else (suite.seed_evals or suite.evals)
-    for spec in evals:
+    for spec in suite.evals_of(run):
         state = rundir.eval_state(d, spec.tag)
         if not _evaluated(d, spec) and state.is_file() and (saved := _current_state(state, d)):
             return f"; evaluation {spec.tag or 'main'}: {state_progress(saved) or 'started'}"
@@ -699,9 +703,7 @@ def _bring_up_held(
         return deadline is None or time.monotonic() < deadline
 
     cfg = suite.config(run, out)
-    evals = suite.evals if run in suite.runs else (suite.seed_evals or suite.evals)
-    if run in suite.no_eval:
-        evals = []
+    evals = suite.evals_of(run)
     d = out / run
     training = not _trained(d, cfg, evals)
     machine = _this_machine(cfg.amp) if dry_run else {}
