@@ -138,6 +138,11 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     write_jsonl(path, [*read_jsonl(path), record])
 
 
+def _says(fd: int) -> str:
+    """What a held lock file says of its holder (written when it was taken)."""
+    return os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+
+
 _held: set[str] = set()  # resolved run directories this process holds: the lock is re-entrant per process
 
 
@@ -162,7 +167,7 @@ def locked(run_dir: str | Path, what: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+            holder = _says(fd)
             raise RunInUse(
                 f"{run_dir} is in use ({holder}); wait for that process to finish, or choose another directory",
                 holder,
@@ -192,7 +197,7 @@ def holder(run_dir: str | Path) -> str | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+            return _says(fd)
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
