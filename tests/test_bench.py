@@ -820,3 +820,31 @@ def test_dry_run_times_evaluations_and_unseeded_runs_from_the_suites_other_runs(
     assert steps[0] == "train c"  # c has no measured cost and no seed sibling: no guess
     # a's 600 s and b's 60 s; c's own 1800 s would make it 10 min
     assert steps[1] == "eval c main (about 6 min, the median of 2 like it here)"
+
+
+def test_dry_run_times_a_new_suites_run_from_a_run_that_trains_alike_in_a_suite_beside_it(
+    tiny_suite, tmp_path, monkeypatch
+):
+    """A suite not started yet: its run is timed by another suite's run with the same training step (here the
+    eps and seed differ, which do not change it), never by one whose method differs."""
+    from clead.io import write_yaml
+
+    here = {"device": "cpu (AMD EPYC)", "amp": "none"}
+    monkeypatch.setattr(bench, "_this_machine", lambda amp: here)
+    tiny_suite.base = {**tiny_suite.base, "epochs": 3}
+    tiny_suite.runs = {"mine": {"method": "clead"}}
+    results = tmp_path / "results"
+    for other, method, seconds in (("alike", "clead", 600), ("unlike", "pgd-at", 6)):
+        d = results / "older-suite" / other
+        d.mkdir(parents=True)
+        cfg = tiny_suite.config("mine")
+        cfg.method, cfg.eps, cfg.seed = method, 0.2, 7
+        cfg.method_args = cfg.method_args if method == "clead" else {}
+        write_yaml(d / "config.yaml", cfg.validate().to_dict())
+        epoch = {"seconds": seconds, "amp": "none", "device": here["device"]}
+        logged = 1 if other == "alike" else 2  # the unlike run has more epochs here: it would win if let in
+        (d / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i + 1, **epoch}) + "\n" for i in range(logged)))
+    steps = bench.run_suite("tiny", results / "tiny", dry_run=True, progress=False)
+    assert steps[0] == (
+        "train mine (not started; about 30 min at the 600 s/epoch older-suite/alike logged here (cpu (AMD EPYC), fp32))"
+    )

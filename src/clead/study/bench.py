@@ -592,7 +592,7 @@ def _cost_scaled_time_left(out: Path, run: str, epochs: int, machine: dict[str, 
     timed = _epoch_seconds(best[1], machine) if best else None
     if best is None or timed is None or epochs <= 0:
         return ""
-    (other, _), (per, like, where) = best, timed
+    other, (per, like, where) = best[0].name, timed
     scale = ratios[run] / ratios[other]
     places = f" ({'; '.join(where)})" if where else ""
     return (
@@ -609,17 +609,42 @@ def _sibling_time_left(out: Path, run: str, epochs: int, machine: dict[str, str]
 
     base = re.sub(r"-seed\d+$", "", run)
     best = _most_like([d for d in seed_dirs(out / base).values() if d.name != run], machine)
-    return _time_left(best[1], epochs, machine, by=best[0]) if best else ""
+    return _time_left(best[1], epochs, machine, by=best[0].name) if best else ""
 
 
-def _most_like(dirs: list[Path], machine: dict[str, str]) -> tuple[str, list[dict]] | None:
+# what a training epoch's time depends on: two runs equal in these take the same time per epoch on one machine
+STEP_KEYS = ("dataset", "data_dir", "train_size", "val_size", "val_n", "val_attack_steps", "model", "model_args",
+             "batch_size", "method", "method_args", "train_attack", "attack_steps", "awp_gamma", "views_from")  # fmt: skip
+
+
+def _like_elsewhere_time_left(out: Path, run: str, cfg: cfgmod.TrainConfig, machine: dict[str, str]) -> str:
+    """The time ``run``, not started, would take, from a run that trains alike (equal in `STEP_KEYS`; its seed,
+    eps, step size, schedule or epochs may differ) in this suite or a suite beside it (``out``'s parent): the
+    one with the most epochs like ``machine``, named ``SUITE/RUN``. Nothing when none is found."""
+    want = {k: getattr(cfg, k) for k in STEP_KEYS}
+    alike = []
+    for d in sorted(p.parent for p in out.parent.glob(f"*/*/{rundir.METRICS}")):
+        if d == out / run or not rundir.config_yaml(d).is_file():
+            continue
+        try:
+            other = runmod.read_config(d)
+        except CleadError:
+            continue
+        if all(getattr(other, k) == v for k, v in want.items()):
+            alike.append(d)
+    best = _most_like(alike, machine)
+    return _time_left(best[1], cfg.epochs, machine, by=f"{best[0].parent.name}/{best[0].name}") if best else ""
+
+
+def _most_like(dirs: list[Path], machine: dict[str, str]) -> tuple[Path, list[dict]] | None:
     """Of runs ``dirs``, the one whose logged epochs best time a run on ``machine``: the most epochs there in its
-    precision, else on its device, else the most epochs; its name and timed epochs, or None if none logged one."""
-    best: tuple[int, int, int, str, list[dict]] | None = None
+    precision, else on its device, else the most epochs; its directory and timed epochs, or None if none logged
+    one."""
+    best: tuple[int, int, int, Path, list[dict]] | None = None
     for d in dirs:
         timed = [m for m in runmod.read_metrics(d) if isinstance(m.get("seconds"), (int, float))]
         like = [_likeness(m, machine) for m in timed]
-        key = (like.count(2), len(like) - like.count(0), len(timed), d.name, timed)
+        key = (like.count(2), len(like) - like.count(0), len(timed), d, timed)
         if timed and (best is None or key[:3] > best[:3]):
             best = key
     return (best[3], best[4]) if best else None
@@ -725,6 +750,7 @@ def _bring_up_held(
         elif dry_run and (
             guess := _sibling_time_left(out, run, cfg.epochs, machine)
             or _cost_scaled_time_left(out, run, cfg.epochs, machine)
+            or _like_elsewhere_time_left(out, run, cfg, machine)
         ):
             note = f" (not started{guess})"
         steps.append(f"train {run}{note}")
