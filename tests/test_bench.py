@@ -834,17 +834,27 @@ def test_dry_run_times_a_new_suites_run_from_a_run_that_trains_alike_in_a_suite_
     tiny_suite.base = {**tiny_suite.base, "epochs": 3}
     tiny_suite.runs = {"mine": {"method": "clead"}}
     results = tmp_path / "results"
-    for other, method, seconds in (("alike", "clead", 600), ("unlike", "pgd-at", 6)):
+    for other, method, seconds in (("alike", "clead", 600), ("unlike", "pgd-at", 6), ("wider", "clead", 6)):
         d = results / "older-suite" / other
         d.mkdir(parents=True)
         cfg = tiny_suite.config("mine")
         cfg.method, cfg.eps, cfg.seed = method, 0.2, 7
         cfg.method_args = cfg.method_args if method == "clead" else {}
+        cfg.model_args = {"dropout": 0.3} if other == "wider" else cfg.model_args  # another model: never alike
         write_yaml(d / "config.yaml", cfg.validate().to_dict())
         epoch = {"seconds": seconds, "amp": "none", "device": here["device"]}
-        logged = 1 if other == "alike" else 2  # the unlike run has more epochs here: it would win if let in
+        logged = 1 if other == "alike" else 2  # the others have more epochs here: they would win if let in
         (d / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i + 1, **epoch}) + "\n" for i in range(logged)))
+    # evaluations of the same attacks and images of runs of the same model and data, either checkpoint
+    tiny_suite.evals = [bench.EvalSpec("last", ["fgsm"], 24, checkpoint="last")]
+    for other, seconds in (("alike", 600), ("unlike", 1800), ("wider", 99999)):
+        ev = {"per_attack": {"fgsm": 0.5}, "n": 24, "checkpoint": "best", "devices": {here["device"]: seconds}}
+        (results / "older-suite" / other / "eval.json").write_text(json.dumps(ev))
+    (results / "older-suite" / "alike" / "eval-pgd.json").write_text(
+        json.dumps({"per_attack": {"pgd20": 0.4}, "n": 24, "devices": {here["device"]: 99999}})  # other attacks
+    )
     steps = bench.run_suite("tiny", results / "tiny", dry_run=True, progress=False)
     assert steps[0] == (
         "train mine (not started; about 30 min at the 600 s/epoch older-suite/alike logged here (cpu (AMD EPYC), fp32))"
     )
+    assert steps[1] == "eval mine last (about 20 min, the median of 2 like it here, in the suites beside it)"

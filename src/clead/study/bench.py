@@ -650,33 +650,56 @@ def _most_like(dirs: list[Path], machine: dict[str, str]) -> tuple[Path, list[di
     return (best[3], best[4]) if best else None
 
 
-def _eval_time(out: Path, run: str, spec: EvalSpec, machine: dict[str, str]) -> str:
+def _eval_time(
+    out: Path, run: str, spec: EvalSpec, machine: dict[str, str], cfg: cfgmod.TrainConfig | None = None
+) -> str:
     """``; about T, as RUN's took here``: the time ``spec`` would take on ``run``, from the suite's other runs'
     finished evaluations with the same attacks, images and checkpoint (their ``devices`` seconds; a shared
     evaluation, copied from another, did not run and is skipped), those made on ``machine``'s device alone when
-    there are any, else all of them, naming where; nothing without one. AutoAttack's time depends on how
-    robust the model is, so this is a guide, not a promise."""
+    there are any, else all of them, naming where; without one in the suite, from the evaluations with the same
+    attacks and images (of either checkpoint) of runs of the same model on the same data (``cfg``'s) in the
+    suites beside it, named ``SUITE/RUN``; nothing without one. AutoAttack's time depends on how robust the
+    model is, so this is a guide, not a promise."""
     import statistics
 
-    here, anywhere = [], []
-    for path in sorted(out.glob(f"*/{rundir.eval_json(out, spec.tag).name}")):
-        try:
-            ev = rundir.read_json(path)
-        except CleadError:
-            continue
-        devices = ev.get("devices") or {}
-        if path.parent.name == run or not _made_as(ev, spec) or not devices or ev.get("same_weights_as"):
-            continue
-        anywhere.append((sum(devices.values()), path.parent.name, sorted(devices)))
-        if set(devices) == {machine["device"]}:
-            here.append(anywhere[-1])
+    def timed(paths: list[Path], named, fits) -> tuple[list, list]:
+        here, anywhere = [], []
+        for path in paths:
+            try:
+                ev = rundir.read_json(path)
+            except CleadError:
+                continue
+            devices = ev.get("devices") or {}
+            if path.parent == out / run or not fits(ev) or not devices or ev.get("same_weights_as"):
+                continue
+            anywhere.append((sum(devices.values()), named(path.parent), sorted(devices)))
+            if set(devices) == {machine["device"]}:
+                here.append(anywhere[-1])
+        return here, anywhere
+
+    here, anywhere = timed(sorted(out.glob(f"*/{rundir.eval_json(out, spec.tag).name}")), lambda d: d.name,
+                           lambda ev: _made_as(ev, spec))  # fmt: skip
+    if not anywhere and cfg is not None:
+        same = {"dataset": cfg.dataset, "data_dir": cfg.data_dir, "model": cfg.model, "model_args": cfg.model_args}
+
+        def alike(d: Path) -> bool:
+            try:
+                other = runmod.read_config(d)
+            except CleadError:
+                return False
+            return d.parent != out and all(getattr(other, k) == v for k, v in same.items())
+
+        paths = [p for p in sorted(out.parent.glob("*/*/eval*.json")) if alike(p.parent)]
+        here, anywhere = timed(paths, lambda d: f"{d.parent.name}/{d.name}",
+                               lambda ev: _made_as({**ev, "checkpoint": spec.checkpoint}, spec))  # fmt: skip
     if not anywhere:
         return ""
     took = here or anywhere
     where = "here" if here else "on " + ", ".join(sorted({d for *_, ds in anywhere for d in ds}))
     if len(took) == 1:
         return f"; about {_span(took[0][0])}, as {took[0][1]}'s took {where}"
-    return f"; about {_span(statistics.median(t for t, *_ in took))}, the median of {len(took)} like it {where}"
+    others = ", in the suites beside it" if "/" in took[0][1] else ""  # the fallback's names are SUITE/RUN
+    return f"; about {_span(statistics.median(t for t, *_ in took))}, the median of {len(took)} like it {where}{others}"
 
 
 def _bring_up(
@@ -768,7 +791,7 @@ def _bring_up_held(
                 how_far = saved and state_progress(saved)
                 note = f" (resumes: {how_far})" if how_far else " (resumes)"
                 note = note if saved else " (its saved state is stale: starts afresh)"
-            elif dry_run and (guess := _eval_time(out, run, spec, machine)):
+            elif dry_run and (guess := _eval_time(out, run, spec, machine, cfg)):
                 note = f" ({guess[2:]})"
             steps.append(f"eval {run} {spec.tag or 'main'}{note}")
             if not dry_run and _share_evaluation(d, spec, evals):
