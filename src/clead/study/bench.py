@@ -617,22 +617,26 @@ STEP_KEYS = ("dataset", "data_dir", "train_size", "val_size", "val_n", "val_atta
              "batch_size", "method", "method_args", "train_attack", "attack_steps", "awp_gamma", "views_from")  # fmt: skip
 
 
-def _like_elsewhere_time_left(out: Path, run: str, cfg: cfgmod.TrainConfig, machine: dict[str, str]) -> str:
-    """The time ``run``, not started, would take, from a run that trains alike (equal in `STEP_KEYS`; its seed,
-    eps, step size, schedule or epochs may differ) in this suite or a suite beside it (``out``'s parent): the
-    one with the most epochs like ``machine``, named ``SUITE/RUN``. Nothing when none is found."""
-    want = {k: getattr(cfg, k) for k in STEP_KEYS}
-    alike = []
-    for d in sorted(p.parent for p in out.parent.glob(f"*/*/{rundir.METRICS}")):
-        if d == out / run or not rundir.config_yaml(d).is_file():
-            continue
+def _runs_alike(out: Path, cfg: cfgmod.TrainConfig, keys: Sequence[str]) -> list[Path]:
+    """The run directories of this suite and of the suites beside it (``out``'s parent) whose config equals
+    ``cfg`` in ``keys``."""
+    want = {k: getattr(cfg, k) for k in keys}
+    found = []
+    for d in sorted(p.parent for p in out.parent.glob(f"*/*/{rundir.CONFIG}")):
         try:
             other = runmod.read_config(d)
         except CleadError:
             continue
         if all(getattr(other, k) == v for k, v in want.items()):
-            alike.append(d)
-    best = _most_like(alike, machine)
+            found.append(d)
+    return found
+
+
+def _like_elsewhere_time_left(out: Path, run: str, cfg: cfgmod.TrainConfig, machine: dict[str, str]) -> str:
+    """The time ``run``, not started, would take, from a run that trains alike (equal in `STEP_KEYS`; its seed,
+    eps, step size, schedule or epochs may differ) in this suite or a suite beside it: the one with the most
+    epochs like ``machine``, named ``SUITE/RUN``. Nothing when none is found."""
+    best = _most_like([d for d in _runs_alike(out, cfg, STEP_KEYS) if d != out / run], machine)
     return _time_left(best[1], cfg.epochs, machine, by=f"{best[0].parent.name}/{best[0].name}") if best else ""
 
 
@@ -680,16 +684,8 @@ def _eval_time(
     here, anywhere = timed(sorted(out.glob(f"*/{rundir.eval_json(out, spec.tag).name}")), lambda d: d.name,
                            lambda ev: _made_as(ev, spec))  # fmt: skip
     if not anywhere and cfg is not None:
-        same = {"dataset": cfg.dataset, "data_dir": cfg.data_dir, "model": cfg.model, "model_args": cfg.model_args}
-
-        def alike(d: Path) -> bool:
-            try:
-                other = runmod.read_config(d)
-            except CleadError:
-                return False
-            return d.parent != out and all(getattr(other, k) == v for k, v in same.items())
-
-        paths = [p for p in sorted(out.parent.glob("*/*/eval*.json")) if alike(p.parent)]
+        same_model = ("dataset", "data_dir", "model", "model_args")
+        paths = [p for d in _runs_alike(out, cfg, same_model) if d.parent != out for p in sorted(d.glob("eval*.json"))]
         here, anywhere = timed(paths, lambda d: f"{d.parent.name}/{d.name}",
                                lambda ev: _made_as({**ev, "checkpoint": spec.checkpoint}, spec))  # fmt: skip
     if not anywhere:
