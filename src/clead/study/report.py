@@ -375,6 +375,14 @@ def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _epoch_axis(ax) -> None:
+    """An x axis of whole epochs."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_curves(path: Path, rows: list[dict[str, Any]]) -> None:
     from ..evaluation.audit import _save_fig, plt
 
@@ -390,7 +398,7 @@ def plot_curves(path: Path, rows: list[dict[str, Any]]) -> None:
     titles = ("training loss", "validation clean %", "validation robust % (val_attack; x: collapsed)")
     for ax, t in zip(axes, titles):
         ax.set_title(t, fontsize=9)
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.grid(alpha=0.3)
     axes[2].legend(fontsize=6)
     _save_fig(fig, path)
@@ -594,7 +602,7 @@ def plot_overfitting(path: Path, rows: list[dict[str, Any]]) -> None:
             ax.plot([m["epoch"] for m in fell], [100 * m["val_pgd"] for m in fell], "x", color=colour)
         if attack:
             ax.set_title(f"trained with {ATTACK_LABELS.get(attack, attack)} (dashed: multi-step reference)", fontsize=9)
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("validation robust accuracy % (x: collapsed)")
