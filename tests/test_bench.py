@@ -858,3 +858,36 @@ def test_dry_run_times_a_new_suites_run_from_a_run_that_trains_alike_in_a_suite_
         "train mine (not started; about 30 min at the 600 s/epoch older-suite/alike logged here (cpu (AMD EPYC), fp32))"
     )
     assert steps[1] == "eval mine last (about 20 min, the median of 2 like it here, in the suites beside it)"
+
+
+def test_several_suites_are_a_queue_left_as_soon_as_the_rest_is_held_by_others(tiny_suite, tmp_path, monkeypatch):
+    """``clead bench A B``: A's runs that no other process holds, then B's; a run of A that another process holds
+    does not keep this one from B (two processes given the queue keep two cores busy to its end). --out and --only
+    name one suite's runs, so they refuse a queue; an unknown name fails before any work."""
+    import dataclasses
+    import fcntl
+    import os
+
+    from clead.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    tiny_suite.evals = [bench.EvalSpec("", ["fgsm"], 24)]
+    second = dataclasses.replace(tiny_suite, name="tiny2", runs={"pgd-at": {"method": "pgd-at"}})
+    monkeypatch.setitem(bench.SUITES._items, "tiny2", second)
+    held = tmp_path / "results" / "tiny" / "clead"
+    held.mkdir(parents=True)
+    fd = os.open(held / ".clead.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, b"training by process 4242")
+        assert main(["bench", "tiny", "nope", "--quiet"]) == 2  # checked first: nothing trained
+        assert not (tmp_path / "results" / "tiny" / "standard").exists()
+        assert main(["bench", "tiny", "tiny2", "--out", "x", "--quiet"]) == 2
+        assert main(["bench", "tiny", "tiny2", "--quiet"]) == 0
+    finally:
+        os.close(fd)
+    assert (tmp_path / "results" / "tiny" / "standard" / "eval.json").is_file()
+    assert not (held / "metrics.jsonl").exists()  # left to its holder
+    assert (tmp_path / "results" / "tiny2" / "pgd-at" / "eval.json").is_file()
+    steps = bench.run_suite("tiny", tmp_path / "results" / "tiny", dry_run=True, progress=False)
+    assert [s.split(" (")[0] for s in steps] == ["train clead", "eval clead main"]  # released: the next bench takes it

@@ -279,14 +279,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
             s = SUITES.get(name)
             print(f"{name} [{progress(s, Path('results') / name)}]: {s.description}; runs: {', '.join(s.runs)}")
         return 0
-    if not args.suite:
+    if not args.suites:
         raise CleadError(f"name a suite: {', '.join(SUITES.names())} (or --list)")
+    if len(args.suites) > 1 and (args.out or args.only):
+        raise CleadError("--out and --only belong to one suite; give one suite with them, or neither")
     if args.report_only:
         from .study.bench import write_report
 
-        out = Path(args.out or Path("results") / args.suite)
-        if not write_report(SUITES.get(args.suite), out):
-            raise CleadError(f"no evaluated run of suite {args.suite} in {out}: nothing to report")
+        for name in args.suites:
+            out = Path(args.out or Path("results") / name)
+            if not write_report(SUITES.get(name), out):
+                raise CleadError(f"no evaluated run of suite {name} in {out}: nothing to report")
         return 0
     only = [r.strip() for r in args.only.split(",")] if args.only else None
     from .study.bench import default_jobs
@@ -294,11 +297,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     jobs = default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
         raise CleadError(f"--jobs must be >= 1, got {jobs}")
-    steps = run_suite(
-        args.suite, args.out, args.max_hours, only, progress=not args.quiet, dry_run=args.dry_run, jobs=jobs
-    )
-    if args.dry_run:
-        print("\n".join(steps) if steps else "nothing to do: the suite is complete")
+    for name in args.suites:
+        SUITES.get(name)  # every name checked before the first suite starts hours of work
+    import time
+
+    start = time.monotonic()
+    for name in args.suites:
+        # one after another: a suite is left as soon as each of its runs is complete or held by another process
+        # (which finishes it), so two processes given the same queue keep two cores busy to its end
+        left = None if args.max_hours is None else args.max_hours - (time.monotonic() - start) / 3600
+        if left is not None and left <= 0:
+            log.info("bench: --max-hours reached; not starting %s", ", ".join(args.suites[args.suites.index(name) :]))
+            break
+        steps = run_suite(name, args.out, left, only, progress=not args.quiet, dry_run=args.dry_run, jobs=jobs)
+        if args.dry_run:
+            if len(args.suites) > 1:
+                print(f"{name}:")
+            print("\n".join(steps) if steps else "nothing to do: the suite is complete")
     return 0
 
 
@@ -419,7 +434,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate every run of a suite that is not complete yet, then write "
         "OUT/report.md and OUT/report.html. Run it again to continue.",
     )
-    b.add_argument("suite", nargs="?", help="suite name (see --list)")
+    b.add_argument(
+        "suites",
+        nargs="*",
+        metavar="SUITE",
+        help="suite name or YAML file (see --list); several are a queue, brought up to date one after another, a "
+        "process moving on as soon as every run of one is complete or held by another process",
+    )
     b.add_argument(
         "--list", action="store_true", help="list the suites, what they run and how far each is in results/SUITE"
     )
