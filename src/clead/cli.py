@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -299,15 +300,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise CleadError(f"--jobs must be >= 1, got {jobs}")
     for name in args.suites:
         SUITES.get(name)  # every name checked before the first suite starts hours of work
-    import time
-
     start = time.monotonic()
-    for name in args.suites:
+    for i, name in enumerate(args.suites):
         # one after another: a suite is left as soon as each of its runs is complete or held by another process
         # (which finishes it), so two processes given the same queue keep two cores busy to its end
         left = None if args.max_hours is None else args.max_hours - (time.monotonic() - start) / 3600
         if left is not None and left <= 0:
-            log.info("bench: --max-hours reached; not starting %s", ", ".join(args.suites[args.suites.index(name) :]))
+            log.info("bench: --max-hours reached; not starting %s", ", ".join(args.suites[i:]))
             break
         steps = run_suite(name, args.out, left, only, progress=not args.quiet, dry_run=args.dry_run, jobs=jobs)
         if args.dry_run:
