@@ -134,6 +134,25 @@ def test_overfitting_picture_has_a_panel_per_single_step_attack_with_the_referen
     assert overfitting_panels(rows[::2]) == {"": rows[::2]}  # one single-step attack: one panel of all runs
 
 
+def test_an_arms_seconds_per_epoch_are_averaged_per_machine_never_across_machines():
+    """An arm whose seeds trained on two CPUs: a mean per machine, keyed as under the suite table; one machine in
+    the whole table: a plain mean."""
+    from clead.study.report import epoch_seconds, machine_keys
+
+    amd, intel = "cpu (AMD EPYC), bf16", "cpu (Intel Xeon), bf16"
+    rows = [
+        {"epoch_s": 100.0, "epoch_on": amd},
+        {"epoch_s": 140.0, "epoch_on": amd},
+        {"epoch_s": 60.0, "epoch_on": intel},
+        {"epoch_s": None, "epoch_on": None},
+    ]
+    machines = machine_keys(rows)
+    assert machines == [amd, intel]
+    assert epoch_seconds(rows, machines) == "120 [m1], 60 [m2]"
+    assert epoch_seconds(rows[:2], machine_keys(rows[:2])) == "120"
+    assert epoch_seconds(rows[3:], machines) == "-"
+
+
 def test_named_pairs_are_compared_at_last_pt_too_where_both_runs_have_its_evaluation(tmp_path):
     """Catches the last.pt comparison missing, or made from the best.pt evaluation: on the same 20 images the two
     runs are level at best.pt (12 robust each) and 6 against 2 at last.pt."""

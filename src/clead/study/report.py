@@ -316,7 +316,7 @@ def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
     ]
     # s/epoch compares runs only on one machine: where the table's runs trained on several, each cell names its
     # machine by a key listed under the table
-    machines = list(dict.fromkeys(r.get("epoch_on") for r in rows if r["epoch_s"]))
+    machines = machine_keys(rows)
     keyed = len(machines) > 1
     for r in rows:
         cells = [_ci(*r["cells"].get(c, (None, None))) for c in columns]
@@ -549,23 +549,50 @@ def overfitting_table(rows: list[dict[str, Any]]) -> str:
         "",
         "AutoAttack accuracy % of last.pt (training without a guard) and of best.pt (what the guard keeps), mean "
         "(each seed), on the main evaluation's images; collapsed: runs with a collapsed epoch (validation robust "
-        "accuracy below half its best while clean accuracy held) out of the runs of the arm.",
+        "accuracy below half its best while clean accuracy held) out of the runs of the arm; s/epoch: training "
+        "seconds per epoch, the mean over the arm's runs on each machine (keyed [mK] as under the suite table where "
+        "the runs trained on several).",
         "",
         "| arm | training | collapsed | first collapsed epoch | AutoAttack last.pt % | AutoAttack best.pt % | s/epoch |",
         "|---|---|---|---|---|---|---|",
     ]
+    machines = machine_keys(rows)
     for arm, rs in arms.items():
         rs = sorted(rs, key=lambda r: r["seed"])
         fell = [r for r in rs if r.get("collapse")]
-        secs = [r["epoch_s"] for r in rs if r.get("epoch_s")]
         lines.append(
             f"| {arm} | {rs[0].get('training', rs[0]['method'])} | {len(fell)}/{len(rs)} | "
             + (", ".join(str(r["collapse"]) for r in fell) or "-")
             + f" | {cell([_aa(r.get('last')) for r in rs])} | {cell([_aa(r.get('main')) for r in rs])} | "
-            + (f"{statistics.mean(secs):.0f}" if secs else "-")
+            + epoch_seconds(rs, machines)
             + " |"
         )
     return "\n".join(lines) + "\n"
+
+
+def epoch_seconds(rs: list[dict[str, Any]], machines: list[str]) -> str:
+    """Mean training seconds per epoch of runs ``rs`` (an arm's seeds), a mean per machine they trained on,
+    keyed ``[mK]`` by its place in ``machines`` (`machine_keys` of the whole table) where that has several:
+    seconds from different CPUs are not averaged together."""
+    import statistics
+
+    per: dict[str, list[float]] = {}
+    for r in rs:
+        if r.get("epoch_s"):
+            per.setdefault(r.get("epoch_on"), []).append(r["epoch_s"])
+    keyed = len(machines) > 1
+    return (
+        ", ".join(
+            f"{statistics.mean(v):.0f}" + (f" [m{machines.index(m) + 1}]" if keyed else "") for m, v in per.items()
+        )
+        or "-"
+    )
+
+
+def machine_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """The machines the runs' timed epochs ran on, in order of first appearance: the keys ``[m1]``, ``[m2]``, ...
+    that the suite table lists under it."""
+    return list(dict.fromkeys(r.get("epoch_on") for r in rows if r["epoch_s"]))
 
 
 def overfitting_panels(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
