@@ -779,6 +779,32 @@ def test_seed_pairs_seed_both_runs_of_every_close_pair(tiny_suite, tmp_path):
     assert bench._subject_and_close_baselines(tiny_suite, out) == ["a", "b", "c", "d"]
 
 
+def test_seeds_by_pairs_wait_only_for_the_runs_of_the_pairs(tiny_suite, tmp_path, monkeypatch):
+    """Who gets seeds by pairs depends only on the pairs' runs: another process holding a run outside every pair
+    (a weight-averaging arm) does not keep this one from the seeds; holding a run of a pair does."""
+    import fcntl
+    import os
+
+    tiny_suite.evals = [bench.EvalSpec("", ["fgsm"], 24)]
+    tiny_suite.runs = {"standard": {"method": "standard"}, "clead": {"method": "clead"}, "pgd-at": {"method": "pgd-at"}}
+    tiny_suite.pairs = (("clead", "pgd-at"),)
+    tiny_suite.seeds, tiny_suite.seed_pairs, tiny_suite.seed_margin = (1,), True, 0.01
+    monkeypatch.setattr(bench, "_subject_and_close_baselines", lambda suite, out: ["clead"])
+
+    def bench_beside(held: str) -> list[str]:
+        out = tmp_path / held
+        (out / held).mkdir(parents=True)
+        fd = os.open(out / held / ".clead.lock", os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return bench.run_suite("tiny", out, progress=False)
+        finally:
+            os.close(fd)
+
+    assert bench_beside("standard")[-2:] == ["train clead-seed1", "eval clead-seed1 main"]
+    assert not any("seed" in step for step in bench_beside("pgd-at"))
+
+
 def test_dry_run_times_evaluations_and_unseeded_runs_from_the_suites_other_runs(tiny_suite, tmp_path, monkeypatch):
     """An evaluation is timed by the suite's finished evaluations with the same attacks and images (here, not a
     shared copy, not another n); a run with no seed sibling by another run's epochs times the ratio of the two

@@ -463,8 +463,12 @@ def run_suite(
     runs = [r for r in [*suite.runs, *seed_runs] if r in only] if only else list(suite.runs)
     outcomes = bring_up_all(runs)
     complete = all(outcomes)
-    # a run that another process holds is that process's to finish; named seed runs do not wait for it
-    seeds_may_start = complete or bool(suite.seed_runs) and all(o is not False for o in outcomes)
+    # a run that another process holds is that process's to finish; seeds wait for it only if it decides who
+    # gets seeds: named seed runs wait for none, seeds by pairs for the pairs' runs, other choices for every run
+    deciding = (
+        set() if suite.seed_runs else {r for p in suite.pairs or () for r in p} if suite.seed_pairs else set(runs)
+    )
+    seeds_may_start = all(o is not False for o in outcomes) and all(o for r, o in zip(runs, outcomes) if r in deciding)
     seed0_left = bool(steps)  # with dry_run: whether the seed-0 runs have anything left to do
     # the threat matrices name seed-0 runs (and other suites' runs): they run before the seeds, which take
     # hours more, and a session stopped during the seeds keeps them
