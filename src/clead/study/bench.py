@@ -787,10 +787,11 @@ def _bring_up_held(
             state = rundir.eval_state(d, spec.tag)
             note = ""
             if dry_run and state.is_file():
-                saved = _current_state(state, d)
-                how_far = saved and state_progress(saved)
-                note = f" (resumes: {how_far})" if how_far else " (resumes)"
-                note = note if saved else " (its saved state is stale: starts afresh)"
+                if saved := _current_state(state, d):
+                    how_far = state_progress(saved)
+                    note = f" (resumes: {how_far})" if how_far else " (resumes)"
+                else:
+                    note = " (its saved state is stale: starts afresh)"
             elif dry_run and (guess := _eval_time(out, run, spec, machine, cfg)):
                 note = f" ({guess[2:]})"
             steps.append(f"eval {run} {spec.tag or 'main'}{note}")
