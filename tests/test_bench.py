@@ -791,17 +791,21 @@ def test_seeds_by_pairs_wait_only_for_the_runs_of_the_pairs(tiny_suite, tmp_path
     tiny_suite.seeds, tiny_suite.seed_pairs, tiny_suite.seed_margin = (1,), True, 0.01
     monkeypatch.setattr(bench, "_subject_and_close_baselines", lambda suite, out: ["clead"])
 
-    def bench_beside(held: str) -> list[str]:
+    def bench_beside(held: str, dry_run: bool = False) -> list[str]:
         out = tmp_path / held
-        (out / held).mkdir(parents=True)
+        (out / held).mkdir(parents=True, exist_ok=True)
         fd = os.open(out / held / ".clead.lock", os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return bench.run_suite("tiny", out, progress=False)
+            return bench.run_suite("tiny", out, progress=False, dry_run=dry_run)
         finally:
             os.close(fd)
 
+    who = "both runs of every pair within 1 point(s) of each other by seed-0 AutoAttack"
+    assert bench_beside("standard", dry_run=True)[-1] == f"then seeds 1 of {who}"  # the pairs not trained yet
     assert bench_beside("standard")[-2:] == ["train clead-seed1", "eval clead-seed1 main"]
+    # the pairs evaluated, only a run outside them held: who gets seeds is known, and the dry run says so
+    assert bench_beside("standard", dry_run=True)[1:] == [f"seeds 1 of clead ({who})"]
     assert not any("seed" in step for step in bench_beside("pgd-at"))
 
 

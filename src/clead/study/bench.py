@@ -449,10 +449,17 @@ def run_suite(
     deadline = None if max_hours is None else time.monotonic() + max_hours * 3600
     steps: list[str] = []
 
+    busy: set[str] = set()  # the runs with a step (done, to do, or left to another process)
+
     def bring_up_all(runs: list[str]) -> list[bool | None]:
-        if jobs <= 1 or dry_run or len(runs) <= 1:
-            return [_bring_up(suite, out, r, deadline, progress, dry_run, steps) for r in runs]
-        return _bring_up_side_by_side(suite, out, runs, deadline, jobs, steps)
+        if jobs > 1 and not dry_run and len(runs) > 1:
+            return _bring_up_side_by_side(suite, out, runs, deadline, jobs, steps)
+        outcomes = []
+        for r in runs:
+            before = len(steps)
+            outcomes.append(_bring_up(suite, out, r, deadline, progress, dry_run, steps))
+            busy.update([r] if len(steps) > before else [])
+        return outcomes
 
     seed_runs = [seed_run(r, s) for r in suite.runs for s in suite.seeds]
     unknown = [r for r in only or [] if r not in suite.runs and r not in seed_runs]
@@ -469,7 +476,7 @@ def run_suite(
         set() if suite.seed_runs else {r for p in suite.pairs or () for r in p} if suite.seed_pairs else set(runs)
     )
     seeds_may_start = all(o is not False for o in outcomes) and all(o for r, o in zip(runs, outcomes) if r in deciding)
-    seed0_left = bool(steps)  # with dry_run: whether the seed-0 runs have anything left to do
+    seed0_left = bool(busy & deciding)  # with dry_run: whether who gets seeds is still open
     # the threat matrices name seed-0 runs (and other suites' runs): they run before the seeds, which take
     # hours more, and a session stopped during the seeds keeps them
     threat_runs = {r for spec in suite.threat_evals for r in spec.runs}
