@@ -183,3 +183,16 @@ def test_pareto_keeps_the_points_no_cheaper_point_beats():
     pts = [(1.0, 75.0), (0.21, 66.2), (0.21, 69.4), (0.38, 75.2), (0.5, 70.0), (0.38, 74.0)]
     assert pareto(pts) == [(0.21, 69.4), (0.38, 75.2)]  # 66.2 and 74.0 at the same cost, 70.0 and 75.0 costlier
     assert pareto([(0.3, 60.0)]) == [(0.3, 60.0)] and pareto([]) == []
+
+
+def test_point_labels_avoid_each_other_and_the_other_points():
+    """Two runs at one cost and accuracy (labels stacked: the second goes below the first); a point just right of
+    another (its label goes where it covers no marker); a lone point keeps the first place, right and above."""
+    from clead.study.report import LABEL_PLACES, label_offsets
+
+    same = label_offsets([(100.0, 100.0), (100.0, 100.0)], [30.0, 30.0])
+    assert same == [LABEL_PLACES[0], LABEL_PLACES[1]]
+    # a marker at (115, 108) sits inside the first place's box of the point at (100, 100): right-above is refused
+    near = label_offsets([(100.0, 100.0), (115.0, 108.0)], [30.0, 30.0])
+    assert near[0] != LABEL_PLACES[0] and near[1] == LABEL_PLACES[0]
+    assert label_offsets([(0.0, 0.0)], [50.0]) == [LABEL_PLACES[0]]

@@ -473,6 +473,36 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return front
 
 
+# where a point's label may go, in points from it: right and above, right and below, left and above, left and below
+LABEL_PLACES = ((4.0, 4.0, "left"), (4.0, -11.0, "left"), (-4.0, 4.0, "right"), (-4.0, -11.0, "right"))
+
+
+def label_offsets(
+    anchors: list[tuple[float, float]], widths: list[float], height: float = 8.0, marker: float = 4.0
+) -> list[tuple[float, float, str]]:
+    """Where to put the label of each point at ``anchors[i]`` (display points), ``widths[i]`` wide: the first of
+    `LABEL_PLACES` (offset and horizontal alignment) whose box overlaps neither a label placed before it nor the
+    marker of another point (a square of half-side ``marker``), else the place that overlaps them least."""
+
+    def overlap(a: tuple, b: tuple) -> float:
+        return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+    placed: list[tuple] = []
+    chosen = []
+    for i, ((x, y), w) in enumerate(zip(anchors, widths)):
+        markers = [(u - marker, v - marker, u + marker, v + marker) for j, (u, v) in enumerate(anchors) if j != i]
+
+        def box(place: tuple) -> tuple:
+            dx, dy, ha = place
+            left = x + dx if ha == "left" else x + dx - w
+            return (left, y + dy, left + w, y + dy + height)
+
+        best = min(LABEL_PLACES, key=lambda p: sum(overlap(box(p), o) for o in placed + markers))  # first of equals
+        chosen.append(best)
+        placed.append(box(best))
+    return chosen
+
+
 def plot_frontier(path: Path, rows: list[dict[str, Any]], cost: dict[str, Any]) -> bool:
     """AutoAttack accuracy against measured training cost, a line per method, each point named by its training
     attack and drawn with its 95% interval (the n of a 1,000-image evaluation makes it about ±3 points, wider
@@ -490,18 +520,24 @@ def plot_frontier(path: Path, rows: list[dict[str, Any]], cost: dict[str, Any]) 
         steps = baselines + [(right, baselines[-1][1])]
         ax.step([c for c, _ in steps], [a for _, a in steps], where="post", color="grey", alpha=0.25, linewidth=8,
                 label="baselines' frontier")  # fmt: skip
-    for i, (name, pts) in enumerate(lines.items()):
+    labels = []  # (x, y, training attack, colour) of every point
+    for name, pts in lines.items():
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
         err = [[y - p[3] for y, p in zip(ys, pts)], [p[4] - y for y, p in zip(ys, pts)]]
         line = ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, label=name).lines[0]
-        for x, y, attack, *_ in pts:  # labels above the points of one line, below the next's: no overlap at equal cost
-            ax.annotate(attack, (x, y), textcoords="offset points", xytext=(4, 4 if i % 2 == 0 else -11), fontsize=7,
-                        color=line.get_color())  # fmt: skip
+        labels += [(x, y, attack, line.get_color()) for x, y, attack, *_ in pts]
     ax.set_xscale("log")
     from matplotlib.ticker import FuncFormatter
 
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0.4, not 4 x 10^-1
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if round(v * 10) in (2, 3, 4, 5, 6, 8) else ""))
+    ax.autoscale_view()
+    points = 72 / fig.dpi  # display pixels to the points that annotation offsets are given in
+    anchors = [tuple(ax.transData.transform((x, y)) * points) for x, y, *_ in labels]
+    size = 7
+    offsets = label_offsets(anchors, [0.6 * size * len(attack) for _, _, attack, _ in labels], height=size + 1)
+    for (x, y, attack, colour), (dx, dy, ha) in zip(labels, offsets):
+        ax.annotate(attack, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, fontsize=size, color=colour)
     ax.set_xlabel(f"training cost (x {cost_unit(rows, cost)}, measured)")
     ax.set_ylabel("AutoAttack accuracy % (95% interval)")
     ax.grid(alpha=0.3)
