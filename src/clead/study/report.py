@@ -321,9 +321,7 @@ def suite_markdown(rows: list[dict[str, Any]], title: str) -> str:
     for r in rows:
         cells = [_ci(*r["cells"].get(c, (None, None))) for c in columns]
         worst = _ci(*r["worst"]) if r["worst"] else "-"
-        secs = f"{r['epoch_s']:.0f}" if r["epoch_s"] else "-"
-        if keyed and r["epoch_s"]:
-            secs += f" [m{machines.index(r.get('epoch_on')) + 1}]"
+        secs = epoch_seconds([r], machines)
         lines.append(
             "| "
             + " | ".join(
