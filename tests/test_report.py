@@ -117,6 +117,23 @@ def test_report_tables_catastrophic_overfitting_per_arm_from_last_and_best(tmp_p
     assert (out / "overfitting.png").stat().st_size > 1000
 
 
+def test_overfitting_table_marks_a_seed_evaluated_without_autoattack(tmp_path):
+    """Catches the APGD-only worst case of an extra seed passed off as AutoAttack in the AutoAttack column."""
+    out = tmp_path / "suite"
+    ok = epochs((0.5, 0.3, False), (0.6, 0.35, False))
+    fake_run(out / "a", {"method": "pgd-at", "train_attack": "n-fgsm"}, 0.40, 0.8, ok)
+    fake_run(out / "a-seed1", {"method": "pgd-at", "train_attack": "n-fgsm", "seed": 1}, 0.0, 0.8, ok)
+    ev = {"per_attack": {"apgd": 0.30}, "robust_accuracy": 0.30, "n": 1000, "clean_accuracy": 0.8}
+    (out / "a-seed1" / "eval.json").write_text(json.dumps(ev))
+    last = {"per_attack": {"autoattack": 0.1}, "robust_accuracy": 0.1, "n": 1000, "clean_accuracy": 0.9,
+            "checkpoint": "last"}  # fmt: skip
+    (out / "a" / "eval-last.json").write_text(json.dumps(last))
+    write_suite_report([out / "a", out / "a-seed1"], out, "t")
+    table = (out / "report.md").read_text().split("## Catastrophic overfitting")[1]
+    assert "| 10.0 (10.0, -) | 35.0* (40.0, 30.0*) |" in table
+    assert "\\* not all of AutoAttack" in table
+
+
 def test_overfitting_picture_has_a_panel_per_single_step_attack_with_the_reference_in_each():
     from types import SimpleNamespace
 

@@ -551,11 +551,14 @@ def _arm(run: str) -> str:
     return re.sub(r"-seed\d+$", "", run)
 
 
-def _aa(ev: dict[str, Any] | None) -> float | None:
-    """AutoAttack accuracy of an evaluation (the worst case where AutoAttack was not run), or None."""
+def _aa(ev: dict[str, Any] | None) -> tuple[float, bool] | None:
+    """AutoAttack accuracy of an evaluation and True, or, where AutoAttack was not run (seeds evaluated with
+    APGD-CE + APGD-T only), the worst case of the attacks that were and False; None without an evaluation."""
     if not ev:
         return None
-    return ev["per_attack"].get("autoattack", ev.get("robust_accuracy"))
+    if "autoattack" in ev["per_attack"]:
+        return ev["per_attack"]["autoattack"], True
+    return ev["robust_accuracy"], False
 
 
 def overfitting_table(rows: list[dict[str, Any]]) -> str:
@@ -570,12 +573,20 @@ def overfitting_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         arms.setdefault(_arm(r["run"]), []).append(r)
 
-    def cell(values: list[float | None]) -> str:
+    partial = False  # some cell holds a worst case without AutoAttack (marked *, said under the table)
+
+    def cell(values: list[tuple[float, bool] | None]) -> str:
+        nonlocal partial
         known = [v for v in values if v is not None]
         if not known:
             return "-"
-        each = ", ".join("-" if v is None else f"{100 * v:.1f}" for v in values)
-        return f"{100 * statistics.mean(known):.1f} ({each})" if len(values) > 1 else f"{100 * known[0]:.1f}"
+        partial |= not all(aa for _, aa in known)
+
+        def one(v: tuple[float, bool] | None) -> str:
+            return "-" if v is None else f"{100 * v[0]:.1f}" + ("" if v[1] else "*")
+
+        mean = f"{100 * statistics.mean(acc for acc, _ in known):.1f}" + ("" if all(aa for _, aa in known) else "*")
+        return f"{mean} ({', '.join(map(one, values))})" if len(values) > 1 else one(known[0])
 
     lines = [
         "",
@@ -601,6 +612,9 @@ def overfitting_table(rows: list[dict[str, Any]]) -> str:
             + epoch_seconds(rs, machines)
             + " |"
         )
+    if partial:
+        lines += ["", "\\* not all of AutoAttack: the worst case of the attacks that evaluation ran (e.g. APGD-CE + "
+                  "APGD-T for extra seeds); a mean marked * mixes the two."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
