@@ -13,7 +13,7 @@ script measures the model's accuracy on the first ``--n`` test images under
 so that "the attack training used lost its bite" (its accuracy high, PGD-10's low) can be told from "the model is
 just not robust" (both low). Diagnosis only, on test images: nothing is chosen by it.
 
-    python benchmarks/attack_bite.py RUN [--checkpoint last] [--n 1000]
+    python benchmarks/attack_bite.py RUN [--checkpoint last] [--n 1000] [--out RUN/attack_bite-last.json]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from clead import run as runmod
 from clead import rundir
 from clead.attacks import PGD
 from clead.data import load_dataset, to_float
+from clead.io import sha256_file, write_json
 from clead.models.base import eval_mode
 
 
@@ -42,6 +43,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default="last", choices=("best", "last"))
     ap.add_argument("--n", type=int, default=1000, help="first N test images")
     ap.add_argument("--batch-size", type=int, default=250)
+    ap.add_argument("--out", help="also write the result as JSON to this file (atomically)")
     args = ap.parse_args()
 
     torch.manual_seed(0)
@@ -83,6 +85,7 @@ def main() -> None:
     result = {
         "run": str(args.run),
         "checkpoint": args.checkpoint,
+        "checkpoint_sha256": sha256_file(rundir.checkpoint(args.run, args.checkpoint)),
         "epoch": epoch + 1,
         "n": len(y_all),
         "accuracy": {k: round(v / len(y_all), 4) for k, v in correct.items()},
@@ -90,6 +93,8 @@ def main() -> None:
     for name, acc in result["accuracy"].items():
         print(f"{name:40s} {acc:.3f}")
     print(json.dumps(result))
+    if args.out:
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":
