@@ -59,3 +59,15 @@ def test_merge_keeps_method_args_from_both():
     assert merge({"method_args": {"lam": 1, "tau": 0.2}}, {"method_args": {"tau": 0.5}}) == {
         "method_args": {"lam": 1, "tau": 0.5}
     }
+
+
+def test_format_eps_writes_radii_as_people_quote_them():
+    """Catches 16/255 shown as 0.0627451, or a short decimal such as 0.2 (= 51/255) turned into a fraction."""
+    from clead.attacks.base import format_eps
+
+    assert [format_eps(parse_eps(e)) for e in ("8/255", "16/255", "2/255", "64/255")] == [
+        "8/255", "16/255", "2/255", "64/255"
+    ]  # fmt: skip
+    assert [format_eps(e) for e in (0.1, 0.2, 0.5, 0.3)] == ["0.1", "0.2", "0.5", "0.3"]
+    assert format_eps(2 / 3) == "0.667" and format_eps(10 / 3) == "3.33"  # the L2 and L1 radii of eps 0.1
+    assert format_eps(0.0627) == "0.0627"  # near 16/255 but not it

@@ -105,6 +105,16 @@ def parse_eps(value: Any) -> float:
         raise CleadError(f"eps must be a number or a fraction like 8/255, got {value!r}") from None
 
 
+def format_eps(eps: float) -> str:
+    """eps as people write it, for display (the inverse of `parse_eps`): a fraction of 255 where it is one of the
+    radii quoted that way (``8/255``, up to 64/255) and has no short decimal form, else 3 significant digits
+    (``0.1``, ``0.667``)."""
+    k = round(eps * 255)
+    if 0 < k <= 64 and abs(eps * 255 - k) < 1e-6 and float(f"{eps:.3g}") != eps:
+        return f"{k}/255"
+    return f"{eps:.3g}"
+
+
 def attack_counts(
     model: nn.Module,
     attack: Attack,

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..attacks.base import format_eps  # noqa: E402
 from ..io import atomic_write, write_json  # noqa: E402
 
 
@@ -64,7 +65,7 @@ def plot_examples(path: Path, examples: list[dict[str, Any]], eps: float, classe
             ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray", vmin=0, vmax=1)
             ax.set_title(title, fontsize=7)
             ax.axis("off")
-    for r, label in enumerate(["clean", f"adversarial (eps={eps:g})", "perturbation (magnified)"]):
+    for r, label in enumerate(["clean", f"adversarial (eps={format_eps(eps)})", "perturbation (magnified)"]):
         axes[r][0].text(
             -0.15, 0.5, label, transform=axes[r][0].transAxes, rotation=90, va="center", ha="right", fontsize=8
         )
@@ -103,7 +104,7 @@ def robustbench_entry(result: dict[str, Any], name: str, architecture: str, data
         "dataset": dataset,
         "venue": "",
         "architecture": architecture,
-        "eps": f"{result['eps']:g}",
+        "eps": format_eps(result["eps"]),
         "clean_acc": f"{100 * result['clean_accuracy']:.2f}",
         "reported": f"{100 * result['per_attack'][aa]:.2f}",
         "autoattack_acc": f"{100 * result['per_attack'][aa]:.2f}",

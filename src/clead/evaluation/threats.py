@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import torch
 
 from .. import rundir
+from ..attacks.base import format_eps
 from ..errors import CleadError
 
 THREATS = ("linf", "linf-2x", "l2", "l1", "transfer", "transfer-pgd3")
@@ -229,7 +230,7 @@ def threat_table(run_dirs: Sequence[str | Path], tag: str | None = "") -> str:
     names = [t for t in THREATS if any(t in rows for rows in found.values())]
 
     def head(t: str) -> str:
-        eps = {f"{r[t]['eps']:.3g}" for r in found.values() if t in r}
+        eps = {format_eps(r[t]["eps"]) for r in found.values() if t in r}
         return f"{t} (PGD-{TRANSFER[t][0]})" if t in TRANSFER else f"{t} (eps {', '.join(sorted(eps))})"
 
     lines = ["| run | clean % | " + " | ".join(f"{head(t)} %" for t in names) + " |", "|" + "---|" * (len(names) + 2)]

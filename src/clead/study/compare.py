@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import rundir
+from ..attacks.base import format_eps
 from ..errors import CleadError
 
 OUTCOMES = ("clean", "robust")
@@ -307,7 +308,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
     lines += [
         "",
         f"n = {first['clean']['n']} images; robust = correct under every attack of the evaluation "
-        f"({', '.join(first['attacks'])}; {first['threat model']} eps {first['eps']:g}). "
+        f"({', '.join(first['attacks'])}; {first['threat model']} eps {format_eps(first['eps'])}). "
         "A only / B only: images right under one model and wrong under the other.",
     ]
     seeded = [r for r in results if "seeds" in r]
