@@ -13,7 +13,10 @@ script measures the model's accuracy on the first ``--n`` test images under
 so that "the attack training used lost its bite" (its accuracy high, PGD-10's low) can be told from "the model is
 just not robust" (both low). Diagnosis only, on test images: nothing is chosen by it.
 
-    python benchmarks/attack_bite.py RUN [--checkpoint last] [--n 1000] [--out RUN/attack_bite-last.json]
+    python benchmarks/attack_bite.py RUN [--checkpoint last] [--n 1000]
+
+writes ``RUN/attack_bite-CHECKPOINT.json`` (``--out`` elsewhere), which the suite report lists under its
+catastrophic-overfitting table.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default="last", choices=("best", "last"))
     ap.add_argument("--n", type=int, default=1000, help="first N test images")
     ap.add_argument("--batch-size", type=int, default=250)
-    ap.add_argument("--out", help="also write the result as JSON to this file (atomically)")
+    ap.add_argument("--out", help="write the result as JSON here [default: RUN/attack_bite-CHECKPOINT.json]")
     args = ap.parse_args()
 
     torch.manual_seed(0)
@@ -93,8 +96,7 @@ def main() -> None:
     for name, acc in result["accuracy"].items():
         print(f"{name:40s} {acc:.3f}")
     print(json.dumps(result))
-    if args.out:
-        write_json(args.out, result)
+    write_json(args.out or rundir.attack_bite_json(args.run, args.checkpoint), result)
 
 
 if __name__ == "__main__":

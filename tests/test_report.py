@@ -115,6 +115,34 @@ def test_report_tables_catastrophic_overfitting_per_arm_from_last_and_best(tmp_p
     row = next(line for line in md.splitlines() if line.startswith("| pgd-at-fgsm-rs | pgd-at"))
     assert "| 30.00 [" in row and "| 1.00 [" not in row  # the main table is best.pt's, never last.pt's
     assert (out / "overfitting.png").stat().st_size > 1000
+    assert "still bite" not in md  # no attack_bite file, no table of it
+
+
+def test_overfitting_section_lists_each_runs_attack_bite_with_its_own_training_attack(tmp_path):
+    """Catches another of C-LEAD's inner objectives shown in place of the one it trained on, or a run's file
+    shown against another run."""
+    out = tmp_path / "suite"
+    fell = epochs((0.5, 0.3, False), (0.7, 0.02, True))
+    bites = {
+        "pgd-at-fgsm-rs": {"clean": 0.335, "fgsm-rs on ce": 0.939, "pgd-10 on ce": 0.0},
+        "clead-fgsm-rs": {
+            "clean": 0.654,
+            "fgsm-rs on ce": 0.687,
+            "fgsm-rs on joint (training's)": 0.681,
+            "fgsm-rs on contrastive": 0.69,
+            "pgd-10 on ce": 0.002,
+        },  # fmt: skip
+    }
+    for name, acc in bites.items():
+        fake_run(out / name, {"method": name.split("-fgsm")[0], "train_attack": "fgsm-rs"}, 0.15, 0.3, fell)
+        last = {"per_attack": {"autoattack": 0.0}, "robust_accuracy": 0.0, "n": 1000, "clean_accuracy": 0.5,
+                "checkpoint": "last"}  # fmt: skip
+        (out / name / "eval-last.json").write_text(json.dumps(last))
+        (out / name / "attack_bite-last.json").write_text(json.dumps({"n": 1000, "accuracy": acc}))
+    write_suite_report([out / name for name in bites], out, "t")
+    md = (out / "report.md").read_text().split("## Catastrophic overfitting")[1]
+    assert "| pgd-at-fgsm-rs | 1000 | 33.5 | 93.9 (fgsm-rs on ce) | 0.0 |" in md
+    assert "| clead-fgsm-rs | 1000 | 65.4 | 68.1 (fgsm-rs on joint) | 0.2 |" in md
 
 
 def test_overfitting_table_marks_a_seed_evaluated_without_autoattack(tmp_path):

@@ -71,6 +71,12 @@ def robustbench_json(run_dir: str | Path, tag: str | None = "") -> Path:
     return Path(run_dir) / tagged("robustbench", tag, ".json")
 
 
+def attack_bite_json(run_dir: str | Path, checkpoint: str = "last") -> Path:
+    """``attack_bite-CHECKPOINT.json``: whether the run's training attack still bites on that checkpoint
+    (``benchmarks/attack_bite.py``, a diagnosis of catastrophic overfitting)."""
+    return Path(run_dir) / tagged("attack_bite", checkpoint, ".json")
+
+
 def evaluations(run_dir: str | Path) -> list[Path]:
     """Every evaluation of a run, ``eval.json`` and ``eval-TAG.json``, threat matrices included, sorted."""
     return sorted(Path(run_dir).glob("eval*.json"))

@@ -615,7 +615,35 @@ def overfitting_table(rows: list[dict[str, Any]]) -> str:
     if partial:
         lines += ["", "\\* not all of AutoAttack: the worst case of the attacks that evaluation ran (e.g. APGD-CE + "
                   "APGD-T for extra seeds); a mean marked * mixes the two."]  # fmt: skip
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + attack_bite_table(rows)) + "\n"
+
+
+def attack_bite_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The lines of a table of each run's ``attack_bite-last.json`` (``benchmarks/attack_bite.py``): accuracy at
+    last.pt clean, under the run's own training attack (on its training objective) and under PGD-10; a collapse
+    whose training attack leaves more images correct than clean is the large-step mechanism. Empty without one."""
+    found = [(r["run"], rundir.read_json(p)) for r in rows if (p := rundir.attack_bite_json(r["dir"])).is_file()]
+    if not found:
+        return []
+    lines = [
+        "",
+        "Does the training attack still bite at last.pt? (`python benchmarks/attack_bite.py RUN`; accuracy % on "
+        "the first n test images)",
+        "",
+        "| run | n | clean | its training attack | PGD-10 |",
+        "|---|---|---|---|---|",
+    ]
+    for run, bite in found:
+        acc = bite["accuracy"]
+        own = next((k for k in acc if k.endswith("(training's)")), None) or next(
+            k for k in acc if k not in ("clean", "pgd-10 on ce")
+        )
+        label = own.removesuffix(" (training's)")
+        lines.append(
+            f"| {run} | {bite['n']} | {100 * acc['clean']:.1f} | {100 * acc[own]:.1f} ({label}) | "
+            f"{100 * acc['pgd-10 on ce']:.1f} |"
+        )
+    return lines
 
 
 def epoch_seconds(rs: list[dict[str, Any]], machines: list[str]) -> str:
