@@ -580,12 +580,13 @@ def overfitting_table(rows: list[dict[str, Any]]) -> str:
         known = [v for v in values if v is not None]
         if not known:
             return "-"
-        partial |= not all(aa for _, aa in known)
+        exact = all(aa for _, aa in known)
+        partial |= not exact
 
         def one(v: tuple[float, bool] | None) -> str:
             return "-" if v is None else f"{100 * v[0]:.1f}" + ("" if v[1] else "*")
 
-        mean = f"{100 * statistics.mean(acc for acc, _ in known):.1f}" + ("" if all(aa for _, aa in known) else "*")
+        mean = f"{100 * statistics.mean(acc for acc, _ in known):.1f}" + ("" if exact else "*")
         return f"{mean} ({', '.join(map(one, values))})" if len(values) > 1 else one(known[0])
 
     lines = [
