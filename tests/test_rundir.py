@@ -74,6 +74,22 @@ def test_the_lock_is_reentrant_within_a_process(tmp_path):
         assert (tmp_path / "r" / rundir.LOCK).read_text().startswith("training by process")
 
 
+def test_a_refused_run_leaves_no_directory_it_created(idx_dir, tmp_path, capsys):
+    """A training that fails before writing anything removes the directories it made (and only those)."""
+    out = tmp_path / "new" / "deeper" / "run"
+    assert main(["train", "--resume", "--out", str(out)]) == 2 and "holds no run" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    assert main(["train", "--data-dir", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()  # a directory the user made stays, with nothing added
+    assert main(["train", "--resume", "--out", str(mine)]) == 2
+    assert mine.is_dir() and [p.name for p in mine.iterdir()] == [rundir.LOCK]
+    with rundir.locked(tmp_path / "kept", "training"):  # a block that wrote something keeps its directory
+        (tmp_path / "kept" / "config.yaml").write_text("x")
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == [rundir.LOCK, "config.yaml"]
+
+
 def test_a_run_directory_under_a_file_is_one_line(idx_dir, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(CleadError, match="cannot create run directory"):

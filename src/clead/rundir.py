@@ -155,12 +155,48 @@ _held: set[str] = set()  # resolved run directories this process holds: the lock
 @contextlib.contextmanager
 def locked(run_dir: str | Path, what: str) -> Iterator[None]:
     """Hold ``run_dir``'s lock while the block runs (``what``: e.g. ``training``, named to a second process that
-    finds it taken). Creates the directory if needed."""
+    finds it taken). Creates the directory if needed, and removes what it created when the block ends having
+    written nothing there (a training refused before its first file leaves no empty directory behind)."""
     run_dir = Path(run_dir)
+    created = _missing(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CleadError(f"cannot create run directory {run_dir}: {e.strerror or e}") from None
+    try:
+        with _locked(run_dir, what):
+            yield
+    finally:
+        if created is not None:
+            _remove_if_unused(run_dir, created)
+
+
+def _missing(path: Path) -> Path | None:
+    """The topmost of ``path`` and its parents that does not exist yet (what ``mkdir(parents=True)`` creates)."""
+    top = None
+    for p in [path, *path.parents]:
+        if p.exists():
+            break
+        top = p
+    return top
+
+
+def _remove_if_unused(run_dir: Path, top: Path) -> None:
+    """Remove ``run_dir`` (if it holds nothing but the lock file) and its empty parents up to ``top``."""
+    try:
+        if {p.name for p in run_dir.iterdir()} - {LOCK}:
+            return
+        (run_dir / LOCK).unlink(missing_ok=True)
+        for p in [run_dir, *run_dir.parents]:
+            p.rmdir()
+            if p == top:
+                break
+    except OSError:  # something appeared in the meantime, or the directory is not ours to remove: keep it
+        pass
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path, what: str) -> Iterator[None]:
     key = str(run_dir.resolve())
     if key in _held:
         yield
