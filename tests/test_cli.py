@@ -137,6 +137,13 @@ def test_bad_inputs_give_one_clear_line(idx_dir, tmp_path, capsys):
     one_line_error(capsys, ["eval", str(tmp_path / "nope")], "does not exist")
 
 
+def test_bench_away_from_the_suites_says_where_it_looked(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CLEAD_SUITES", raising=False)
+    for argv in (["bench", "cifar10-cpu"], ["bench", "--list"], ["bench"]):
+        one_line_error(capsys, argv, f"no suites in suites (under {tmp_path}); run clead bench from the repository")
+
+
 def test_bad_idx_files(idx_dir, tmp_path, capsys):
     out = str(tmp_path / "r")
     labels = idx_dir / "train-labels-idx1-ubyte.gz"

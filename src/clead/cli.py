@@ -276,12 +276,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.list:
         from .study.bench import progress
 
+        if not SUITES.names():
+            raise CleadError(SUITES.none_found())
         for name in SUITES.names():
             s = SUITES.get(name)
             print(f"{name} [{progress(s, Path('results') / name)}]: {s.description}; runs: {', '.join(s.runs)}")
         return 0
     if not args.suites:
-        raise CleadError(f"name a suite: {', '.join(SUITES.names())} (or --list)")
+        raise CleadError(f"name a suite: {', '.join(SUITES.names())} (or --list)" if SUITES.names() else SUITES.none_found())
     if len(args.suites) > 1 and (args.out or args.only):
         raise CleadError("--out and --only belong to one suite; give one suite with them, or neither")
     if args.report_only:

@@ -198,8 +198,18 @@ class SuiteLibrary:
         for d in self.dirs():
             if (d / f"{name}.yaml").is_file():
                 return load_suite(d / f"{name}.yaml")
+        if not self.names():  # e.g. run outside the repository: say where suites are looked for, not "valid: "
+            raise CleadError(f"unknown suite {name!r}: {self.none_found()}")
         where = ", ".join(str(d) for d in self.dirs())
         raise CleadError(f"unknown suite {name!r} (no {name}.yaml in {where}); valid: {', '.join(self.names())}")
+
+    def none_found(self) -> str:
+        """Why there is no suite to name: where they were looked for, and what to do."""
+        where = ", ".join(str(d) for d in self.dirs())
+        return (
+            f"no suites in {where} (under {Path.cwd()}); run clead bench from the repository root, set "
+            "$CLEAD_SUITES to a directory of suite YAML files, or name a YAML file"
+        )
 
 
 SUITES = SuiteLibrary()
