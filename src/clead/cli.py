@@ -283,7 +283,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(f"{name} [{progress(s, Path('results') / name)}]: {s.description}; runs: {', '.join(s.runs)}")
         return 0
     if not args.suites:
-        raise CleadError(f"name a suite: {', '.join(SUITES.names())} (or --list)" if SUITES.names() else SUITES.none_found())
+        raise CleadError(
+            f"name a suite: {', '.join(SUITES.names())} (or --list)" if SUITES.names() else SUITES.none_found()
+        )
     if len(args.suites) > 1 and (args.out or args.only):
         raise CleadError("--out and --only belong to one suite; give one suite with them, or neither")
     if args.report_only:
