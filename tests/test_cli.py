@@ -135,6 +135,7 @@ def test_bad_inputs_give_one_clear_line(idx_dir, tmp_path, capsys):
     one_line_error(capsys, ["train", "--config", str(bad_cfg), "--out", out], "unknown key(s) epochz")
     one_line_error(capsys, ["train", "--resume", "--out", str(tmp_path / "empty")], "holds no run")
     one_line_error(capsys, ["eval", str(tmp_path / "nope")], "does not exist")
+    one_line_error(capsys, ["bench", "cifar10-cpu", "--max-hours", "-1"], "--max-hours must be > 0, got -1")
 
 
 def test_bench_away_from_the_suites_says_where_it_looked(tmp_path, capsys, monkeypatch):

@@ -302,6 +302,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     jobs = default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
         raise CleadError(f"--jobs must be >= 1, got {jobs}")
+    if args.max_hours is not None and args.max_hours <= 0:
+        raise CleadError(f"--max-hours must be > 0, got {args.max_hours:g}")
     for name in args.suites:
         SUITES.get(name)  # every name checked before the first suite starts hours of work
     start = time.monotonic()
