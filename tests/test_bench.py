@@ -286,6 +286,11 @@ def test_dry_run_times_a_run_not_started_from_its_seed_siblings(tiny_suite, tmp_
     assert "train clead-seed1 (not started; about 1.0 h at the 900 s/epoch clead-seed2 logged here (" in steps[0]
     assert steps[0].endswith("cpu (AMD EPYC), fp32))")
     assert "clead-seed2 logged here" in next(x for x in steps if x.startswith("train clead-seed3"))
+    evals = sum(x.startswith("eval ") for x in steps)  # none timed: no run of the suite was evaluated
+    assert bench.dry_run_total(steps, 2) == (
+        f"in all: {2 + evals} step(s), about 2.0 h of work ({evals} without an estimate); about 1.0 h with 2 "
+        "processes side by side"
+    )
     # in bf16 on a CPU of that name no sibling ran "here", but clead-seed2's fp32 epoch on it times the run better
     # than clead's three on the GPU
     monkeypatch.setattr(bench, "_this_machine", lambda amp: {"device": "cpu (AMD EPYC)", "amp": "bf16"})
@@ -303,6 +308,22 @@ def test_dry_run_times_a_run_not_started_from_its_seed_siblings(tiny_suite, tmp_
     )
     (out / "clead" / "metrics.jsonl").unlink()
     assert bench.run_suite("tiny", out, only=["clead-seed1"], dry_run=True, progress=False)[0] == "train clead-seed1"
+
+
+def test_dry_run_total_adds_the_estimates_by_hand():
+    steps = [
+        "skip pgd-at (in use: clead bench tiny by process 7 since 2026-12-07 06:04:45; epoch 3 of 15 trained)",
+        "train clead (not started; about 58 min: clead-fgsm-rs's 115 s/epoch logged here (cpu) x 2.04, ...)",
+        "eval clead main (about 1.5 h, the median of 6 like it here)",
+        "eval clead full (about 1 min, as a's took here)",
+        "eval clead last",
+        "seeds 1, 2 of clead, pgd-at",
+    ]
+    # 58 + 90 + 1 = 149 min = 2.48 h; over 3 processes 49.7 min
+    assert bench.dry_run_total(steps, 1) == "in all: 4 step(s), about 2.5 h of work (1 without an estimate)"
+    assert bench.dry_run_total(steps, 3).endswith("(1 without an estimate); about 50 min with 3 processes side by side")
+    assert bench.dry_run_total(["eval clead last"], 2) == "in all: 1 step(s), none with an estimate"
+    assert bench.dry_run_total(steps[:1], 2) == ""
 
 
 def test_suite_table_adds_a_column_for_attacks_beyond_the_standard_set():

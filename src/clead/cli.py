@@ -297,7 +297,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 raise CleadError(f"no evaluated run of suite {name} in {out}: nothing to report")
         return 0
     only = [r.strip() for r in args.only.split(",")] if args.only else None
-    from .study.bench import default_jobs
+    from .study.bench import default_jobs, dry_run_total
 
     jobs = default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
@@ -319,6 +319,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if len(args.suites) > 1:
                 print(f"{name}:")
             print("\n".join(steps) if steps else "nothing to do: the suite is complete")
+            if total := dry_run_total(steps, jobs):
+                print(total)
     return 0
 
 

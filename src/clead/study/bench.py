@@ -582,6 +582,27 @@ def _span(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{max(1, round(seconds / 60))} min"
 
 
+_ABOUT = re.compile(r"\babout (\d+(?:\.\d+)?) (min|h)\b")  # what `_span` writes after "about"
+
+
+def dry_run_total(steps: list[str], jobs: int) -> str:
+    """The dry run's last line: the estimated steps' times added up (the first "about T" of each ``train``
+    or ``eval`` step, as `_span` wrote it), how many steps have no estimate, and the wall time over ``jobs``
+    processes if the work split evenly (it does not quite: a run's steps go one after another)."""
+    todo = [s for s in steps if s.startswith(("train ", "eval "))]
+    found = [_ABOUT.search(s) for s in todo]
+    seconds = sum(float(m[1]) * (3600 if m[2] == "h" else 60) for m in found if m)
+    if not todo:
+        return ""
+    unknown = sum(m is None for m in found)
+    line = f"in all: {len(todo)} step(s), about {_span(seconds)} of work" if seconds else f"in all: {len(todo)} step(s)"
+    if unknown:
+        line += f" ({unknown} without an estimate)" if seconds else ", none with an estimate"
+    if seconds and jobs > 1:
+        line += f"; about {_span(seconds / jobs)} with {jobs} processes side by side"
+    return line
+
+
 def _time_left(logged: list[dict], epochs: int, machine: dict[str, str], by: str = "") -> str:
     """``; about H h at the S s/epoch logged (DEVICE, PRECISION)``: the estimate for ``epochs`` more epochs from the
     median epoch time in a run's own metrics.jsonl (``by``: in the named sibling's), taken from the epochs most
