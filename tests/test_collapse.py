@@ -6,7 +6,7 @@ import pytest
 from test_trainer import tiny
 
 from clead.io import load_torch
-from clead.training.collapse import collapse_epoch, collapsed
+from clead.training.collapse import collapse_epoch, collapsed, robust_fall_epoch
 from clead.training.trainer import train
 
 
@@ -26,6 +26,16 @@ def test_a_robust_fall_with_clean_holding_is_a_collapse():
 def test_collapse_epoch_is_the_first_marked():
     assert collapse_epoch([{"epoch": 1}, {"epoch": 2, "collapsed": True}, {"epoch": 3, "collapsed": True}]) == 2
     assert collapse_epoch([{"epoch": 1, "collapsed": False}]) is None
+
+
+def test_robust_fall_epoch_ignores_clean_accuracy():
+    # pgd-at-fgsm-rs-seed1's shape: robust 0 from epoch 4 while clean fell with it, then clean came back (epoch 6)
+    h = history((0.30, 0.21), (0.35, 0.22), (0.39, 0.19), (0.20, 0.0), (0.26, 0.0), (0.41, 0.0))
+    marked = [{**m, "collapsed": collapsed(h[:i], m["val_clean"], m["val_pgd"])} for i, m in enumerate(h)]
+    assert collapse_epoch(marked) == 6 and robust_fall_epoch(h) == 4
+    assert robust_fall_epoch(history((0.3, 0.2), (0.4, 0.11), (0.5, 0.25))) is None  # above half of 0.2
+    assert robust_fall_epoch(history((0.3, 0.2), (0.4, 0.09), (0.5, 0.25))) == 2  # a dip counts, recovered or not
+    assert robust_fall_epoch(history((0.3, 0.0), (0.4, 0.0))) is None and robust_fall_epoch([]) is None
 
 
 @pytest.mark.parametrize("select, best_epoch", [("robust", 1), ("last", 1), ("clean", 1)])

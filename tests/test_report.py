@@ -96,10 +96,11 @@ def test_report_tables_catastrophic_overfitting_per_arm_from_last_and_best(tmp_p
     out = tmp_path / "suite"
     fell = epochs((0.5, 0.3, False), (0.7, 0.02, True))
     ok = epochs((0.5, 0.3, False), (0.6, 0.35, False))
+    diverged = epochs((0.5, 0.3, False), (0.6, 0.35, False), (0.3, 0.1, False))  # clean fell too: no collapse
     runs = [
         ("pgd-at-fgsm-rs", 0, fell, 0.30, 0.01),
         ("pgd-at-fgsm-rs-seed1", 1, ok, 0.32, 0.31),
-        ("clead-fgsm-rs", 0, ok, 0.36, 0.35),
+        ("clead-fgsm-rs", 0, diverged, 0.36, 0.35),
     ]
     for name, seed, metrics, aa_best, aa_last in runs:
         method = name.split("-fgsm")[0]
@@ -110,8 +111,8 @@ def test_report_tables_catastrophic_overfitting_per_arm_from_last_and_best(tmp_p
     write_suite_report([out / name for name, *_ in runs], out, "t")
     md = (out / "report.md").read_text()
     table = md.split("## Catastrophic overfitting")[1]
-    assert "| pgd-at-fgsm-rs | pgd-at, FGSM-RS | 1/2 | 2 | 16.0 (1.0, 31.0) | 31.0 (30.0, 32.0) |" in table
-    assert "| clead-fgsm-rs | clead, FGSM-RS | 0/1 | - | 35.0 | 36.0 |" in table
+    assert "| pgd-at-fgsm-rs | pgd-at, FGSM-RS | 1/2 | 2, - | 2, - | 16.0 (1.0, 31.0) | 31.0 (30.0, 32.0) |" in table
+    assert "| clead-fgsm-rs | clead, FGSM-RS | 0/1 | - | 3 | 35.0 | 36.0 |" in table
     row = next(line for line in md.splitlines() if line.startswith("| pgd-at-fgsm-rs | pgd-at"))
     assert "| 30.00 [" in row and "| 1.00 [" not in row  # the main table is best.pt's, never last.pt's
     assert (out / "overfitting.png").stat().st_size > 1000

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from .. import run as runmod
 from .. import rundir
 from ..errors import CleadError
-from ..training.collapse import collapse_epoch
+from ..training.collapse import collapse_epoch, robust_fall_epoch
 
 
 def _pct(v: float | None) -> str:
@@ -595,12 +595,17 @@ def overfitting_table(rows: list[dict[str, Any]]) -> str:
         "",
         "AutoAttack accuracy % of last.pt (training without a guard) and of best.pt (what the guard keeps), mean "
         "(each seed), on the main evaluation's images; collapsed: runs with a collapsed epoch (validation robust "
-        "accuracy below half its best while clean accuracy held) out of the runs of the arm; s/epoch: training "
+        "accuracy below half its best while clean accuracy held) out of the runs of the arm; robustness fell: "
+        "the first epoch whose validation robust accuracy was below half the best before it, whatever clean "
+        "accuracy did (earlier than the collapse where clean accuracy fell with it for a while); epochs are each "
+        "seed's, in seed order; "
+        "s/epoch: training "
         "seconds per epoch, the mean over the arm's runs on each machine (keyed [mK] as under the suite table where "
         "the runs trained on several).",
         "",
-        "| arm | training | collapsed | first collapsed epoch | AutoAttack last.pt % | AutoAttack best.pt % | s/epoch |",
-        "|---|---|---|---|---|---|---|",
+        "| arm | training | collapsed | first collapsed epoch | robustness fell at epoch | AutoAttack last.pt % | "
+        "AutoAttack best.pt % | s/epoch |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     machines = machine_keys(rows)
     for arm, rs in arms.items():
@@ -608,7 +613,9 @@ def overfitting_table(rows: list[dict[str, Any]]) -> str:
         fell = [r for r in rs if r.get("collapse")]
         lines.append(
             f"| {arm} | {rs[0].get('training', rs[0]['method'])} | {len(fell)}/{len(rs)} | "
-            + (", ".join(str(r["collapse"]) for r in fell) or "-")
+            + ", ".join(str(r.get("collapse") or "-") for r in rs)
+            + " | "
+            + ", ".join(str(robust_fall_epoch(r["metrics"]) or "-") for r in rs)
             + f" | {cell([_aa(r.get('last')) for r in rs])} | {cell([_aa(r.get('main')) for r in rs])} | "
             + epoch_seconds(rs, machines)
             + " |"

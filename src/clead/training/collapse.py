@@ -40,3 +40,14 @@ def collapsed(history: Iterable[dict[str, Any]], val_clean: float, val_robust: f
 def collapse_epoch(metrics: list[dict[str, Any]]) -> int | None:
     """The first epoch (1-based, as recorded) marked collapsed in a run's metrics, or None."""
     return next((m["epoch"] for m in metrics if m.get("collapsed")), None)
+
+
+def robust_fall_epoch(metrics: list[dict[str, Any]]) -> int | None:
+    """The first epoch whose validation robust accuracy is below ``RATIO`` times the best of the earlier epochs,
+    whatever its clean accuracy did, or None: when the robustness went, which can be epochs before the guard's
+    first collapsed epoch where clean accuracy fell with it for a while (divergence first, then overfitting)."""
+    for i, m in enumerate(metrics):
+        best = best_robust(metrics[:i])
+        if best is not None and best["val_pgd"] > 0 and m["val_pgd"] < RATIO * best["val_pgd"]:
+            return m["epoch"]
+    return None
