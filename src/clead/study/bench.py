@@ -590,10 +590,10 @@ def dry_run_total(steps: list[str], jobs: int) -> str:
     or ``eval`` step, as `_span` wrote it), how many steps have no estimate, and the wall time over ``jobs``
     processes if the work split evenly (it does not quite: a run's steps go one after another)."""
     todo = [s for s in steps if s.startswith(("train ", "eval "))]
-    found = [_ABOUT.search(s) for s in todo]
-    seconds = sum(float(m[1]) * (3600 if m[2] == "h" else 60) for m in found if m)
     if not todo:
         return ""
+    found = [_ABOUT.search(s) for s in todo]
+    seconds = sum(float(m[1]) * (3600 if m[2] == "h" else 60) for m in found if m)
     unknown = sum(m is None for m in found)
     line = f"in all: {len(todo)} step(s), about {_span(seconds)} of work" if seconds else f"in all: {len(todo)} step(s)"
     if unknown:
