@@ -163,6 +163,26 @@ def test_overfitting_table_marks_a_seed_evaluated_without_autoattack(tmp_path):
     assert "\\* not all of AutoAttack" in table
 
 
+def test_overfitting_table_marks_an_evaluation_that_failed_a_sanity_check(tmp_path):
+    """Catches a last.pt whose attacks failed a check (masked gradients: the number overstates robustness) shown
+    as plainly as a sound one; a check that passed or was not run marks nothing."""
+    out = tmp_path / "suite"
+    ok = epochs((0.5, 0.3, False), (0.6, 0.35, False))
+    checks = {
+        "a": [{"name": "large_eps", "passed": True}, {"name": "black_box_not_stronger", "passed": None}],
+        "a-seed1": [{"name": "large_eps", "passed": True}, {"name": "more_steps_and_restarts", "passed": False}],
+    }
+    for seed, (name, cs) in enumerate(checks.items()):
+        fake_run(out / name, {"method": "clead", "train_attack": "fgsm-rs", "seed": seed}, 0.15, 0.4, ok)
+        last = {"per_attack": {"autoattack": 0.1 - 0.02 * seed}, "robust_accuracy": 0.1, "n": 1000,
+                "clean_accuracy": 0.5, "checkpoint": "last", "checks": cs}  # fmt: skip
+        (out / name / "eval-last.json").write_text(json.dumps(last))
+    write_suite_report([out / name for name in checks], out, "t")
+    table = (out / "report.md").read_text().split("## Catastrophic overfitting")[1]
+    assert "| 9.0 (10.0, 8.0†) | 15.0 (15.0, 15.0) |" in table
+    assert "† that evaluation failed a sanity check" in table
+
+
 def test_overfitting_picture_has_a_panel_per_single_step_attack_with_the_reference_in_each():
     from types import SimpleNamespace
 

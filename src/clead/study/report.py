@@ -551,14 +551,16 @@ def _arm(run: str) -> str:
     return re.sub(r"-seed\d+$", "", run)
 
 
-def _aa(ev: dict[str, Any] | None) -> tuple[float, bool] | None:
+def _aa(ev: dict[str, Any] | None) -> tuple[float, bool, bool] | None:
     """AutoAttack accuracy of an evaluation and True, or, where AutoAttack was not run (seeds evaluated with
-    APGD-CE + APGD-T only), the worst case of the attacks that were and False; None without an evaluation."""
+    APGD-CE + APGD-T only), the worst case of the attacks that were and False; then whether a sanity check of
+    that evaluation failed; None without an evaluation."""
     if not ev:
         return None
+    failed = any(c.get("passed") is False for c in ev.get("checks") or [])
     if "autoattack" in ev["per_attack"]:
-        return ev["per_attack"]["autoattack"], True
-    return ev["robust_accuracy"], False
+        return ev["per_attack"]["autoattack"], True, failed
+    return ev["robust_accuracy"], False, failed
 
 
 def overfitting_table(rows: list[dict[str, Any]]) -> str:
@@ -574,19 +576,21 @@ def overfitting_table(rows: list[dict[str, Any]]) -> str:
         arms.setdefault(_arm(r["run"]), []).append(r)
 
     partial = False  # some cell holds a worst case without AutoAttack (marked *, said under the table)
+    unsound = False  # some evaluation failed a sanity check (marked †, said under the table)
 
-    def cell(values: list[tuple[float, bool] | None]) -> str:
-        nonlocal partial
+    def cell(values: list[tuple[float, bool, bool] | None]) -> str:
+        nonlocal partial, unsound
         known = [v for v in values if v is not None]
         if not known:
             return "-"
-        exact = all(aa for _, aa in known)
+        exact = all(aa for _, aa, _ in known)
         partial |= not exact
+        unsound |= any(failed for *_, failed in known)
 
-        def one(v: tuple[float, bool] | None) -> str:
-            return "-" if v is None else f"{100 * v[0]:.1f}" + ("" if v[1] else "*")
+        def one(v: tuple[float, bool, bool] | None) -> str:
+            return "-" if v is None else f"{100 * v[0]:.1f}" + ("" if v[1] else "*") + ("†" if v[2] else "")
 
-        mean = f"{100 * statistics.mean(acc for acc, _ in known):.1f}" + ("" if exact else "*")
+        mean = f"{100 * statistics.mean(acc for acc, *_ in known):.1f}" + ("" if exact else "*")
         return f"{mean} ({', '.join(map(one, values))})" if len(values) > 1 else one(known[0])
 
     lines = [
@@ -623,6 +627,9 @@ def overfitting_table(rows: list[dict[str, Any]]) -> str:
     if partial:
         lines += ["", "\\* not all of AutoAttack: the worst case of the attacks that evaluation ran (e.g. APGD-CE + "
                   "APGD-T for extra seeds); a mean marked * mixes the two."]  # fmt: skip
+    if unsound:
+        lines += ["", "† that evaluation failed a sanity check (its `eval*.json`, `clead eval` prints which): the "
+                  "attacks may overstate its robustness."]  # fmt: skip
     return "\n".join(lines + attack_bite_table(rows)) + "\n"
 
 
