@@ -171,6 +171,22 @@ def test_seed_runs_left_out_of_the_pairing_are_named(tmp_path):
     assert "left out" not in full and "Seed runs left out" not in markdown([full])
 
 
+def test_a_seed_evaluation_that_failed_a_sanity_check_is_named_under_the_comparison(tmp_path):
+    """Catches a difference resting on a masked evaluation (a failed check) printed with nothing said, also when
+    the failure is in a seed run rather than in the two runs named; passed and not-run checks say nothing."""
+    from clead.study.compare import markdown
+
+    sound = [{"name": "large_eps", "passed": True}, {"name": "black_box_not_stronger", "passed": None}]
+    masked = [{"name": "large_eps", "passed": True}, {"name": "more_steps_and_restarts", "passed": False}]
+    ra, rb = outcomes(both=50, a_only=3, b_only=1, neither=46)
+    for sfx, checks in (("", sound), ("-seed1", masked)):
+        write_eval(tmp_path / f"clead{sfx}", [1] * 100, ra, checks=checks)
+        write_eval(tmp_path / f"pgd-at{sfx}", [1] * 100, rb, checks=sound)
+    text = markdown(compare([tmp_path / "clead", tmp_path / "pgd-at"]))
+    assert "WARNING: evaluations that failed sanity checks: clead-seed1 (more_steps_and_restarts)." in text
+    assert "WARNING" not in markdown(compare([tmp_path / "clead", tmp_path / "pgd-at"], seeds=False))
+
+
 def write_threats(d, clean, robust_by_threat, eps=None):
     """A run directory holding just a threat matrix: eval-threats.json and per_sample-threats.csv."""
     d.mkdir(parents=True, exist_ok=True)
@@ -274,6 +290,11 @@ def test_suite_verdict_states_the_paired_comparison_with_the_best_baseline(tmp_p
     assert "McNemar p < 0.001" in said and "(trades minus pgd-at," in said and said.count("Verdict") == 1
     two = verdict(rows, pairs=[("trades", "pgd-at"), ("clead", "trades")])
     assert two.count("**Verdict:") == 2 and "clead (clead) is more robust than trades (trades): robust +30.0" in two
+    assert "sanity check" not in two
+    write_eval(tmp_path / "trades", clean, [1] * 30 + [0] * 70, checks=[{"name": "large_eps", "passed": False}])
+    said = verdict(rows, pairs=[("clead", "trades")])
+    assert said.endswith("**A sanity check failed for trades (large_eps): its robust outcomes, and this difference, "
+                         "may be inflated by gradient masking.**\n")  # fmt: skip
 
 
 def test_truncated_evaluation_files_are_one_line_naming_the_file(tmp_path):

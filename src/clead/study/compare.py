@@ -168,12 +168,28 @@ def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "a": a["run"],
         "b": b["run"],
         **{k: _settings(a)[k] for k in ("eps", "threat model", "attacks")},
+        # the sanity checks each evaluation failed (clead.evaluation.checks): its robust outcomes may be inflated
+        "failed checks": {e["run"]: bad for e in (a, b) if (bad := failed_checks(e["eval"]))},
     }
     for k in OUTCOMES:
         n10 = sum(x and not y for x, y in zip(a[k], b[k]))
         n01 = sum(y and not x for x, y in zip(a[k], b[k]))
         out[k] = {"a": sum(a[k]) / n, "b": sum(b[k]) / n, **mcnemar(n10, n01, n)}
     return out
+
+
+def failed_checks(ev: dict[str, Any]) -> list[str]:
+    """The names of the sanity checks an evaluation failed (none for a threat matrix, which runs none)."""
+    return [c["name"] for c in ev.get("checks") or [] if c.get("passed") is False]
+
+
+def failed_in(result: dict[str, Any]) -> dict[str, list[str]]:
+    """``{run: failed check names}`` of every evaluation one comparison read, seed runs included."""
+    return {
+        run: bad
+        for entry in (result, *result.get("per_seed", {}).values())
+        for run, bad in entry["failed checks"].items()
+    }
 
 
 def seed_dirs(run_dir: Path) -> dict[int, Path]:
@@ -341,6 +357,14 @@ def markdown(results: list[dict[str, Any]]) -> str:
         ]
         notes = {_attack_note(r["seeds"]["attacks"]) for r in seeded} - {""}
         lines += ["", *sorted(notes)] if notes else []
+    failed = {run: bad for r in results for run, bad in failed_in(r).items()}
+    if failed:
+        parts = [f"{Path(run).name} ({', '.join(bad)})" for run, bad in sorted(failed.items())]
+        lines += [
+            "",
+            "**WARNING: evaluations that failed sanity checks: " + "; ".join(parts) + ". Their robust outcomes may "
+            "be inflated by gradient masking, and so may every difference they enter (`checks` in their eval JSON).**",
+        ]
     left = {why: sorted({n for r in results for n in r.get("left out", {}).get(why, [])}) for why in LEFT_OUT}
     if any(left.values()):
         parts = [f"{', '.join(names)} ({LEFT_OUT[why]})" for why, names in left.items() if names]

@@ -880,7 +880,7 @@ def _pair_sentence(a: dict[str, Any], b: dict[str, Any], default: bool, tag: str
     """One sentence: A against B on the main evaluation, or on the evaluation ``tag`` (``last``: of last.pt)
     (difference, interval, p, from `clead compare`; over seeds too where both have seed siblings); empty when
     the two are not comparable there."""
-    from .compare import compare
+    from .compare import compare, failed_in
 
     try:
         (res,) = compare([a["dir"], b["dir"]], tag=tag)
@@ -905,9 +905,17 @@ def _pair_sentence(a: dict[str, Any], b: dict[str, Any], default: bool, tag: str
     who = "C-LEAD" if default else f"{a['run']} ({a['method']})"
     whom = f"{b['method']} ({b['run']}), the best baseline" if default else f"{b['run']} ({b['method']})"
     at, of = (" at last.pt", "the evaluation of last.pt") if tag == "last" else ("", "the main evaluation")
+    failed = failed_in(res)
+    warn = (
+        " **A sanity check failed for "
+        + "; ".join(f"{Path(run).name} ({', '.join(bad)})" for run, bad in sorted(failed.items()))
+        + ": its robust outcomes, and this difference, may be inflated by gradient masking.**"
+        if failed
+        else ""
+    )
     return (
         f"**Verdict{at}: {who} is {word} {whom}: {said('robust', 'robust')}; {said('clean', 'clean')}.** "
-        f"({'C-LEAD' if default else a['run']} minus {b['run']}, worst case of {of}.)\n"
+        f"({'C-LEAD' if default else a['run']} minus {b['run']}, worst case of {of}.){warn}\n"
     )
 
 
