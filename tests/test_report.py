@@ -262,3 +262,15 @@ def test_point_labels_avoid_each_other_and_the_other_points():
     near = label_offsets([(100.0, 100.0), (115.0, 108.0)], [30.0, 30.0])
     assert near[0] != LABEL_PLACES[0] and near[1] == LABEL_PLACES[0]
     assert label_offsets([(0.0, 0.0)], [50.0]) == [LABEL_PLACES[0]]
+
+
+def test_html_report_renders_bold_and_code_spans_and_escapes_the_rest():
+    """Catches a warning shown as raw ``**WARNING ...**`` in report.html, or a run name with ``<`` let through
+    unescaped."""
+    from clead.study.report import _md_table_html
+
+    md = "**WARNING: a<b failed** (`checks` in eval.json)\n\n| run | x |\n|---|---|\n| **c&d** | `1` |\n"
+    assert _md_table_html(md) == (
+        "<p><b>WARNING: a&lt;b failed</b> (<code>checks</code> in eval.json)</p>\n"
+        "<table><tr><th>run</th><th>x</th></tr><tr><td><b>c&amp;d</b></td><td><code>1</code></td></tr></table>"
+    )

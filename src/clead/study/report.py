@@ -786,7 +786,7 @@ def write_suite_report(
     write_text(out_dir / "report.md", md_full)
     body = [f"<h1>{html.escape(title)}</h1>"]
     if said:
-        body += ["<p><b>" + html.escape(line.replace("**", "")) + "</b></p>" for line in said.strip().splitlines()]
+        body += [f"<p>{_inline_html(line)}</p>" for line in said.strip().splitlines()]
     body.append(_md_table_html(tables))
     if overfit:
         body += ["<h2>Catastrophic overfitting</h2>", _md_table_html(overfit)]
@@ -962,17 +962,24 @@ def against_best_baseline(rows: list[dict[str, Any]], pairs: Sequence[tuple[str,
     return "\n".join(lines) + "\n"
 
 
+def _inline_html(text: str) -> str:
+    """One line of Markdown as HTML: escaped, with its ``**bold**`` and ```code``` spans."""
+    import html
+    import re
+
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text, quote=False))
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+
 def _md_table_html(md: str) -> str:
     """The Markdown tables and plain lines of ``md`` as HTML (headings are skipped)."""
-    import html
-
     out: list[str] = []
     table: list[list[str]] = []
 
     def flush() -> None:
         if table:
-            rows = [f"<tr>{''.join(f'<th>{html.escape(c)}</th>' for c in table[0])}</tr>"]
-            rows += [f"<tr>{''.join(f'<td>{html.escape(c)}</td>' for c in r)}</tr>" for r in table[1:]]
+            rows = [f"<tr>{''.join(f'<th>{_inline_html(c)}</th>' for c in table[0])}</tr>"]
+            rows += [f"<tr>{''.join(f'<td>{_inline_html(c)}</td>' for c in r)}</tr>" for r in table[1:]]
             out.append("<table>" + "".join(rows) + "</table>")
             table.clear()
 
@@ -983,6 +990,6 @@ def _md_table_html(md: str) -> str:
             continue
         flush()
         if line.strip() and not line.startswith("#"):
-            out.append(f"<p>{html.escape(line)}</p>")
+            out.append(f"<p>{_inline_html(line)}</p>")
     flush()
     return "\n".join(out)
