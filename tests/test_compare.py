@@ -242,6 +242,23 @@ def test_mean_interval_of_one_value_has_no_interval():
     assert mean_interval([0.02, 0.02])["p"] == 0.0  # no spread and a non-zero mean
 
 
+def test_seeds_that_all_give_the_same_difference_are_said_to_have_no_spread(tmp_path):
+    """Catches p = 0 over seeds from two identical per-seed differences printed as if it were evidence."""
+    from clead.study.compare import markdown
+
+    ra, rb = outcomes(both=50, a_only=3, b_only=1, neither=46)
+    for sfx in ("", "-seed1"):
+        write_eval(tmp_path / f"clead{sfx}", [1] * 100, ra)
+        write_eval(tmp_path / f"pgd-at{sfx}", [1] * 100, rb)
+    text = markdown(compare([tmp_path / "clead", tmp_path / "pgd-at"]))
+    assert "Every seed gave the same difference (clead − pgd-at robust): with no spread" in text
+    assert "clean" not in text.split("Every seed gave the same difference")[1].split(")")[0]  # +0.0 each: no note
+    rb1 = list(rb)
+    rb1[50] = 1  # one image of A's own now right under B too: seed 1 differs by +1 point, seed 0 by +2
+    write_eval(tmp_path / "pgd-at-seed1", [1] * 100, rb1)
+    assert "Every seed gave" not in markdown(compare([tmp_path / "clead", tmp_path / "pgd-at"]))
+
+
 def test_cli_writes_markdown_and_json(tmp_path, capsys):
     ca, cb = outcomes(both=60, a_only=12, b_only=3, neither=25)
     a = write_eval(tmp_path / "a", ca, ca, tag="full")

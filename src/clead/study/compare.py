@@ -355,6 +355,19 @@ def markdown(results: list[dict[str, Any]]) -> str:
             "seed keep the sign?). Over images: each image's difference averaged over the seeds, z-interval "
             "and z-test over the images (is the difference more than test-set sampling?).",
         ]
+        flat = [
+            f"{Path(r['a']).name} − {Path(r['b']).name} {k}"
+            for r in seeded
+            for k in OUTCOMES
+            if r["seeds"][k]["ci"][0] == r["seeds"][k]["ci"][1] and r["seeds"][k]["mean"] != 0.0
+        ]
+        if flat:
+            lines += [
+                "",
+                f"Every seed gave the same difference ({'; '.join(flat)}): with no spread the t-test's interval has no "
+                "width and its p is 0 by construction, which says nothing about another seed; read the interval "
+                "over images.",
+            ]
         notes = {_attack_note(r["seeds"]["attacks"]) for r in seeded} - {""}
         lines += ["", *sorted(notes)] if notes else []
     failed = {run: bad for r in results for run, bad in failed_in(r).items()}
