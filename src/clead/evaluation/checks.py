@@ -149,7 +149,3 @@ def deterministic_eval_mode(model, x) -> dict[str, Any]:
         "The model must give the same logits twice and be in eval mode; randomness hides gradients "
         "(evaluate randomised defences with EOT instead).",
     )
-
-
-def failed(checks: list[dict[str, Any]]) -> list[str]:
-    return [c["name"] for c in checks if c["passed"] is False]

@@ -21,7 +21,9 @@ def _checks(ev: dict[str, Any] | None) -> str:
     checks = (ev or {}).get("checks") or []
     if not checks:
         return "-"
-    bad = [c["name"] for c in checks if c["passed"] is False]
+    from .compare import failed_checks
+
+    bad = failed_checks(ev or {})
     if bad:
         return "FAILED: " + ", ".join(bad)
     return f"ok ({sum(c['passed'] is True for c in checks)}/{len(checks)} run)"
@@ -557,7 +559,9 @@ def _aa(ev: dict[str, Any] | None) -> tuple[float, bool, bool] | None:
     that evaluation failed; None without an evaluation."""
     if not ev:
         return None
-    failed = any(c.get("passed") is False for c in ev.get("checks") or [])
+    from .compare import failed_checks
+
+    failed = bool(failed_checks(ev))
     if "autoattack" in ev["per_attack"]:
         return ev["per_attack"]["autoattack"], True, failed
     return ev["robust_accuracy"], False, failed
