@@ -182,3 +182,25 @@ def test_procs_must_be_positive(tmp_path):
         text=True,
     )
     assert proc.returncode == 2 and "--procs must be >= 1" in proc.stderr
+
+
+@pytest.mark.parametrize("world", ["1", "2"])
+def test_exit_worker_ends_a_torchrun_worker_with_its_code_and_output_flushed(world):
+    """Under torchrun (WORLD_SIZE > 1) a worker leaves through ``exit_worker`` without interpreter finalization,
+    yet with the command's exit code and all its output (stdout to a pipe is block-buffered: unflushed text would
+    be lost); outside torchrun it does nothing and the program goes on."""
+    import os
+
+    code = (
+        "import sys; from clead.distributed import exit_worker\n"
+        "print('written', end='')\n"
+        "print('warned', end='', file=sys.stderr)\n"
+        "exit_worker(3)\n"
+        "print(' and went on', end='')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | {"WORLD_SIZE": world}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    if world == "2":
+        assert (proc.returncode, proc.stdout, proc.stderr) == (3, "written", "warned")
+    else:
+        assert (proc.returncode, proc.stdout) == (0, "written and went on")

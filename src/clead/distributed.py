@@ -75,6 +75,31 @@ def teardown(d: Dist) -> None:
         dist.destroy_process_group()
 
 
+def exit_worker(code: int) -> None:
+    """End a torchrun worker process now, with exit code ``code``, once its output is flushed; a no-op outside
+    torchrun.
+
+    A worker that has left its process group can still abort in interpreter finalization ("terminate called
+    without an active exception", then SIGABRT): torch's C++ threads release tensors while Python tears the
+    interpreter down (pytorch/pytorch#190489; the aborting thread had no Python frame left). Seen here in 2 of
+    93 runs of ``clead train --procs 2`` on a loaded 2-core CPU, each after rank 0 had written the run; torchrun
+    then reports the whole job failed. Every file clead writes is closed (atomically replaced) before this
+    point, so skipping finalization loses nothing.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import logging
+    import sys
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken pipe: nothing left to save
+            pass
+    os._exit(code)
+
+
 def launch(procs: int, argv: list[str]) -> int:
     """Run ``clead ARGV`` as ``procs`` processes on this machine through torchrun (``--procs N``), each with
     an equal share of the CPU cores as its torch threads (unless OMP_NUM_THREADS is set); returns the exit code."""
