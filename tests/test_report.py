@@ -245,6 +245,38 @@ def test_named_pairs_are_compared_at_last_pt_too_where_both_runs_have_its_evalua
     assert "Evaluation `eval-last.json` (last.pt):" in md
 
 
+def test_a_verdict_over_seeds_that_all_gave_one_difference_takes_its_word_from_the_images(tmp_path):
+    """Catches the verdict word taken from a t interval of no width: on 20 images both seeds of A are right on one
+    image more than B's (+5 points each), so over seeds p = 0 by construction, while over images that one image is
+    no evidence; a third seed of A that is right on eight more images makes the seeds differ and the verdict
+    follow the interval over seeds again (+5, +5, +45: level)."""
+    from clead.study.report import suite_rows, verdict
+
+    ok = epochs((0.5, 0.3, False), (0.6, 0.35, False))
+
+    def run(name, method, robust):
+        d = tmp_path / name
+        fake_run(d, {"method": method}, len(robust) / 20, 1.0, ok)
+        ev = {"per_attack": {"fgsm": len(robust) / 20}, "robust_accuracy": len(robust) / 20, "n": 20,
+              "clean_accuracy": 1.0, "eps": 0.1, "threat_model": "linf", "seed": 0}  # fmt: skip
+        (d / "eval.json").write_text(json.dumps(ev))
+        rows = ["index,label,pred_clean,correct_clean,robust,broken_by,pred_adv,linf,l2"]
+        rows += [f"{i},{i % 10},{i % 10},1,{int(i in robust)},-,{i % 10},0.1,1.0" for i in range(20)]
+        (d / "per_sample.csv").write_text("\n".join(rows) + "\n")
+        return d
+
+    dirs = [run(f"clead-a{s}", "clead", range(11)) for s in ("", "-seed1")]
+    dirs += [run(f"pgd-at-a{s}", "pgd-at", range(10)) for s in ("", "-seed1")]
+    said = verdict(suite_rows(dirs[::2]), [("clead-a", "pgd-at-a")])
+    assert "**Verdict: clead-a (clead) is level in robustness with pgd-at-a (pgd-at): robust +5.0 points" in said
+    assert "(the same for every seed, so no interval over seeds; over images 95% interval -4.8 to +14.8" in said
+    run("clead-a-seed2", "clead", range(19))
+    run("pgd-at-a-seed2", "pgd-at", range(10))
+    said = verdict(suite_rows(dirs[::2]), [("clead-a", "pgd-at-a")])
+    assert "**Verdict: clead-a (clead) is level in robustness with pgd-at-a (pgd-at): robust +18.3 points" in said
+    assert "over seeds 0, 1, 2 (95% interval" in said and "the same for every seed" not in said
+
+
 def test_pareto_keeps_the_points_no_cheaper_point_beats():
     pts = [(1.0, 75.0), (0.21, 66.2), (0.21, 69.4), (0.38, 75.2), (0.5, 70.0), (0.38, 74.0)]
     assert pareto(pts) == [(0.21, 69.4), (0.38, 75.2)]  # 66.2 and 74.0 at the same cost, 70.0 and 75.0 costlier

@@ -894,17 +894,24 @@ def _pair_sentence(a: dict[str, Any], b: dict[str, Any], default: bool, tag: str
     def p_is(p: float) -> str:  # as n can resolve it, as `clead compare` prints it
         return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
 
+    def flat(s: dict[str, Any]) -> bool:  # every seed gave the same difference: a t interval of no width, p = 0
+        return bool(s.get("ci")) and s["ci"][0] == s["ci"][1] and s["mean"] != 0.0 and bool(s.get("images"))
+
     def said(k: str, what: str) -> str:
         if "seeds" in res:
             s = res["seeds"][k]
-            return (f"{what} {100 * s['mean']:+.1f} points over seeds {', '.join(map(str, res['seeds']['seeds']))} "
-                    f"(95% interval {100 * s['ci'][0]:+.1f} to {100 * s['ci'][1]:+.1f}, {p_is(s['p'])})")  # fmt: skip
+            head = f"{what} {100 * s['mean']:+.1f} points over seeds {', '.join(map(str, res['seeds']['seeds']))}"
+            if flat(s):  # the interval over seeds says nothing here: the one over images does
+                im = s["images"]
+                return (f"{head} (the same for every seed, so no interval over seeds; over images 95% interval "
+                        f"{100 * im['ci'][0]:+.1f} to {100 * im['ci'][1]:+.1f}, {p_is(im['p'])})")  # fmt: skip
+            return f"{head} (95% interval {100 * s['ci'][0]:+.1f} to {100 * s['ci'][1]:+.1f}, {p_is(s['p'])})"
         r = res[k]
         return (f"{what} {100 * r['difference']:+.1f} points (95% interval {100 * r['ci'][0]:+.1f} to "
                 f"{100 * r['ci'][1]:+.1f}, McNemar {p_is(r['p'])}, n = {r['n']})")  # fmt: skip
 
     rob = res["seeds"]["robust"] if "seeds" in res else res["robust"]
-    lo, hi = rob["ci"] if rob.get("ci") else (0.0, 0.0)
+    lo, hi = rob["images"]["ci"] if "seeds" in res and flat(rob) else rob["ci"] if rob.get("ci") else (0.0, 0.0)
     word = "more robust than" if lo > 0 else "less robust than" if hi < 0 else "level in robustness with"
     who = "C-LEAD" if default else f"{a['run']} ({a['method']})"
     whom = f"{b['method']} ({b['run']}), the best baseline" if default else f"{b['run']} ({b['method']})"
