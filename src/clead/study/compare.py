@@ -298,6 +298,12 @@ def compare(
     return out
 
 
+def same_every_seed(s: dict[str, Any]) -> bool:
+    """Whether every seed gave the same non-zero difference (``s``: one outcome over seeds): then the t interval
+    over seeds has no width and its p is 0 by construction."""
+    return bool(s.get("ci")) and s["ci"][0] == s["ci"][1] and s["mean"] != 0.0
+
+
 def _pts(x: float) -> str:
     return f"{100 * x:+.1f}"
 
@@ -359,7 +365,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"{Path(r['a']).name} − {Path(r['b']).name} {k}"
             for r in seeded
             for k in OUTCOMES
-            if r["seeds"][k]["ci"][0] == r["seeds"][k]["ci"][1] and r["seeds"][k]["mean"] != 0.0
+            if same_every_seed(r["seeds"][k])
         ]
         if flat:
             lines += [

@@ -884,7 +884,7 @@ def _pair_sentence(a: dict[str, Any], b: dict[str, Any], default: bool, tag: str
     """One sentence: A against B on the main evaluation, or on the evaluation ``tag`` (``last``: of last.pt)
     (difference, interval, p, from `clead compare`; over seeds too where both have seed siblings); empty when
     the two are not comparable there."""
-    from .compare import compare, failed_in
+    from .compare import compare, failed_in, same_every_seed
 
     try:
         (res,) = compare([a["dir"], b["dir"]], tag=tag)
@@ -894,8 +894,8 @@ def _pair_sentence(a: dict[str, Any], b: dict[str, Any], default: bool, tag: str
     def p_is(p: float) -> str:  # as n can resolve it, as `clead compare` prints it
         return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
 
-    def flat(s: dict[str, Any]) -> bool:  # every seed gave the same difference: a t interval of no width, p = 0
-        return bool(s.get("ci")) and s["ci"][0] == s["ci"][1] and s["mean"] != 0.0 and bool(s.get("images"))
+    def flat(s: dict[str, Any]) -> bool:  # no interval over seeds, one over images
+        return same_every_seed(s) and bool(s.get("images"))
 
     def said(k: str, what: str) -> str:
         if "seeds" in res:
